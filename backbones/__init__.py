@@ -1,0 +1,1 @@
+"""Residual backbones with declared multi-scale outputs. Imports nothing beyond torch/torchvision."""

@@ -1,0 +1,1 @@
+"""Faster R-CNN heads: anchors, box coding, matching, RPN, RoI heads and the detector."""
