@@ -1,0 +1,262 @@
+"""Throughput, latency, memory and FLOPs of a detector, optionally interleaved with torchvision's.
+
+All figures are medians over timed iterations after a warm-up. Training throughput covers forward,
+backward and the optimizer step; inference covers `model(images)` in eval mode under `no_grad`.
+Peak memory is CUDA max-allocated on GPU and the process's peak resident set (VmHWM, reset before each
+phase) on CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+#: Dense peak TFLOP/s per device name fragment: (bf16/fp16 tensor-core, fp32 non-tensor-core).
+KNOWN_PEAK_TFLOPS: dict[str, tuple[float, float]] = {
+    "H200": (989.0, 67.0),
+    "H100": (989.0, 67.0),  # SXM; PCIe is lower, override with --peak-tflops
+    "A100": (312.0, 19.5),
+    "L40S": (362.0, 91.6),
+    "A10": (125.0, 31.2),
+    "V100": (125.0, 15.7),
+    "T4": (65.0, 8.1),
+    "RTX 4090": (165.2, 82.6),
+}
+
+
+@dataclass
+class BenchSettings:
+    """One benchmark's knobs; `image_size` is the side of the square synthetic images."""
+
+    device: str = "cpu"
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    image_size: int = 512
+    batch_size: int = 2
+    iters: int = 5
+    warmup: int = 2
+    boxes_per_image: int = 4
+    num_classes: int = 80
+    peak_tflops: float | None = None
+    seed: int = 0
+
+
+@dataclass
+class BenchResult:
+    train_images_per_s: float = 0.0
+    infer_images_per_s: float = 0.0
+    infer_latency_ms: float = 0.0
+    peak_memory_train_mb: float = 0.0
+    peak_memory_infer_mb: float = 0.0
+    gflops_per_image: float | None = None
+    mfu_train: float | None = None
+    mfu_infer: float | None = None
+    train_times_s: list[float] = field(default_factory=list)
+    infer_times_s: list[float] = field(default_factory=list)
+
+
+def synthetic_batch(s: BenchSettings) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """`batch_size` RGB images `[3, S, S]` in 0..1 and targets with `boxes_per_image` xyxy boxes each."""
+    g = torch.Generator().manual_seed(s.seed)
+    images, targets = [], []
+    for _ in range(s.batch_size):
+        images.append(torch.rand(3, s.image_size, s.image_size, generator=g).to(s.device))
+        xy = torch.rand(s.boxes_per_image, 2, generator=g) * s.image_size * 0.6
+        wh = (0.1 + torch.rand(s.boxes_per_image, 2, generator=g) * 0.3) * s.image_size
+        boxes = torch.cat([xy, (xy + wh).clamp(max=s.image_size)], dim=1)
+        labels = torch.randint(0, s.num_classes, (s.boxes_per_image,), generator=g)
+        targets.append({"boxes": boxes.to(s.device), "labels": labels.to(s.device)})
+    return images, targets
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _autocast(s: BenchSettings) -> contextlib.AbstractContextManager:
+    if s.amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if s.amp == "bf16" else torch.float16
+    return torch.autocast(device_type=torch.device(s.device).type, dtype=dtype)
+
+
+def _reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        with contextlib.suppress(OSError):  # "5" resets VmHWM (Linux >= 4.0)
+            Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Runner:
+    """Times one detector; `step_train()`/`step_infer()` each run and time one iteration."""
+
+    def __init__(self, model: nn.Module, s: BenchSettings,
+                 label_offset: int = 0) -> None:
+        self.s = s
+        self.model = model.to(s.device)
+        if s.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.images, targets = synthetic_batch(s)
+        # torchvision detectors reserve label 0 for background
+        self.targets = [{"boxes": t["boxes"], "labels": t["labels"] + label_offset} for t in targets]
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
+        self.scaler = torch.amp.GradScaler(enabled=s.amp == "fp16")
+        self.result = BenchResult()
+        self._train_peak = 0.0
+        self._infer_peak = 0.0
+
+    def step_train(self) -> float:
+        self.model.train()
+        _sync(self.s.device)
+        _reset_peak(self.s.device)
+        t0 = time.perf_counter()
+        with _autocast(self.s):
+            losses = self.model(self.images, self.targets)
+        loss = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        _sync(self.s.device)
+        dt = time.perf_counter() - t0
+        self._train_peak = max(self._train_peak, _peak_mb(self.s.device))
+        return dt
+
+    @torch.no_grad()
+    def step_infer(self) -> float:
+        self.model.eval()
+        _sync(self.s.device)
+        _reset_peak(self.s.device)
+        t0 = time.perf_counter()
+        with _autocast(self.s):
+            self.model(self.images)
+        _sync(self.s.device)
+        dt = time.perf_counter() - t0
+        self._infer_peak = max(self._infer_peak, _peak_mb(self.s.device))
+        return dt
+
+    def finish(self) -> BenchResult:
+        r, b = self.result, self.s.batch_size
+        r.train_images_per_s = b / statistics.median(r.train_times_s)
+        r.infer_images_per_s = b / statistics.median(r.infer_times_s)
+        r.infer_latency_ms = 1000 * statistics.median(r.infer_times_s) / b
+        r.peak_memory_train_mb = self._train_peak
+        r.peak_memory_infer_mb = self._infer_peak
+        return r
+
+
+def interleaved(runners: dict[str, Runner], s: BenchSettings,
+                progress: Callable[[str], None] = lambda _: None) -> dict[str, BenchResult]:
+    """Warm up, then alternate one timed train and infer iteration per runner, `s.iters` rounds.
+
+    Interleaving puts every runner under the same thermal, cache and background-load conditions.
+    """
+    for name, r in runners.items():
+        for _ in range(s.warmup):
+            r.step_train()
+            r.step_infer()
+        progress(f"warmed up {name}")
+    for i in range(s.iters):
+        for name, r in runners.items():
+            r.result.train_times_s.append(r.step_train())
+            r.result.infer_times_s.append(r.step_infer())
+        progress(f"round {i + 1}/{s.iters}")
+    return {name: r.finish() for name, r in runners.items()}
+
+
+class _TensorOutputs(nn.Module):
+    """Wraps a detector so a tracer sees tensor in, tensors out (fvcore needs that)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs = self.model(list(batch.unbind(0)))
+        return tuple(o["boxes"] for o in outs)
+
+
+def count_gflops(model: nn.Module, image_size: int, device: str = "cpu") -> float:
+    """fvcore GFLOPs (one fused multiply-add = one flop, fvcore's convention) of one image in eval mode."""
+    import logging
+
+    from fvcore.nn import FlopCountAnalysis
+
+    was_training = model.training
+    model.eval()
+    x = torch.rand(1, 3, image_size, image_size, device=device)
+    counter = FlopCountAnalysis(_TensorOutputs(model), (x,))
+    counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    with torch.no_grad():
+        total = counter.total()
+    model.train(was_training)
+    return total / 1e9
+
+
+def peak_tflops(s: BenchSettings) -> float | None:
+    """The device's dense peak for the benchmark's precision: `--peak-tflops`, else the known table."""
+    if s.peak_tflops is not None:
+        return s.peak_tflops
+    if not s.device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name()
+    for key, (half, fp32) in KNOWN_PEAK_TFLOPS.items():
+        if key in name:
+            return half if s.amp in ("bf16", "fp16") else fp32
+    return None
+
+
+def add_mfu(r: BenchResult, s: BenchSettings) -> None:
+    """Model-FLOPs utilisation; training counts 3x the forward FLOPs (forward + 2x backward)."""
+    peak = peak_tflops(s)
+    if peak is None or r.gflops_per_image is None:
+        return
+    # fvcore counts multiply-adds; hardware peaks count multiply and add separately.
+    flops = 2 * r.gflops_per_image * 1e9
+    r.mfu_infer = flops * r.infer_images_per_s / (peak * 1e12)
+    r.mfu_train = 3 * flops * r.train_images_per_s / (peak * 1e12)
+
+
+def torchvision_reference(s: BenchSettings) -> nn.Module:
+    """torchvision's `fasterrcnn_resnet50_fpn` architecture, set up like ours for a fair race.
+
+    Frozen BN and the first two stages frozen (torchvision's own choice for pretrained backbones),
+    resizing pinned to `image_size` so both detectors see identical tensors.
+    """
+    from torchvision.models import resnet50
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops import FrozenBatchNorm2d
+
+    torch.manual_seed(s.seed)
+    body = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), trainable_layers=3)
+    return FasterRCNN(body, num_classes=s.num_classes + 1,
+                      min_size=s.image_size, max_size=s.image_size)
+
+
+def size_overrides(image_size: int) -> list[str]:
+    """Config overrides that make our detector keep a square `image_size` input as it is."""
+    return [f"model.input.min_size_train=[{image_size}]", f"model.input.max_size_train={image_size}",
+            f"model.input.min_size_test={image_size}", f"model.input.max_size_test={image_size}"]

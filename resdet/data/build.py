@@ -1,0 +1,62 @@
+"""From the `data:` config to datasets and DataLoaders.
+
+`build_detection_dataset(cfg.data, "train")` -> `DetectionDataset` with resize + flip;
+`build_detection_dataset(cfg.data, "test")` -> one with the test resize and no filtering.
+`build_train_loader` yields `(images, targets)` batches forever (see `GroupedBatchSampler`);
+`build_test_loader` yields each rank's shard once, one image per batch.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch.utils.data import DataLoader
+
+from resdet.config.data import DataConfig
+from resdet.data.catalog import load_source
+from resdet.data.collate import collate_detection
+from resdet.data.dataset import DetectionDataset
+from resdet.data.records import DatasetError
+from resdet.data.sampler import GroupedBatchSampler, InferenceSampler, aspect_groups
+from resdet.data.transforms import Compose, RandomHorizontalFlip, ResizeShortestEdge
+
+
+def build_transforms(data: DataConfig, split: Literal["train", "test"]) -> Compose:
+    """Train: random shortest side from `min_size_train` + flip; test: fixed `min_size_test`."""
+    if split == "train":
+        return Compose([ResizeShortestEdge(data.min_size_train, data.max_size_train),
+                        RandomHorizontalFlip(data.flip_prob)])
+    return Compose([ResizeShortestEdge([data.min_size_test], data.max_size_test)])
+
+
+def build_detection_dataset(data: DataConfig, split: Literal["train", "test"], *,
+                            check_files: bool = True) -> DetectionDataset:
+    """Read and concatenate `data.train` or `data.test`. `check_files=False` skips the image-exists check
+    (evaluating a results file needs annotations only)."""
+    entries = data.train if split == "train" else data.test
+    if not entries:
+        raise DatasetError(f"data.{split} lists no dataset")
+    sources = [load_source(e, data.root, data.cache_dir) for e in entries]
+    return DetectionDataset(sources, build_transforms(data, split), train=split == "train",
+                            filter_empty=data.filter_empty, use_difficult=data.use_difficult,
+                            skip_bad_images=data.skip_bad_images, max_bad_images=data.max_bad_images,
+                            check_files=check_files)
+
+
+def build_train_loader(dataset: DetectionDataset, data: DataConfig, ims_per_batch: int, *, seed: int,
+                       rank: int = 0, world_size: int = 1, start_iter: int = 0) -> DataLoader:
+    """Infinite loader of this rank's `ims_per_batch // world_size` images per step, resuming at `start_iter`."""
+    groups = (aspect_groups([r.height for r in dataset.records], [r.width for r in dataset.records])
+              if data.aspect_grouping else [0] * len(dataset))
+    sampler = GroupedBatchSampler(groups, ims_per_batch, seed=seed, rank=rank, world_size=world_size,
+                                  start_iter=start_iter)
+    # Worker RNG (flip, size choice) must not repeat after a resume: derive it from seed and position.
+    generator = torch.Generator().manual_seed(hash((seed, rank, start_iter)) & 0x7FFF_FFFF_FFFF)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=data.num_workers, collate_fn=collate_detection,
+                      generator=generator, persistent_workers=data.num_workers > 0)
+
+
+def build_test_loader(dataset: DetectionDataset, data: DataConfig, *, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """This rank's contiguous shard of `dataset`, in order, one image per batch."""
+    return DataLoader(dataset, batch_size=1, sampler=InferenceSampler(len(dataset), rank, world_size),
+                      num_workers=data.num_workers, collate_fn=collate_detection)

@@ -1,0 +1,56 @@
+"""Safe image decoding: any file -> RGB `uint8` array of shape (H, W, 3), or an error naming the file.
+
+Policy:
+- Grayscale (`L`, `1`), palette (`P`, `PA`), `LA`, `RGBA`, `CMYK`, `YCbCr` and `LAB` are converted to RGB;
+  alpha is dropped, not composited.
+- 16- and 32-bit modes (`I;16*`, `I`, `F`) are refused: squashing them to 8 bits silently would
+  change what the network sees.
+- EXIF orientation is applied (the pixels are turned the way a viewer shows them), as detectron2 does;
+  the dataset then checks the decoded size against the annotation's, so a file whose frame disagrees
+  with its boxes is an error rather than wrong training data.
+- Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) is left as it is.
+- The whole decode runs inside the guard, so truncated files fail here and not later.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+class BadImageError(ValueError):
+    """An image file cannot be decoded into RGB pixels; the message names the file."""
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode `path` into an RGB array (H, W, 3) `uint8` with EXIF orientation applied."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise BadImageError(f"{path}: zero-byte image file")
+        with Image.open(path) as img:
+            if img.mode in _HIGH_DEPTH_MODES:
+                raise BadImageError(f"{path}: {img.mode} ({'16' if 'I;16' in img.mode else '32'}-bit) "
+                                    "images are not supported; convert them to 8-bit RGB explicitly")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            if img.mode != "RGB":
+                with warnings.catch_warnings():
+                    # "Palette images with transparency ... should be converted to RGBA": alpha is dropped anyway
+                    warnings.simplefilter("ignore", UserWarning)
+                    img = img.convert("RGB")
+            return np.array(img, dtype=np.uint8)  # writable copy: torch.from_numpy needs one
+    except BadImageError:
+        raise
+    except FileNotFoundError:
+        raise BadImageError(f"{path}: image file not found") from None
+    except UnidentifiedImageError:
+        raise BadImageError(f"{path}: not an image file (Pillow cannot identify it)") from None
+    except Image.DecompressionBombError as e:
+        raise BadImageError(f"{path}: refused by Pillow's decompression-bomb limit: {e}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise BadImageError(f"{path}: cannot decode image ({e}); truncated or corrupt?") from None

@@ -1,0 +1,108 @@
+"""What a reader produces: one `ImageRecord` per image and a `DatasetSource` per dataset entry.
+
+Records hold annotations only (no pixels). Boxes are `xyxy` float32 in absolute pixels of the image's
+loaded frame, already clipped to the image; degenerate boxes were dropped by the reader.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Literal
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """A dataset file is invalid; the message names the file, the record and the field."""
+
+
+class DatasetWarning(UserWarning):
+    """Summary of annotations a reader dropped or images it left out."""
+
+
+@dataclass
+class ImageRecord:
+    """Annotations of one image.
+
+    `boxes` (N, 4) float32 xyxy, `labels` (N,) int64 contiguous `0..C-1`, `difficult` (N,) bool (VOC's
+    flag; all False for COCO), `crowd_boxes` (M, 4) float32 xyxy (COCO `iscrowd=1`, never trained on).
+    """
+
+    file_name: str
+    image_id: int | str
+    height: int
+    width: int
+    boxes: np.ndarray
+    labels: np.ndarray
+    difficult: np.ndarray
+    crowd_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+
+
+@dataclass
+class DatasetSource:
+    """One dataset entry after reading: its class list, records and what its evaluator needs.
+
+    `category_ids[k]` is the dataset's own id of contiguous label `k` (COCO ids; 1..C for VOC).
+    `ann_file` is the COCO json the COCO evaluator scores against (None for VOC, whose evaluator uses
+    the records).
+    """
+
+    name: str
+    format: Literal["coco", "voc"]
+    class_names: list[str]
+    category_ids: list[int]
+    records: list[ImageRecord]
+    ann_file: str | None = None
+
+
+@dataclass
+class DropCounter:
+    """Counts what a reader dropped, to emit one summary warning per file set."""
+
+    degenerate: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def drop(self, where: str) -> None:
+        self.degenerate += 1
+        if len(self.examples) < 3:
+            self.examples.append(where)
+
+    def warn(self, source: str) -> None:
+        if self.degenerate:
+            warnings.warn(f"{source}: dropped {self.degenerate} box(es) that are empty or outside the image "
+                          f"after clipping (e.g. {'; '.join(self.examples)})", DatasetWarning, stacklevel=3)
+
+
+def clip_box(x1: float, y1: float, x2: float, y2: float, width: int, height: int) -> tuple[float, ...] | None:
+    """Clip an xyxy box to [0, width] x [0, height]; None when nothing of positive area is left."""
+    x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+    y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return x1, y1, x2, y2
+
+
+def finite(value: object, where: str, name: str) -> float:
+    """`value` as a finite float, or a `DatasetError` naming `where` and the field `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DatasetError(f"{where}: field {name!r} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise DatasetError(f"{where}: field {name!r} is not finite ({value!r})")
+    return float(value)
+
+
+def check_relative(file_name: str, where: str) -> None:
+    """Refuse absolute file names and `..` components: an annotation may only name files below its root."""
+    for p in (PurePosixPath(file_name), PureWindowsPath(file_name)):
+        if p.is_absolute() or p.drive or p.root or ".." in p.parts:
+            raise DatasetError(f"{where}: file name {file_name!r} is absolute or contains '..'; "
+                               "only paths below the image folder are allowed")
+    if not file_name:
+        raise DatasetError(f"{where}: empty file name")
+
+
+def boxes_array(boxes: list[tuple[float, ...]]) -> np.ndarray:
+    """List of xyxy tuples -> (N, 4) float32."""
+    return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)

@@ -1,0 +1,99 @@
+"""What every detection evaluator shares: collecting detections in the results format and checking them.
+
+Detections are kept in DESIGN.md's results format, one dict per box: `image_id` (the dataset's id),
+`category_id` (the dataset's id of the class: COCO category id, 1-based index for VOC), `bbox`
+`[x, y, w, h]` in the image's loaded frame (absolute pixels) and `score`. That list is what
+`write_detections` saves, what `--detections` files hold, and what ranks exchange under DDP:
+
+    partial = evaluator.detections                     # on every rank
+    evaluator.merge(all_gather_object(partial))        # on the rank that evaluates
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from resdet.data.records import DatasetError
+
+
+class DetectionEvaluator:
+    """Base class: accumulate detections (`process`, `load_results`, `merge`) and score them (`evaluate`)."""
+
+    def __init__(self, class_names: list[str], category_ids: list[int], image_ids: Sequence[int | str],
+                 name: str) -> None:
+        self.class_names, self.category_ids, self.name = list(class_names), list(category_ids), name
+        self.image_ids = set(image_ids)
+        self.label_of = {cid: k for k, cid in enumerate(self.category_ids)}
+        self.detections: list[dict[str, Any]] = []
+
+    def reset(self) -> None:
+        self.detections = []
+
+    def process(self, targets: Sequence[dict[str, Any] | int | str],
+                outputs: Sequence[dict[str, torch.Tensor]]) -> None:
+        """Add one batch of predictions.
+
+        `targets[i]` is the image's target dict (its `image_id` is used) or the image id itself;
+        `outputs[i]` holds `boxes` (K, 4) xyxy in the ORIGINAL image's pixels, `scores` (K,) and
+        `labels` (K,) contiguous `0..C-1`.
+        """
+        for target, out in zip(targets, outputs, strict=True):
+            image_id = target["image_id"] if isinstance(target, dict) else target
+            boxes = out["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
+            xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+            scores = out["scores"].detach().cpu().tolist()
+            labels = out["labels"].detach().cpu().tolist()
+            for b, s, k in zip(xywh, scores, labels, strict=True):
+                self.detections.append({"image_id": image_id, "category_id": self.category_ids[int(k)],
+                                        "bbox": b, "score": float(s)})
+
+    def load_results(self, results: list[dict[str, Any]], source: str = "<results>") -> None:
+        """Add detections given in the results format, checking every record."""
+        if not isinstance(results, list):
+            raise DatasetError(f"{source}: detections must be a JSON list of records")
+        for i, r in enumerate(results):
+            where = f"{source}: record {i}"
+            if not isinstance(r, dict):
+                raise DatasetError(f"{where}: expected an object, got {r!r}")
+            for key in ("image_id", "category_id", "bbox", "score"):
+                if key not in r:
+                    raise DatasetError(f"{where}: missing field {key!r}")
+            if r["image_id"] not in self.image_ids:
+                raise DatasetError(f"{where}: field 'image_id' {r['image_id']!r} is not an image of {self.name}")
+            if r["category_id"] not in self.label_of:
+                raise DatasetError(f"{where}: field 'category_id' {r['category_id']!r} is not a category of "
+                                   f"{self.name}")
+            bbox = r["bbox"]
+            if (not isinstance(bbox, list) or len(bbox) != 4
+                    or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+                raise DatasetError(f"{where}: field 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}")
+            if not isinstance(r["score"], (int, float)) or not math.isfinite(r["score"]):
+                raise DatasetError(f"{where}: field 'score' must be a finite number, got {r['score']!r}")
+            self.detections.append({"image_id": r["image_id"], "category_id": r["category_id"],
+                                    "bbox": [float(v) for v in bbox], "score": float(r["score"])})
+
+    def merge(self, partials: Sequence[list[dict[str, Any]]]) -> None:
+        """Replace the detections with the concatenation of per-rank `detections` lists."""
+        self.detections = [d for part in partials for d in part]
+
+    def write_detections(self, path: str | Path) -> None:
+        """Save the detections as a results-format JSON list."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.detections))
+
+    def evaluate(self) -> dict[str, Any]:
+        """Score the detections; returns the `metrics.json` content (fractions in 0..1)."""
+        raise NotImplementedError
+
+    def format_table(self, metrics: dict[str, Any]) -> str:
+        """A readable table of `metrics` (as returned by `evaluate`)."""
+        raise NotImplementedError
+
+
+def fmt(value: float | None) -> str:
+    """A metric as a percentage with one decimal, or '-' when undefined."""
+    return "-" if value is None or value < 0 else f"{100 * value:5.1f}"

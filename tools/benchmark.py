@@ -1,0 +1,108 @@
+#!/usr/bin/env python
+"""Speed, memory, FLOPs and utilisation of a detector config, optionally raced against torchvision.
+
+    python tools/benchmark.py configs/frcnn_r50_fpn_coco.yaml --compare torchvision \
+        --device cpu --image-size 512 --batch-size 2 --iters 5 --json bench.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from resdet.bench import (BenchResult, BenchSettings, Runner, add_mfu, count_gflops, interleaved,
+                          size_overrides, torchvision_reference)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="detector recipe (YAML)")
+    p.add_argument("--compare", choices=["torchvision"], help="race torchvision's Faster R-CNN R50-FPN")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbones")
+    p.add_argument("--image-size", type=int, default=512, help="square synthetic image side, pixels")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5, help="timed iterations (after --warmup)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--no-flops", action="store_true", help="skip the fvcore FLOP count")
+    p.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: known-GPU table)")
+    p.add_argument("--json", type=Path, help="write the figures here")
+    p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
+    return p.parse_args(argv)
+
+
+def build_ours(config: str, overrides: list[str], s: BenchSettings) -> torch.nn.Module:
+    from resdet import build_model, load_config
+
+    cfg = load_config(config, size_overrides(s.image_size) + list(overrides))
+    torch.manual_seed(s.seed)
+    return build_model(cfg, num_classes=s.num_classes, load_weights=False)
+
+
+def maybe_compile(model: torch.nn.Module, enabled: bool) -> None:
+    if enabled:
+        model.backbone.compile()
+
+
+def table(results: dict[str, BenchResult]) -> str:
+    rows = [("", *results)]
+    def fmt(v: float | None, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+    for label, key, spec in [("train images/s", "train_images_per_s", ".2f"),
+                             ("infer images/s", "infer_images_per_s", ".2f"),
+                             ("infer latency ms/img", "infer_latency_ms", ".1f"),
+                             ("peak memory train MB", "peak_memory_train_mb", ".0f"),
+                             ("peak memory infer MB", "peak_memory_infer_mb", ".0f"),
+                             ("GFLOPs/image (fvcore)", "gflops_per_image", ".1f"),
+                             ("MFU train", "mfu_train", ".3f"), ("MFU infer", "mfu_infer", ".3f")]:
+        rows.append((label, *(fmt(getattr(r, key), spec) for r in results.values())))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in rows)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    a = parse_args(argv)
+    s = BenchSettings(device=a.device, amp=a.amp, channels_last=a.channels_last, compile=a.compile,
+                      image_size=a.image_size, batch_size=a.batch_size, iters=a.iters, warmup=a.warmup,
+                      peak_tflops=a.peak_tflops)
+    models = {"ours": build_ours(a.config, a.overrides, s)}
+    offsets = {"ours": 0}
+    if a.compare == "torchvision":
+        models["torchvision"] = torchvision_reference(s)
+        offsets["torchvision"] = 1
+    for m in models.values():
+        maybe_compile(m, s.compile)
+    runners = {k: Runner(m, s, label_offset=offsets[k]) for k, m in models.items()}
+    results = interleaved(runners, s, progress=lambda msg: print(f"[benchmark] {msg}", file=sys.stderr))
+    if not a.no_flops:
+        for name, m in models.items():
+            results[name].gflops_per_image = count_gflops(m, s.image_size, s.device)
+    for r in results.values():
+        add_mfu(r, s)
+    device_name = torch.cuda.get_device_name() if s.device.startswith("cuda") else platform.processor() or "cpu"
+    out: dict = {"config": a.config, "settings": asdict(s), "device": device_name,
+                 "torch": torch.__version__, "threads": torch.get_num_threads()}
+    out.update({k: asdict(r) for k, r in results.items()})
+    if "torchvision" in results:
+        ours, tv = results["ours"], results["torchvision"]
+        out["ratio"] = {"train": ours.train_images_per_s / tv.train_images_per_s,
+                        "infer": ours.infer_images_per_s / tv.infer_images_per_s}
+    print(f"{a.config}  device={device_name}  image={s.image_size}px  batch={s.batch_size}  amp={s.amp}")
+    print(table(results))
+    if "ratio" in out:
+        print(f"ratio ours/torchvision: train {out['ratio']['train']:.3f}x  infer {out['ratio']['infer']:.3f}x")
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
