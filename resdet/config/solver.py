@@ -1,22 +1,91 @@
-"""`solver:` and `test:` sections: optimisation schedule and evaluation cadence."""
+"""`solver:` and `test:` sections: optimisation schedule, precision, parallelism, checkpoints, evaluation.
+
+The schedule is counted in iterations (optimizer steps), as in the paper's recipes. One iteration
+consumes `ims_per_batch` images in total: `ims_per_batch = world_size * grad_accum * images per rank
+per forward`, so the same recipe runs on 1 or 8 GPUs with the same global batch.
+
+Learning-rate scaling rule (Goyal et al., 2017, "linear scaling"): when `reference_batch` is set,
+`base_lr` is the rate tuned for a global batch of `reference_batch` images, and the rate used is
+`base_lr * ims_per_batch / reference_batch`. When it is `null`, `base_lr` is used as written.
+Iteration counts (`max_iter`, `steps`, `warmup_iters`) are never rescaled: a recipe that changes the
+batch states its own schedule.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
 class SolverConfig:
+    # schedule
     max_iter: int = 1000
     base_lr: float = 0.02
     ims_per_batch: int = 16
-    checkpoint_period: int = 5000
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    reference_batch: int | None = None
+    lr_scheduler: Literal["multistep", "cosine"] = "multistep"
     steps: list[int] = field(default_factory=list)
     gamma: float = 0.1
+    #: cosine: the rate decays from 1 to `cosine_final_factor` times the scaled base rate at `max_iter`
+    cosine_final_factor: float = 0.0
     warmup_iters: int = 0
+    #: linear warmup starts at `warmup_factor * lr` and reaches `lr` at `warmup_iters`
+    warmup_factor: float = 0.001
+    # optimizer
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    #: weight decay for normalisation layers' weight and bias; null = same as `weight_decay`
+    weight_decay_norm: float | None = None
+    #: weight decay for every other bias; null = same as `weight_decay`
+    weight_decay_bias: float | None = None
+    # numerics
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    grad_accum: int = 1
+    #: clip the global gradient L2 norm to this value; null = no clipping
+    clip_grad_norm: float | None = None
+    channels_last: bool = False
+    # parallelism
+    sync_bn: bool = False
+    find_unused_parameters: bool = False
+    #: seconds a rank waits in a collective before the run is declared failed
+    dist_timeout_s: int = 1800
+    # bookkeeping
+    checkpoint_period: int = 5000
+    #: number of periodic checkpoints kept on disk (model_final/model_best are never removed); 0 = all
+    keep_last: int = 3
+    log_period: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("max_iter", "ims_per_batch", "grad_accum", "checkpoint_period", "log_period"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"solver.{name} must be >= 1, got {getattr(self, name)}")
+        if self.reference_batch is not None and self.reference_batch < 1:
+            raise ValueError(f"solver.reference_batch must be >= 1 or null, got {self.reference_batch}")
+        if list(self.steps) != sorted(self.steps):
+            raise ValueError(f"solver.steps must be increasing, got {self.steps}")
+        if self.warmup_iters < 0 or self.keep_last < 0:
+            raise ValueError("solver.warmup_iters and solver.keep_last must be >= 0")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ValueError(f"solver.clip_grad_norm must be > 0 or null, got {self.clip_grad_norm}")
+
+    @property
+    def lr(self) -> float:
+        """The learning rate after the scaling rule (see the module docstring)."""
+        if self.reference_batch is None:
+            return self.base_lr
+        return self.base_lr * self.ims_per_batch / self.reference_batch
 
 
 @dataclass
 class TestConfig:
+    #: evaluate every this many iterations (0 = only at the end)
     eval_period: int = 0
+    #: key of the evaluation dict that decides `model_best.pth`; null = the first key returned
+    best_metric: str | None = None
+    best_mode: Literal["max", "min"] = "max"
+
+    def __post_init__(self) -> None:
+        if self.eval_period < 0:
+            raise ValueError(f"test.eval_period must be >= 0, got {self.eval_period}")

@@ -1,0 +1,68 @@
+"""Training log sinks on the main process: `metrics.jsonl`, TensorBoard events and a tqdm bar with ETA."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from resdet.utils.atomic import atomic_write_text
+
+
+def json_safe(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with NaN/inf numbers replaced by None, so files stay strict JSON."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
+
+
+class MetricsLog:
+    """One JSON object per logged step in `output_dir/metrics.jsonl`, mirrored to TensorBoard.
+
+    On resume from iteration `start_iter`, lines logged after it by the interrupted run are dropped
+    (and TensorBoard purges its later events), so the files read as one uninterrupted run.
+    """
+
+    def __init__(self, output_dir: str | Path, *, max_iter: int, start_iter: int = 0,
+                 progress: bool = True, tensorboard: bool = True) -> None:
+        self.path = Path(output_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if start_iter > 0 and self.path.is_file():
+            kept = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("iteration", 0) <= start_iter]
+            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
+        elif start_iter == 0:
+            self.path.unlink(missing_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # slow import, only where it is used
+
+            self._tb = SummaryWriter(log_dir=str(output_dir), purge_step=start_iter + 1 if start_iter else None)
+        # redirected to a file, a bar redrawn ten times a second would flood the log
+        self._bar = tqdm(total=max_iter, initial=start_iter, disable=not progress, dynamic_ncols=True,
+                         desc="train", unit="it", mininterval=0.1 if sys.stderr.isatty() else 30.0)
+
+    def advance(self, n: int = 1, **postfix: float) -> None:
+        """Move the progress bar (rate and ETA come from tqdm) and show `postfix` values."""
+        self._bar.update(n)
+        if postfix:
+            self._bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
+
+    def write(self, iteration: int, values: dict[str, Any]) -> None:
+        """Append `{"iteration": iteration, **values}` and add each finite number to TensorBoard."""
+        record = {"iteration": iteration, **json_safe(values)}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    self._tb.add_scalar(k, v, iteration)
+            self._tb.flush()
+
+    def close(self) -> None:
+        self._bar.close()
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,78 @@
+"""From a resolved `Config` to a ready `Trainer`: device, SyncBN, channels_last, DDP, optimizer,
+schedule and checkpointer. `tools/train_det.py` calls `init_distributed`, builds the model and the
+data loader, then `build_trainer`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from resdet.config import Config
+from resdet.config.loader import to_dict
+from resdet.config.solver import SolverConfig
+from resdet.engine.checkpoint import Checkpointer
+from resdet.engine.lr_schedule import WarmupSchedule
+from resdet.engine.optim import build_optimizer
+from resdet.engine.trainer import ResumableSampler, Trainer, unwrap
+from resdet.utils.dist import DistInfo
+
+
+def images_per_rank(solver: SolverConfig, world_size: int) -> int:
+    """Images each rank feeds per forward pass: `ims_per_batch / (world_size * grad_accum)`."""
+    parts = world_size * solver.grad_accum
+    if solver.ims_per_batch % parts:
+        raise ValueError(f"solver.ims_per_batch={solver.ims_per_batch} is not divisible by world_size "
+                         f"({world_size}) * solver.grad_accum ({solver.grad_accum})")
+    return solver.ims_per_batch // parts
+
+
+def prepare_model(model: nn.Module, solver: SolverConfig, dist: DistInfo) -> nn.Module:
+    """Move `model` to `dist.device`, apply `sync_bn` and `channels_last`, wrap in DDP when distributed.
+
+    `channels_last` changes the layout of the model's 4-D weights; convolutions then run in NHWC,
+    which tensor cores prefer under AMP.
+    """
+    if solver.sync_bn and dist.distributed:
+        if dist.device.type != "cuda":  # torch's SyncBatchNorm has no CPU kernel
+            raise ValueError(f"solver.sync_bn needs CUDA devices, got {dist.device}; set it to false on CPU")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(dist.device)
+    if solver.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if dist.distributed:
+        model = DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+                                        find_unused_parameters=solver.find_unused_parameters)
+    return model
+
+
+def build_trainer(cfg: Config, model: nn.Module, data_loader: Iterable | Callable[[int], Iterable],
+                  dist: DistInfo, *,
+                  sampler: ResumableSampler | None = None,
+                  evaluate_fn: Callable[[], dict[str, float]] | None = None,
+                  pixel_format: dict[str, Any] | None = None, progress: bool = True,
+                  tensorboard: bool = True) -> Trainer:
+    """A `Trainer` for `model` (already prepared by `prepare_model`) following `cfg.solver`/`cfg.test`.
+
+    The optimizer's rate is `cfg.solver.lr` (the scaling rule of `resdet.config.solver`).
+    """
+    s = cfg.solver
+    images_per_rank(s, dist.world_size)
+    optimizer = build_optimizer(unwrap(model), lr=s.lr, optimizer=s.optimizer, momentum=s.momentum,
+                                nesterov=s.nesterov, weight_decay=s.weight_decay,
+                                weight_decay_norm=s.weight_decay_norm, weight_decay_bias=s.weight_decay_bias)
+    scheduler = WarmupSchedule(optimizer, max_iter=s.max_iter, method=s.lr_scheduler, steps=s.steps,
+                               gamma=s.gamma, warmup_iters=s.warmup_iters, warmup_factor=s.warmup_factor,
+                               final_factor=s.cosine_final_factor)
+    checkpointer = Checkpointer(cfg.output_dir, keep_last=s.keep_last, is_main=dist.is_main)
+    return Trainer(model, data_loader, optimizer, scheduler, checkpointer, max_iter=s.max_iter,
+                   output_dir=cfg.output_dir, sampler=sampler, evaluate_fn=evaluate_fn,
+                   eval_period=cfg.test.eval_period, best_metric=cfg.test.best_metric,
+                   best_mode=cfg.test.best_mode, checkpoint_period=s.checkpoint_period,
+                   log_period=s.log_period, amp=s.amp, grad_accum=s.grad_accum,
+                   clip_grad_norm=s.clip_grad_norm, config=to_dict(cfg), pixel_format=pixel_format,
+                   device=dist.device, progress=progress and dist.is_main,
+                   tensorboard=tensorboard)

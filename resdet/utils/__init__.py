@@ -1,0 +1,1 @@
+"""Small helpers shared by the engine and tools: atomic files, distributed state, seeding and RNG states."""
