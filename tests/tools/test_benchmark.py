@@ -1,0 +1,27 @@
+"""tools/benchmark.py runs end to end on CPU and writes the documented JSON (shape, not speed)."""
+import json
+import math
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_json_shape(tmp_path):
+    from tools.benchmark import main
+
+    out = tmp_path / "bench.json"
+    main([str(ROOT / "configs" / "frcnn_r50_fpn_coco.yaml"), "--compare", "torchvision", "--device", "cpu",
+          "--image-size", "128", "--batch-size", "1", "--iters", "1", "--warmup", "0", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert {"ours", "torchvision", "ratio", "settings", "device"} <= set(data)
+    for side in ("ours", "torchvision"):
+        r = data[side]
+        for key in ("train_images_per_s", "infer_images_per_s", "infer_latency_ms",
+                    "peak_memory_train_mb", "peak_memory_infer_mb", "gflops_per_image"):
+            assert r[key] > 0, (side, key)
+        assert r["mfu_train"] is None  # no peak known for a CPU
+        assert len(r["train_times_s"]) == 1 and len(r["infer_times_s"]) == 1
+    assert math.isclose(data["ratio"]["train"],
+                        data["ours"]["train_images_per_s"] / data["torchvision"]["train_images_per_s"])
+    # same backbone and input; the box head's share depends on how many proposals survive NMS
+    assert 0.5 < data["ours"]["gflops_per_image"] / data["torchvision"]["gflops_per_image"] < 2.0
