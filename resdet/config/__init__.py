@@ -7,10 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from resdet.config.data import DataConfig
-from resdet.config.loader import ConfigError, apply_overrides, from_dict, read_yaml, to_dict
+from resdet.config.loader import ConfigError, load_typed, save_typed, typed_from_dict
 from resdet.config.model import ModelConfig
 from resdet.config.solver import SolverConfig, TestConfig
 
@@ -31,27 +29,14 @@ class Config:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read `path` (following `_base_`), apply `key.sub=value` overrides, and check every key and type."""
-    data = read_yaml(path)
-    if overrides:
-        from_dict(Config, data, source=str(path))  # the file alone must be valid
-        data = apply_overrides(data, list(overrides), str(path))
-        try:
-            cfg = from_dict(Config, data, source=str(path))
-        except ConfigError as e:
-            raise ConfigError(f"command-line override on {path}: {e}") from None
-    else:
-        cfg = from_dict(Config, data, source=str(path))
-    cfg.source = str(path)
-    return cfg
+    return load_typed(Config, path, overrides)
 
 
 def config_from_dict(data: dict, source: str = "<dict>") -> Config:
     """Build a `Config` from a plain mapping (e.g. the one stored in a checkpoint)."""
-    cfg = from_dict(Config, data, source=source)
-    cfg.source = source
-    return cfg
+    return typed_from_dict(Config, data, source)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML that `load_config` reads back to an equal `Config`."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    save_typed(cfg, path)

@@ -192,3 +192,33 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+def load_typed(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+    """Read `path` (following `_base_`) into dataclass `cls`, then apply `key.sub=value` overrides.
+
+    The file alone must be valid, so an error raised only with the overrides is blamed on them.
+    `cls` must have a `source` field (init=False) that receives the path.
+    """
+    data = read_yaml(path)
+    cfg = from_dict(cls, data, source=str(path))
+    if overrides:
+        data = apply_overrides(data, list(overrides), str(path))
+        try:
+            cfg = from_dict(cls, data, source=str(path))
+        except ConfigError as e:
+            raise ConfigError(f"command-line override on {path}: {e}") from None
+    cfg.source = str(path)
+    return cfg
+
+
+def typed_from_dict(cls: type[T], data: dict, source: str = "<dict>") -> T:
+    """Build dataclass `cls` from a plain mapping (e.g. the one stored in a checkpoint)."""
+    cfg = from_dict(cls, data, source=source)
+    cfg.source = source
+    return cfg
+
+
+def save_typed(cfg: Any, path: str | Path) -> None:
+    """Write a resolved config as YAML that `load_typed` reads back to an equal dataclass."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
