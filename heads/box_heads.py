@@ -1,0 +1,63 @@
+"""Per-region heads: the FPN two-fc head and the paper's C4 head (the backbone's res5 stage)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class FCHead(nn.Module):
+    """Flatten (R, C, S, S) RoI features -> ``num_fc`` fc+ReLU layers of ``fc_dim`` (FPN paper's 2fc).
+
+    Layers are named ``fc6``, ``fc7``, ... as in the FPN and torchvision code.
+    """
+
+    def __init__(self, *, in_channels: int, resolution: int, fc_dim: int = 1024, num_fc: int = 2) -> None:
+        super().__init__()
+        dim = in_channels * resolution * resolution
+        self.names = [f"fc{6 + i}" for i in range(num_fc)]
+        for name in self.names:
+            fc = nn.Linear(dim, fc_dim)
+            nn.init.kaiming_uniform_(fc.weight, a=1)
+            nn.init.zeros_(fc.bias)
+            setattr(self, name, fc)
+            dim = fc_dim
+        self.out_channels = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(R, C, S, S) -> (R, fc_dim)."""
+        x = x.flatten(1)
+        for name in self.names:
+            x = torch.relu(getattr(self, name)(x))
+        return x
+
+
+class Res5Head(nn.Module):
+    """ResNet paper's C4 head: the res5 stage (first block strided) run per RoI, then global average
+    pooling. (R, C4, 14, 14) -> (R, C5)."""
+
+    def __init__(self, *, res5: nn.Module, out_channels: int) -> None:
+        super().__init__()
+        self.res5 = res5
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.res5(x).mean(dim=(2, 3))
+
+
+class BoxPredictor(nn.Module):
+    """Sibling linear layers: ``cls_score`` (num_classes + 1 logits, background LAST) and
+    ``bbox_pred`` (class-specific deltas, 4 per foreground class)."""
+
+    def __init__(self, *, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.cls_score = nn.Linear(in_channels, num_classes + 1)
+        self.bbox_pred = nn.Linear(in_channels, 4 * num_classes)
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(R, D) -> logits (R, num_classes + 1), deltas (R, 4 * num_classes)."""
+        return self.cls_score(x), self.bbox_pred(x)

@@ -1,0 +1,73 @@
+"""The Faster R-CNN detector: preprocessing -> backbone -> RPN -> RoI heads -> boxes per input image."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from backbones.spec import PixelFormat
+from heads.preprocess import ImagePreprocessor, scale_boxes, validate_inputs
+from heads.roi_heads import RoIHeads
+from heads.rpn import RPN
+
+
+class FasterRCNN(nn.Module):
+    """Faster R-CNN over any backbone that declares ``output_specs`` and ``pixel_format``.
+
+    Call it like torchvision's detectors: ``model(images, targets)`` with ``images`` a list of
+    float RGB tensors (3, H, W) in 0..1 and, in training, ``targets`` a list of
+    ``{"boxes": (N, 4) xyxy float pixels, "labels": (N,) int64 in 0..num_classes-1}``.
+    Training returns ``{"loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box"}``; evaluation a
+    list of ``{"boxes": (D, 4), "scores": (D,), "labels": (D,)}`` in each input image's pixels.
+    Pixels are normalised with ``backbone.pixel_format`` (set when weights are loaded).
+
+    ``rpn_features`` name the backbone outputs the RPN runs on (all FPN levels, or ``res4``),
+    ``roi_features`` those the RoI pooler reads (``p2..p5`` or ``res4``).
+    """
+
+    def __init__(self, *, backbone: nn.Module, rpn: RPN, roi_heads: RoIHeads,
+                 preprocessor: ImagePreprocessor, rpn_features: Sequence[str],
+                 roi_features: Sequence[str]) -> None:
+        super().__init__()
+        for name in list(rpn_features) + list(roi_features):
+            if name not in backbone.output_specs:
+                raise ValueError(f"feature {name!r} is not a backbone output "
+                                 f"({', '.join(backbone.output_specs)})")
+        self.backbone = backbone
+        self.rpn = rpn
+        self.roi_heads = roi_heads
+        self.preprocessor = preprocessor
+        self.rpn_features = list(rpn_features)
+        self.roi_features = list(roi_features)
+
+    @property
+    def num_classes(self) -> int:
+        return self.roi_heads.num_classes
+
+    @property
+    def pixel_format(self) -> PixelFormat:
+        return self.backbone.pixel_format
+
+    def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+                ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        if self.training and targets is None:
+            raise ValueError("targets are required in training mode")
+        validate_inputs(images, targets if self.training else None, self.num_classes)
+        batch, sizes, gt = self.preprocessor(images, targets if self.training else None, self.pixel_format)
+        features = self.backbone(batch)
+        proposals, rpn_losses = self.rpn([features[f] for f in self.rpn_features], sizes,
+                                         tuple(batch.shape[-2:]), gt)
+        detections, roi_losses = self.roi_heads([features[f] for f in self.roi_features], proposals,
+                                                sizes, gt)
+        if self.training:
+            return {**rpn_losses, **roi_losses}
+        assert detections is not None
+        counts = torch.bincount(detections.image_index, minlength=len(images)).tolist()
+        results = []
+        for img, size, boxes, scores, labels in zip(images, sizes.tolist(), detections.boxes.split(counts),
+                                                    detections.scores.split(counts),
+                                                    detections.labels.split(counts)):
+            results.append({"boxes": scale_boxes(boxes, [int(v) for v in size], img.shape[-2:]),
+                            "scores": scores, "labels": labels})
+        return results

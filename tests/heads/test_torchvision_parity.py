@@ -1,0 +1,94 @@
+"""A seeded torchvision fasterrcnn_resnet50_fpn, saved and loaded into the model built from
+configs/torchvision_frcnn_r50_fpn_coco.yaml, gives the same proposals and the same detections."""
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.models import resnet50
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops import FrozenBatchNorm2d
+
+from resdet import build_model, load_checkpoint, load_config
+
+CONFIG = Path(__file__).parents[2] / "configs" / "torchvision_frcnn_r50_fpn_coco.yaml"
+MIN_SIZE, MAX_SIZE = 256, 400   # smaller than 800/1333 for CPU time, the same in both models
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    torch.manual_seed(0)
+    # exactly what fasterrcnn_resnet50_fpn(weights=...) builds: frozen BN, 3 trainable layers
+    tv = FasterRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91,
+                    min_size=MIN_SIZE, max_size=MAX_SIZE).eval()
+    for name, buf in tv.named_buffers():
+        if name.endswith("running_mean"):
+            buf.normal_(0.0, 0.1)
+        elif name.endswith("running_var"):
+            buf.uniform_(0.5, 2.0)
+        elif name.endswith("weight"):
+            buf.uniform_(0.5, 1.5)
+    # spread the class scores so that many pass the 0.05 threshold, with few ties
+    torch.nn.init.normal_(tv.roi_heads.box_predictor.cls_score.weight, std=0.003)
+    path = tmp_path_factory.mktemp("tv") / "fasterrcnn_resnet50_fpn.pth"
+    torch.save(tv.state_dict(), path)
+    cfg = load_config(CONFIG, [f"model.input.min_size_test={MIN_SIZE}", f"model.input.max_size_test={MAX_SIZE}",
+                               f"model.input.min_size_train=[{MIN_SIZE}]", f"model.input.max_size_train={MAX_SIZE}"])
+    ours = build_model(cfg).eval()
+    assert load_checkpoint(ours, path) == "torchvision"
+    return tv, ours
+
+
+@pytest.fixture(scope="module")
+def images():
+    g = torch.Generator().manual_seed(3)
+    return [torch.rand(3, 200, 275, generator=g), torch.rand(3, 250, 166, generator=g)]
+
+
+@torch.no_grad()
+def test_same_proposals(models, images):
+    tv, ours = models
+    image_list, _ = tv.transform(images)
+    tv_props, _ = tv.rpn(image_list, tv.backbone(image_list.tensors))
+    batch, sizes, _ = ours.preprocessor(images, None, ours.pixel_format)
+    assert tuple(batch.shape) == tuple(image_list.tensors.shape)
+    feats = ours.backbone(batch)
+    props, _ = ours.rpn([feats[f] for f in ours.rpn_features], sizes, tuple(batch.shape[-2:]))
+    for i, expected in enumerate(tv_props):
+        got = props.boxes[props.image_index == i]
+        assert got.shape == expected.shape and len(got) > 100
+        torch.testing.assert_close(got, expected, atol=1e-3, rtol=0)
+
+
+@torch.no_grad()
+def test_same_detections(models, images):
+    tv, ours = models
+    expected, got = tv(images), ours(images)
+    for e, g in zip(expected, got):
+        assert len(g["boxes"]) == len(e["boxes"]) > 10
+        torch.testing.assert_close(g["boxes"], e["boxes"], atol=1e-3, rtol=0)
+        torch.testing.assert_close(g["scores"], e["scores"], atol=1e-4, rtol=0)
+        assert torch.equal(g["labels"], e["labels"] - 1)   # torchvision's label 0 is background
+
+
+def test_same_training_losses(models, images):
+    """With samplers that take every labelled anchor/proposal, training is deterministic: the four
+    losses must equal torchvision's."""
+    tv, ours = models
+    for sampler in (tv.rpn.fg_bg_sampler, tv.roi_heads.fg_bg_sampler):
+        sampler.batch_size_per_image, sampler.positive_fraction = 10 ** 6, 1.0
+    for head in (ours.rpn, ours.roi_heads):
+        head.batch_size_per_image, head.positive_fraction = 10 ** 6, 1.0
+    targets = [{"boxes": torch.tensor([[10., 20., 120., 150.], [150., 30., 260., 90.]]), "labels": torch.tensor([3, 17])},
+               {"boxes": torch.tensor([[40., 60., 100., 200.]]), "labels": torch.tensor([0])}]
+    tv_targets = [{"boxes": t["boxes"], "labels": t["labels"] + 1} for t in targets]
+    try:
+        tv.train(), ours.train()
+        expected, got = tv(images, tv_targets), ours(images, targets)
+    finally:
+        tv.eval(), ours.eval()
+    names = {"loss_objectness": "loss_rpn_cls", "loss_rpn_box_reg": "loss_rpn_box",
+             "loss_classifier": "loss_cls", "loss_box_reg": "loss_box"}
+    assert got["loss_box"] > 0 and got["loss_rpn_box"] > 0
+    for tv_name, name in names.items():
+        torch.testing.assert_close(got[name], expected[tv_name], rtol=1e-4, atol=1e-6, msg=name)
