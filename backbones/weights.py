@@ -19,8 +19,8 @@ Accepted sources of :func:`load_pretrained`:
   loaded with ``running_mean = 0`` and ``running_var = 1 - eps`` so the function is the same.
 - A resdet checkpoint: ``{"format": "resdet", "kind": "backbone" | "classifier" | "detector",
   "model": state_dict, "pixel_format": PixelFormat.to_dict(), ...}``. For ``"detector"`` the
-  backbone lives under ``backbone.body.`` (or ``backbone.bottom_up.``) and a C4 detector's res5
-  under ``roi_heads.res5.``.
+  backbone lives under ``backbone.body.``, ``backbone.bottom_up.`` (FPN) or ``backbone.`` (C4) and a C4 detector's res5
+  under ``roi_heads.box_head.res5.`` (or ``roi_heads.res5.``).
 
 ``prefix`` selects and strips the keys of a sub-module in any source (e.g. ``"backbone.body."``).
 Keys saved from an :class:`backbones.fpn.FPN` (``bottom_up.*``) load its ResNet; the FPN's own
@@ -100,7 +100,7 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike, *,
         _check_caffe_target(target, str(source))
         state = _caffe_state(state, target, str(source))
     elif fmt == "detectron2":
-        state = _detectron2_state(state, target, str(source))
+        state = detectron2_state(state, target, str(source))
     report = LoadReport(source=str(source), source_format=fmt.removeprefix("resdet-"),
                         pixel_format=pixel_format or pixels, skipped=skipped)
     _assign(target, state, report, allow_missing_classifier)
@@ -122,7 +122,7 @@ def _read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
         raise FileNotFoundError(f"checkpoint {source!r} not found (and not a 'torchvision:' or "
                                 f"'timm:' name)")
     if path.suffix == ".pkl":
-        return _read_pkl(path)
+        return read_pkl(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return _strip_module(load_file(str(path))), "state_dict", TORCHVISION_PIXELS
@@ -224,7 +224,11 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return getattr(importlib.import_module(module), name)
 
 
-def _read_pkl(path: Path) -> tuple[dict[str, Any], str, PixelFormat]:
+def read_pkl(path: Path) -> tuple[dict[str, Any], str, PixelFormat]:
+    """Read an MSRA/detectron2 ``.pkl`` with an unpickler that admits only numpy arrays and builtins.
+
+    Returns ``(arrays by name, naming scheme, recorded pixel format)``.
+    """
     try:
         obj = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
     except pickle.UnpicklingError as e:
@@ -316,7 +320,8 @@ _D2_RENAMES = ((r"^stem\.conv1\.norm\.", "bn1."), (r"^stem\.conv1\.", "conv1."),
                (r"\.conv(\d)\.norm\.", r".bn\1."), (r"^linear\.", "fc."))
 
 
-def _detectron2_state(state: dict[str, Any], target: nn.Module, source: str) -> dict[str, Any]:
+def detectron2_state(state: dict[str, Any], target: nn.Module, source: str) -> dict[str, Any]:
+    """Rename detectron2 ResNet keys (``stem.conv1``, ``res2.0.conv1.norm``...) to torchvision's."""
     if any(k.startswith("backbone.bottom_up.") for k in state):
         state = {k[len("backbone.bottom_up."):]: v for k, v in state.items()
                  if k.startswith("backbone.bottom_up.")}
@@ -330,14 +335,15 @@ def _detectron2_state(state: dict[str, Any], target: nn.Module, source: str) -> 
 
 
 def _detector_backbone(state: dict[str, Any], source: str) -> dict[str, Any]:
-    for prefix in ("backbone.body.", "backbone.bottom_up."):
+    # FPN detectors hold the ResNet under backbone.bottom_up., C4 detectors under backbone.
+    for prefix in ("backbone.body.", "backbone.bottom_up.", "backbone."):
         body = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if body:
             break
     else:
-        raise ValueError(f"{source}: detector checkpoint has no 'backbone.body.' keys")
-    res5 = "roi_heads.res5."
-    body.update({"layer4." + k[len(res5):]: v for k, v in state.items() if k.startswith(res5)})
+        raise ValueError(f"{source}: detector checkpoint has no 'backbone.' keys")
+    for res5 in ("roi_heads.box_head.res5.", "roi_heads.res5."):
+        body.update({"layer4." + k[len(res5):]: v for k, v in state.items() if k.startswith(res5)})
     return body
 
 

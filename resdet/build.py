@@ -12,7 +12,7 @@ from torch import nn
 from backbones.fpn import FPN
 from backbones.resnet import ResNet
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
-from backbones.weights import _detectron2_state, _read_pkl, load_pretrained
+from backbones.weights import detectron2_state, read_pkl, load_pretrained
 from heads.anchors import AnchorGenerator
 from heads.box_coder import BoxCoder
 from heads.box_heads import BoxPredictor, FCHead, Res5Head
@@ -136,7 +136,7 @@ def load_checkpoint(model: FasterRCNN, path: str | os.PathLike) -> str:
         raise FileNotFoundError(f"checkpoint {path} not found")
     recorded: PixelFormat | None
     if path.suffix == ".pkl":
-        state, _, recorded = _read_pkl(path)
+        state, _, recorded = read_pkl(path)
         state = {k: torch.as_tensor(v) for k, v in state.items()}
         kind = "detectron2"
     else:
@@ -222,7 +222,7 @@ def _from_torchvision(state: dict[str, torch.Tensor], model: FasterRCNN, path: P
 def _from_detectron2(state: dict[str, torch.Tensor], model: FasterRCNN, path: Path) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     if isinstance(model.backbone, FPN):
-        body = _detectron2_state({k: v for k, v in state.items() if k.startswith("backbone.bottom_up.")},
+        body = detectron2_state({k: v for k, v in state.items() if k.startswith("backbone.bottom_up.")},
                                  model.backbone.bottom_up, str(path))
         out.update({f"backbone.bottom_up.{k}": v for k, v in body.items()})
         levels = {f[3:]: i for i, f in enumerate(model.backbone.in_features)}
@@ -232,11 +232,11 @@ def _from_detectron2(state: dict[str, torch.Tensor], model: FasterRCNN, path: Pa
                 kind = "lateral_convs" if m.group(1) == "lateral" else "output_convs"
                 out[f"backbone.{kind}.{levels[m.group(2)]}.0.{m.group(3)}"] = value
     else:
-        body = _detectron2_state({k[len("backbone."):]: v for k, v in state.items()
+        body = detectron2_state({k[len("backbone."):]: v for k, v in state.items()
                                   if k.startswith("backbone.")}, model.backbone, str(path))
         out.update({f"backbone.{k}": v for k, v in body.items()})
         head = {k[len("roi_heads."):]: v for k, v in state.items() if k.startswith("roi_heads.res5.")}
-        res5 = _detectron2_state(head, model.roi_heads.box_head.res5, str(path))
+        res5 = detectron2_state(head, model.roi_heads.box_head.res5, str(path))
         out.update({f"roi_heads.box_head.res5.{k[len('layer4.'):]}": v for k, v in res5.items()})
     renames = {"proposal_generator.rpn_head.conv.": "rpn.head.conv.",
                "proposal_generator.rpn_head.objectness_logits.": "rpn.head.cls_logits.",

@@ -187,3 +187,22 @@ def test_detectron2_anchor_order_is_permuted_for_c4():
     # ours: index r * 3 + s must hold d2's s * 3 + r
     assert state["rpn.head.cls_logits.bias"].tolist() == [s * 3 + r for r in range(3) for s in range(3)]
     assert state["rpn.head.bbox_pred.bias"].view(a, 4)[1].tolist() == [12., 13., 14., 15.]
+
+
+@pytest.mark.parametrize("arch", ["c4", "fpn"])
+def test_detector_checkpoint_feeds_a_backbone(tmp_path, arch):
+    """A trained detector's ResNet (C4: res5 lives in the RoI head) loads into a plain ResNet."""
+    torch.manual_seed(0)
+    det = build_model(tiny_config(arch), num_classes=3).eval()
+    path = tmp_path / "det.pth"
+    torch.save({"format": "resdet", "kind": "detector", "model": det.state_dict(),
+                "pixel_format": det.pixel_format.to_dict()}, path)
+    body = ResNet(18, out_features=("res4", "res5"), norm="FrozenBN").eval()
+    from backbones.weights import load_pretrained
+    load_pretrained(body, path)
+    res5 = det.roi_heads.box_head.res5 if arch == "c4" else det.backbone.bottom_up.layer4
+    for k, v in res5.state_dict().items():
+        assert torch.equal(body.layer4.state_dict()[k], v), k
+    layer3 = det.backbone.layer3 if arch == "c4" else det.backbone.bottom_up.layer3
+    for k, v in layer3.state_dict().items():
+        assert torch.equal(body.layer3.state_dict()[k], v), k
