@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
 
 from backbones.fpn import FPN
 from backbones.resnet import ResNet
@@ -57,6 +58,9 @@ def build_model(cfg: Config, num_classes: int | None = None, *, load_weights: bo
                     norm=b.norm, freeze_at=b.freeze_at, stride_in_1x1=b.stride_in_1x1,
                     shortcut=b.shortcut, res5_dilation=b.res5_dilation)
     resnet.pixel_format = fmt
+    for module in resnet.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            module.eps = b.frozen_bn_eps
     if b.weights and load_weights:
         report = load_pretrained(resnet, b.weights)
         if report.pixel_format != fmt:

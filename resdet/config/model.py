@@ -17,6 +17,8 @@ class BackboneConfig:
     stride_in_1x1: bool = False
     shortcut: Literal["A", "B", "C"] = "B"
     res5_dilation: int = 1
+    #: epsilon of the FrozenBN layers (torchvision's COCO_V1 detector weights were made with 0.0)
+    frozen_bn_eps: float = 1e-5
     #: anything `backbones.weights.load_pretrained` accepts ("torchvision:resnet50", a path), or null
     weights: str | None = None
 

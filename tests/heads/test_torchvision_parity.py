@@ -6,6 +6,7 @@ import pytest
 import torch
 from torchvision.models import resnet50
 from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection._utils import overwrite_eps
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops import FrozenBatchNorm2d
 
@@ -18,9 +19,11 @@ MIN_SIZE, MAX_SIZE = 256, 400   # smaller than 800/1333 for CPU time, the same i
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     torch.manual_seed(0)
-    # exactly what fasterrcnn_resnet50_fpn(weights=...) builds: frozen BN, 3 trainable layers
+    # exactly what fasterrcnn_resnet50_fpn(weights=COCO_V1) builds: frozen BN, 3 trainable layers,
+    # and the BN epsilon overwritten with 0 (torchvision's overwrite_eps for those weights)
     tv = FasterRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91,
                     min_size=MIN_SIZE, max_size=MAX_SIZE).eval()
+    overwrite_eps(tv, 0.0)
     for name, buf in tv.named_buffers():
         if name.endswith("running_mean"):
             buf.normal_(0.0, 0.1)
@@ -36,6 +39,8 @@ def models(tmp_path_factory):
                                f"model.input.min_size_train=[{MIN_SIZE}]", f"model.input.max_size_train={MAX_SIZE}"])
     ours = build_model(cfg).eval()
     assert load_checkpoint(ours, path) == "torchvision"
+    eps = {m.eps for m in ours.modules() if isinstance(m, FrozenBatchNorm2d)}
+    assert eps == {m.eps for m in tv.modules() if isinstance(m, FrozenBatchNorm2d)} == {0.0}
     return tv, ours
 
 
