@@ -1,0 +1,1 @@
+"""Classification pretraining: datasets, model, training loop, evaluation, export and curves."""

@@ -1,0 +1,121 @@
+"""Classification-pretraining config: `load_cls_config(path, overrides)` -> `ClsConfig`.
+
+A separate top-level config (the detection `Config` stays untouched) that shares the strict loader,
+`_base_` inheritance, `key.sub=value` overrides and the `solver:`/`test:` sections with detection recipes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from resdet.config.loader import load_typed, save_typed, typed_from_dict
+from resdet.config.solver import SolverConfig, TestConfig
+
+__all__ = ["ClsConfig", "ClsDataConfig", "ClsModelConfig", "ClsSolverConfig", "ClsTestConfig", "load_cls_config",
+           "save_cls_config", "cls_config_from_dict"]
+
+#: folder of each dataset format under the datasets root, when `data.path` is not given
+DEFAULT_PATHS = {"cifar10": "cifar-10-batches-bin", "imagenet_folder": "imagenet"}
+
+
+@dataclass
+class ClsModelConfig:
+    #: "imagenet": `ResNet(depth)` (7x7 stem, 4 stages); "cifar": `cifar_resnet(depth)` (6n+2, 3 stages)
+    arch: Literal["imagenet", "cifar"] = "imagenet"
+    depth: int = 18
+    #: the plain twin: same layers, no shortcuts
+    plain: bool = False
+    shortcut: Literal["A", "B", "C"] = "B"
+    #: bottlenecks only: stride on the first 1x1 (MSRA release) instead of the 3x3 (torchvision)
+    stride_in_1x1: bool = False
+    norm: Literal["BN", "GN", "SyncBN"] = "BN"
+    zero_init_residual: bool = False
+    #: start from these weights (a path or "torchvision:<name>" / "timm:<name>"); null = from scratch
+    weights: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.arch == "cifar" and (self.depth < 8 or (self.depth - 2) % 6):
+            raise ValueError(f"model.depth: the CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, ...), "
+                             f"got {self.depth}")
+
+
+@dataclass
+class ClsDataConfig:
+    #: "shapes": the synthetic shapes classification set, generated on first use into the cache
+    #: ($RESDET_CACHE, else ~/.cache/resdet); "cifar10": the official binary layout;
+    #: "imagenet_folder": `train/<wnid>/*.JPEG` + `val/`
+    format: Literal["shapes", "cifar10", "imagenet_folder"] = "shapes"
+    #: datasets root; null = $RESDET_DATASETS, else `datasets/`
+    root: str | None = None
+    #: the dataset folder, relative to `root` (or absolute); null = the format's usual name.
+    #: For "shapes", a folder already holding `train/` and `val/`; null = generate into the cache
+    path: str | None = None
+    train_split: str = "train"
+    test_split: str = "val"
+    #: for a flat `val/` folder: lines `<image> <wnid|index>`; null = look for `<split>_labels.txt`
+    labels_file: str | None = None
+    #: "imagenet": short side in `short_side`, random `crop_size` crop, flip;
+    #: "cifar": `pad` zero pixels each side, random `crop_size` crop, flip
+    augment: Literal["imagenet", "cifar"] = "imagenet"
+    crop_size: int = 224
+    short_side: tuple[int, int] = (256, 480)
+    #: test images: short side resized to this, then the centre crop (imagenet augment only)
+    test_short_side: int = 256
+    pad: int = 4
+    #: the shapes set (format "shapes"): images per class in train and val, image side in pixels
+    shapes_train_per_class: int = 800
+    shapes_val_per_class: int = 200
+    shapes_image_size: int = 64
+    num_workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.crop_size < 1 or self.pad < 0 or self.num_workers < 0:
+            raise ValueError("data.crop_size must be >= 1, data.pad and data.num_workers >= 0")
+        if self.augment == "imagenet" and not self.crop_size <= self.short_side[0] <= self.short_side[1]:
+            raise ValueError(f"data.short_side {list(self.short_side)} must be increasing and start at or "
+                             f"above data.crop_size={self.crop_size}")
+        if self.augment == "imagenet" and self.test_short_side < self.crop_size:
+            raise ValueError(f"data.test_short_side={self.test_short_side} is below data.crop_size")
+
+
+@dataclass
+class ClsSolverConfig(SolverConfig):
+    #: "linear": the rate ramps from `warmup_factor * lr` to `lr` over `warmup_iters` (engine default);
+    #: "constant": it stays at `warmup_factor * lr` for `warmup_iters`, then jumps to `lr`
+    #: (the paper's ResNet-110 warm-up: 0.01 for about 400 iterations, then 0.1)
+    warmup_method: Literal["linear", "constant"] = "linear"
+
+
+@dataclass
+class ClsTestConfig(TestConfig):
+    ims_per_batch: int = 256
+    #: average the logits of the 10 crops (corners, centre, and their mirror images); imagenet augment
+    ten_crop: bool = False
+
+
+@dataclass
+class ClsConfig:
+    model: ClsModelConfig = field(default_factory=ClsModelConfig)
+    data: ClsDataConfig = field(default_factory=ClsDataConfig)
+    solver: ClsSolverConfig = field(default_factory=ClsSolverConfig)
+    test: ClsTestConfig = field(default_factory=ClsTestConfig)
+    output_dir: str = "output/cls"
+    seed: int = 0
+    #: the file this config came from (not a YAML key)
+    source: str = field(default="<config>", repr=False, compare=False, init=False)
+
+
+def load_cls_config(path: str | Path, overrides: list[str] | None = None) -> ClsConfig:
+    """Read `path` (following `_base_`), apply `key.sub=value` overrides, and check every key and type."""
+    return load_typed(ClsConfig, path, overrides)
+
+
+def cls_config_from_dict(data: dict, source: str = "<dict>") -> ClsConfig:
+    """Build a `ClsConfig` from a plain mapping (e.g. the one stored in a checkpoint)."""
+    return typed_from_dict(ClsConfig, data, source)
+
+
+def save_cls_config(cfg: ClsConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML that `load_cls_config` reads back to an equal `ClsConfig`."""
+    save_typed(cfg, path)
