@@ -5,6 +5,9 @@ Dataset entries (`train`, `test`) are names resolved under the dataset root (`co
 `{format: coco, ann_file: ..., image_dir: ...}`, `{format: voc, root: ..., split: ..., class_names: [...]}`,
 `{format: shapes, split: train|val, num_images: ..., image_size: ..., seed: ..., max_objects: ...}`.
 Several entries are concatenated. Relative paths in mappings are taken under the dataset root.
+
+Images are not resized here: the detector resizes (sizes in `model.input`), so training and
+evaluation images reach it at their decoded size and its outputs are in that frame.
 """
 from __future__ import annotations
 
@@ -31,21 +34,12 @@ class DataConfig:
     #: skip (and count) undecodable images instead of failing, up to `max_bad_images` per process
     skip_bad_images: bool = False
     max_bad_images: int = 100
-    #: data-side resize: shorter side picked at random from `min_size_train`, longer side capped
-    min_size_train: list[int] = field(default_factory=lambda: [800])
-    max_size_train: int = 1333
-    min_size_test: int = 800
-    max_size_test: int = 1333
     #: horizontal flip probability in training
     flip_prob: float = 0.5
     #: batch only images of the same orientation (landscape / portrait) together
     aspect_grouping: bool = True
 
     def __post_init__(self) -> None:
-        if not self.min_size_train or min(self.min_size_train) <= 0:
-            raise ValueError("min_size_train must list positive sizes")
-        if min(self.max_size_train, self.min_size_test, self.max_size_test) <= 0:
-            raise ValueError("max_size_train, min_size_test and max_size_test must be positive")
         if not 0.0 <= self.flip_prob <= 1.0:
             raise ValueError(f"flip_prob must be in [0, 1], got {self.flip_prob}")
         if self.max_bad_images < 0 or self.num_workers < 0:

@@ -9,8 +9,7 @@ from resdet.data.dataset import DetectionDataset
 from resdet.data.image_io import BadImageError, read_image
 from resdet.data.records import DatasetError, DatasetSource, DatasetWarning, ImageRecord
 from resdet.data.sampler import GroupedBatchSampler, InferenceSampler
-from resdet.data.transforms import to_original_size
 
 __all__ = ["build_detection_dataset", "build_test_loader", "build_train_loader", "build_transforms", "load_source",
            "collate_detection", "DetectionDataset", "BadImageError", "read_image", "DatasetError", "DatasetSource",
-           "DatasetWarning", "ImageRecord", "GroupedBatchSampler", "InferenceSampler", "to_original_size"]
+           "DatasetWarning", "ImageRecord", "GroupedBatchSampler", "InferenceSampler"]

@@ -1,7 +1,9 @@
 """From the `data:` config to datasets and DataLoaders.
 
-`build_detection_dataset(cfg.data, "train")` -> `DetectionDataset` with resize + flip;
-`build_detection_dataset(cfg.data, "test")` -> one with the test resize and no filtering.
+`build_detection_dataset(cfg.data, "train")` -> `DetectionDataset` with random flip;
+`build_detection_dataset(cfg.data, "test")` -> one without transforms or filtering.
+Nothing is resized here: the detector resizes (`model.input`), so images keep their decoded size and
+test-time predictions come back in the original image's pixels.
 `build_train_loader` yields `(images, targets)` batches forever (see `GroupedBatchSampler`);
 `build_test_loader` yields each rank's shard once, one image per batch.
 """
@@ -18,15 +20,14 @@ from resdet.data.collate import collate_detection
 from resdet.data.dataset import DetectionDataset
 from resdet.data.records import DatasetError
 from resdet.data.sampler import GroupedBatchSampler, InferenceSampler, aspect_groups
-from resdet.data.transforms import Compose, RandomHorizontalFlip, ResizeShortestEdge
+from resdet.data.transforms import Compose, RandomHorizontalFlip
 
 
 def build_transforms(data: DataConfig, split: Literal["train", "test"]) -> Compose:
-    """Train: random shortest side from `min_size_train` + flip; test: fixed `min_size_test`."""
+    """Train: horizontal flip with `data.flip_prob`; test: identity."""
     if split == "train":
-        return Compose([ResizeShortestEdge(data.min_size_train, data.max_size_train),
-                        RandomHorizontalFlip(data.flip_prob)])
-    return Compose([ResizeShortestEdge([data.min_size_test], data.max_size_test)])
+        return Compose([RandomHorizontalFlip(data.flip_prob)])
+    return Compose([])
 
 
 def build_detection_dataset(data: DataConfig, split: Literal["train", "test"], *,
@@ -50,7 +51,7 @@ def build_train_loader(dataset: DetectionDataset, data: DataConfig, ims_per_batc
               if data.aspect_grouping else [0] * len(dataset))
     sampler = GroupedBatchSampler(groups, ims_per_batch, seed=seed, rank=rank, world_size=world_size,
                                   start_iter=start_iter)
-    # Worker RNG (flip, size choice) must not repeat after a resume: derive it from seed and position.
+    # Worker RNG (flip) must not repeat after a resume: derive it from seed and position.
     generator = torch.Generator().manual_seed(hash((seed, rank, start_iter)) & 0x7FFF_FFFF_FFFF)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=data.num_workers, collate_fn=collate_detection,
                       generator=generator, persistent_workers=data.num_workers > 0)

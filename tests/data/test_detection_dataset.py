@@ -131,25 +131,27 @@ def test_names_resolve_under_the_root(tmp_path, monkeypatch):
 def test_shapes_entry_from_config(tmp_path):
     data = DataConfig(train=[{"format": "shapes", "split": "train", "num_images": 6, "image_size": 64, "seed": 1}],
                       test=[{"format": "shapes", "split": "val", "num_images": 3, "image_size": 64, "seed": 1}],
-                      cache_dir=str(tmp_path), min_size_train=[48, 56], max_size_train=80, min_size_test=40)
+                      cache_dir=str(tmp_path))
     train, test = build_detection_dataset(data, "train"), build_detection_dataset(data, "test")
     assert train.class_names == ["circle", "rectangle", "triangle", "star", "cross"]
     assert len(train) == 6 and len(test) == 3
+    # no data-side resize: images arrive at their decoded size (the detector resizes)
     image, target = train[0]
-    assert min(image.shape[1:]) in (48, 56) and max(image.shape[1:]) <= 80 and len(target["boxes"]) >= 1
-    image, _ = test[0]
-    assert min(image.shape[1:]) == 40
+    assert tuple(image.shape[1:]) == target["orig_size"] and len(target["boxes"]) >= 1
+    image, target = test[0]
+    assert tuple(image.shape[1:]) == target["orig_size"]
 
 
 def test_train_loader_batches_group_and_resume(tmp_path):
     data = DataConfig(train=[{"format": "shapes", "split": "train", "num_images": 10, "image_size": 64, "seed": 5}],
-                      cache_dir=str(tmp_path), num_workers=0, min_size_train=[32], max_size_train=64)
+                      cache_dir=str(tmp_path), num_workers=0)
     dataset = build_detection_dataset(data, "train")
 
     def ids(loader, n):
         out = []
         for _, (images, targets) in zip(range(n), loader):
-            assert len(images) == len(targets) and all(i.shape[0] == 3 and min(i.shape[1:]) == 32 for i in images)
+            assert len(images) == len(targets)
+            assert all(tuple(i.shape[1:]) == t["orig_size"] for i, t in zip(images, targets))  # not resized
             assert len({t["orig_size"][1] >= t["orig_size"][0] for t in targets}) == 1  # one orientation
             out.append([t["image_id"] for t in targets])
         return out

@@ -1,0 +1,183 @@
+"""One detector training run (or evaluation) from a resolved `Config`; what `tools/train_det.py` calls.
+
+    datasets = load_datasets(cfg)              # before anything heavy: a missing dataset fails here
+    train_detector(cfg, datasets, resume=...)  # on every rank; evaluates on data.test periodically and at the end
+    evaluate_weights(cfg, datasets.test, CKPT) # --eval-only
+
+An output directory ends up with `config.yaml` (resolved), `metrics.jsonl`, TensorBoard events,
+`last_checkpoint` and the checkpoints it names, `model_final.pth`, `model_best.pth` and
+`eval/metrics.json` (`{"iteration", "metrics": {name: value}}`, the evaluator's keys flattened by
+`resdet.engine.detection.flat_metrics`; `--eval-only` writes `{"checkpoint", "metrics"}`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from resdet.build import build_model, load_checkpoint
+from resdet.config import Config, ConfigError, save_config
+from resdet.data.build import build_detection_dataset, build_train_loader
+from resdet.data.catalog import COCO_NAMES, VOC_NAMES, dataset_root
+from resdet.data.dataset import DetectionDataset
+from resdet.data.records import DatasetError
+from resdet.engine.checkpoint import Checkpointer
+from resdet.engine.detection import DetectorEvaluation, flat_metrics, headline
+from resdet.engine.setup import build_trainer, images_per_rank, prepare_model
+from resdet.engine.trainer import unwrap
+from resdet.utils.atomic import atomic_write_text
+from resdet.utils.dist import init_distributed
+from resdet.utils.seed import seed_all
+
+
+@dataclass
+class DetectionDatasets:
+    #: None when only evaluating
+    train: DetectionDataset | None
+    #: None when `data.test` is empty (no evaluation)
+    test: DetectionDataset | None
+
+
+def _expected_path(entry: str | dict[str, Any], root: Path) -> Path | None:
+    """The file whose absence means `entry` is not installed (None for generated data)."""
+    if isinstance(entry, str):
+        if entry in COCO_NAMES:
+            return root / "coco" / "annotations" / COCO_NAMES[entry][0]
+        if entry in VOC_NAMES:
+            year, split = VOC_NAMES[entry]
+            return root / "VOCdevkit" / f"VOC{year}" / "ImageSets" / "Main" / f"{split}.txt"
+        return None  # unknown names are reported by the catalog
+    if entry.get("format") == "coco" and "ann_file" in entry:
+        return root / entry["ann_file"]
+    if entry.get("format") == "voc" and "root" in entry and "split" in entry:
+        return root / entry["root"] / "ImageSets" / "Main" / f"{entry['split']}.txt"
+    return None
+
+
+def check_datasets_present(cfg: Config, splits: tuple[str, ...] = ("train", "test")) -> None:
+    """Raise a one-line `DatasetError` naming the first dataset of `data.<split>` that is not installed,
+    the file expected and the root it is looked up under."""
+    root = dataset_root(cfg.data.root)
+    for split in splits:
+        for entry in getattr(cfg.data, split):
+            path = _expected_path(entry, root)
+            if path is not None and not path.is_file():
+                raise DatasetError(f"{cfg.source}: data.{split} dataset {entry!r} not found: expected "
+                                   f"{path.absolute()} (datasets root {root.absolute()}: data.root, else "
+                                   "$RESDET_DATASETS, else ./datasets; layout in README.md)")
+
+
+def check_weights_present(cfg: Config) -> None:
+    """Raise a one-line `ConfigError` when `model.backbone.weights` names a file that does not exist
+    (`torchvision:<name>` / `timm:<name>` are resolved by `backbones.weights`)."""
+    weights = cfg.model.backbone.weights
+    if weights and not weights.startswith(("torchvision:", "timm:")) and not Path(weights).is_file():
+        raise ConfigError(f"{cfg.source}: model.backbone.weights {weights!r} not found (looked for "
+                          f"{Path(weights).absolute()}); a classification checkpoint comes from "
+                          "tools/pretrain_cls.py (see README.md)")
+
+
+def load_datasets(cfg: Config, *, train: bool = True) -> DetectionDatasets:
+    """Read `data.train` (when `train`) and `data.test`, generating the shapes data on first use.
+
+    A missing or invalid dataset raises `DatasetError` here, before any model is built.
+    """
+    check_datasets_present(cfg, ("train", "test") if train else ("test",))
+    train_set = build_detection_dataset(cfg.data, "train") if train else None
+    test_set = build_detection_dataset(cfg.data, "test") if cfg.data.test else None
+    if train_set is not None and test_set is not None and train_set.class_names != test_set.class_names:
+        raise DatasetError(f"{cfg.source}: data.train and data.test have different classes "
+                           f"({train_set.class_names} vs {test_set.class_names})")
+    return DetectionDatasets(train_set, test_set)
+
+
+def _num_classes(cfg: Config, dataset: DetectionDataset) -> int:
+    if cfg.model.num_classes is not None and cfg.model.num_classes != dataset.num_classes:
+        raise ValueError(f"{cfg.source}: model.num_classes={cfg.model.num_classes} but the dataset has "
+                         f"{dataset.num_classes} classes; leave model.num_classes null to take the dataset's")
+    return dataset.num_classes
+
+
+def train_detector(cfg: Config, datasets: DetectionDatasets, *, resume: bool = False,
+                   progress: bool = True) -> dict[str, float]:
+    """Train `cfg` on every rank (resuming from `output_dir` with `resume`); returns the final
+    evaluation (flat metrics; `{}` without `data.test`)."""
+    if datasets.train is None:
+        raise ValueError("train_detector needs the training set: load_datasets(cfg, train=True)")
+    dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
+    seed_all(cfg.seed, dist.rank)
+    out = Path(cfg.output_dir)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    model = prepare_model(build_model(cfg, _num_classes(cfg, datasets.train)), cfg.solver, dist)
+
+    evaluate_fn = None
+    if datasets.test is not None:
+        evaluation = DetectorEvaluation(datasets.test, cfg.data, dist, amp=cfg.solver.amp)
+
+        def evaluate_fn() -> dict[str, float]:
+            metrics = evaluation(unwrap(model))
+            if metrics is None:
+                return {}
+            print(f"\n{evaluation.summary(metrics)}", flush=True)
+            return flat_metrics(metrics)
+
+    # global images per micro-step; the sampler skips what this rank already consumed on resume
+    micro_batch = images_per_rank(cfg.solver, dist.world_size) * dist.world_size
+    train_set = datasets.train
+
+    def loader(start: int) -> DataLoader:
+        return build_train_loader(train_set, cfg.data, micro_batch, seed=cfg.seed, rank=dist.rank,
+                                  world_size=dist.world_size, start_iter=start)
+
+    trainer = build_trainer(cfg, model, loader, dist, evaluate_fn=evaluate_fn, progress=progress)
+    trainer.resume_or_load(resume=resume)
+    return trainer.train()
+
+
+def trained_checkpoint(output_dir: str | Path) -> Path:
+    """`model_final.pth` of a run, else the checkpoint its `last_checkpoint` names."""
+    final = Path(output_dir) / "model_final.pth"
+    if final.is_file():
+        return final
+    last = Checkpointer(output_dir).last()
+    if last is None:
+        raise FileNotFoundError(f"{output_dir}: no model_final.pth or last_checkpoint to evaluate; pass --weights")
+    return last
+
+
+def evaluate_weights(cfg: Config, test_set: DetectionDataset, weights: str | Path, *,
+                     detections_path: str | Path | None = None) -> dict[str, Any] | None:
+    """Load `weights` (any format `resdet.load_checkpoint` reads) into the model `cfg` describes and
+    evaluate it on `test_set`, sharded over the ranks. Returns the evaluator's metrics on rank 0 (None
+    elsewhere) and, with `detections_path`, writes the detections there in the results format."""
+    dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
+    seed_all(cfg.seed, dist.rank)
+    num_classes = cfg.model.num_classes if cfg.model.num_classes is not None else test_set.num_classes
+    model = build_model(cfg, num_classes, load_weights=False)
+    load_checkpoint(model, weights)
+    model.to(dist.device).eval()
+    evaluation = DetectorEvaluation(test_set, cfg.data, dist, amp=cfg.solver.amp)
+    metrics = evaluation(model)
+    if metrics is not None:
+        print(evaluation.summary(metrics))
+        print(headline(metrics))
+        if detections_path is not None:
+            evaluation.evaluator.write_detections(detections_path)
+    return metrics
+
+
+def eval_only(cfg: Config, test_set: DetectionDataset, weights: str | Path | None) -> dict[str, Any] | None:
+    """`train_det.py --eval-only`: evaluate `weights` (default: this run's trained model) and write
+    `output_dir/eval/metrics.json` as training does."""
+    checkpoint = Path(weights) if weights is not None else trained_checkpoint(cfg.output_dir)
+    metrics = evaluate_weights(cfg, test_set, checkpoint)
+    if metrics is not None:
+        atomic_write_text(Path(cfg.output_dir) / "eval" / "metrics.json", json.dumps(
+            {"checkpoint": str(checkpoint), "metrics": flat_metrics(metrics)}, indent=2) + "\n")
+    return metrics
+
