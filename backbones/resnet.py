@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from backbones.norm import check_norm, freeze, make_norm
+from backbones.norm import check_norm, conv_norm, freeze, make_norm
 from backbones.spec import TORCHVISION_PIXELS, FeatureSpec, PixelFormat
 
 SHORTCUTS = ("A", "B", "C")
@@ -47,7 +47,7 @@ class _Block(nn.Module):
 
     def _merge(self, x: Tensor, out: Tensor) -> Tensor:
         if self.shortcut == "projection":
-            out = out + self.downsample(x)
+            out = out + conv_norm(self.downsample[0], self.downsample[1], x)
         elif self.shortcut == "identity":
             out = out + x
         elif self.shortcut == "pad":
@@ -74,8 +74,8 @@ class BasicBlock(_Block):
         return self.bn2
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self._merge(x, self.bn2(self.conv2(out)))
+        out = self.relu(conv_norm(self.conv1, self.bn1, x))
+        return self._merge(x, conv_norm(self.conv2, self.bn2, out))
 
 
 class Bottleneck(_Block):
@@ -104,9 +104,9 @@ class Bottleneck(_Block):
         return self.bn3
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self._merge(x, self.bn3(self.conv3(out)))
+        out = self.relu(conv_norm(self.conv1, self.bn1, x))
+        out = self.relu(conv_norm(self.conv2, self.bn2, out))
+        return self._merge(x, conv_norm(self.conv3, self.bn3, out))
 
 
 def _block_shortcut(option: str, plain: bool, same_shape: bool) -> str:
@@ -247,7 +247,7 @@ class ResNetBase(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """(N, 3, H, W) -> {feature name: (N, C, H/stride, W/stride)} [+ "logits": (N, classes)]."""
         out: dict[str, Tensor] = {}
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x)))
         if "stem" in self.output_specs:
             out["stem"] = x
         for name in self._stage_names:

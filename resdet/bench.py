@@ -38,6 +38,7 @@ class BenchSettings:
     amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
+    fold_frozen_bn: bool = False  # ours only: backbones.norm.fold_frozen_norms
     image_size: int = 512
     batch_size: int = 2
     iters: int = 5
@@ -60,6 +61,10 @@ class BenchResult:
     mfu_infer: float | None = None
     train_times_s: list[float] = field(default_factory=list)
     infer_times_s: list[float] = field(default_factory=list)
+    # process CPU seconds (all threads) per iteration: on a shared machine, less affected by
+    # other processes than wall time
+    train_cpu_s: list[float] = field(default_factory=list)
+    infer_cpu_s: list[float] = field(default_factory=list)
 
 
 def synthetic_batch(s: BenchSettings) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -126,11 +131,12 @@ class Runner:
         self._train_peak = 0.0
         self._infer_peak = 0.0
 
-    def step_train(self) -> float:
+    def step_train(self) -> tuple[float, float]:
+        """One training iteration -> (wall seconds, process CPU seconds)."""
         self.model.train()
         _sync(self.s.device)
         _reset_peak(self.s.device)
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         with _autocast(self.s):
             losses = self.model(self.images, self.targets)
         loss = sum(losses.values())
@@ -139,22 +145,23 @@ class Runner:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         _sync(self.s.device)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         self._train_peak = max(self._train_peak, _peak_mb(self.s.device))
-        return dt
+        return dt, dc
 
     @torch.no_grad()
-    def step_infer(self) -> float:
+    def step_infer(self) -> tuple[float, float]:
+        """One inference iteration -> (wall seconds, process CPU seconds)."""
         self.model.eval()
         _sync(self.s.device)
         _reset_peak(self.s.device)
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         with _autocast(self.s):
             self.model(self.images)
         _sync(self.s.device)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         self._infer_peak = max(self._infer_peak, _peak_mb(self.s.device))
-        return dt
+        return dt, dc
 
     def finish(self) -> BenchResult:
         r, b = self.result, self.s.batch_size
@@ -164,6 +171,21 @@ class Runner:
         r.peak_memory_train_mb = self._train_peak
         r.peak_memory_infer_mb = self._infer_peak
         return r
+
+
+def paired_ratios(ours: BenchResult, reference: BenchResult) -> dict[str, float]:
+    """Ours/reference throughput: of medians, median of per-round ratios, and of median CPU time.
+
+    Rounds are interleaved, so a per-round ratio compares two runs made under the same load.
+    """
+    def per_round(a: list[float], b: list[float]) -> float:
+        return statistics.median(y / x for x, y in zip(a, b))
+    return {"train": ours.train_images_per_s / reference.train_images_per_s,
+            "infer": ours.infer_images_per_s / reference.infer_images_per_s,
+            "train_per_round": per_round(ours.train_times_s, reference.train_times_s),
+            "infer_per_round": per_round(ours.infer_times_s, reference.infer_times_s),
+            "train_cpu": statistics.median(reference.train_cpu_s) / statistics.median(ours.train_cpu_s),
+            "infer_cpu": statistics.median(reference.infer_cpu_s) / statistics.median(ours.infer_cpu_s)}
 
 
 def interleaved(runners: dict[str, Runner], s: BenchSettings,
@@ -179,8 +201,11 @@ def interleaved(runners: dict[str, Runner], s: BenchSettings,
         progress(f"warmed up {name}")
     for i in range(s.iters):
         for name, r in runners.items():
-            r.result.train_times_s.append(r.step_train())
-            r.result.infer_times_s.append(r.step_infer())
+            for times, cpu, step in ((r.result.train_times_s, r.result.train_cpu_s, r.step_train),
+                                     (r.result.infer_times_s, r.result.infer_cpu_s, r.step_infer)):
+                wall, used = step()
+                times.append(wall)
+                cpu.append(used)
         progress(f"round {i + 1}/{s.iters}")
     return {name: r.finish() for name, r in runners.items()}
 
@@ -254,6 +279,28 @@ def torchvision_reference(s: BenchSettings) -> nn.Module:
     body = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), trainable_layers=3)
     return FasterRCNN(body, num_classes=s.num_classes + 1,
                       min_size=s.image_size, max_size=s.image_size)
+
+
+def share_weights(ours: nn.Module, reference: nn.Module) -> bool:
+    """Load the torchvision reference's weights into ours when the architectures match.
+
+    Random initialisations differ, and with them how many proposals survive NMS, which changes
+    how much work the RoI heads do; identical weights make both detectors compute the same
+    function, so the race measures the implementations only. Returns False (ours unchanged) when
+    ours cannot take torchvision's weights (another architecture).
+    """
+    import tempfile
+
+    from resdet.build import load_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "torchvision.pth"
+        torch.save(reference.state_dict(), path)
+        try:
+            load_checkpoint(ours, path)
+        except ValueError:
+            return False
+    return True
 
 
 def size_overrides(image_size: int) -> list[str]:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
+from backbones.norm import fold_frozen_norms
 from resdet.bench import (BenchResult, BenchSettings, Runner, add_mfu, count_gflops, interleaved,
-                          size_overrides, torchvision_reference)
+                          paired_ratios, share_weights, size_overrides, torchvision_reference)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbones")
+    p.add_argument("--fold-frozen-bn", action="store_true",
+                   help="ours: fold frozen batch norms into their convolutions (backbones.norm.fold_frozen_norms)")
     p.add_argument("--image-size", type=int, default=512, help="square synthetic image side, pixels")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--iters", type=int, default=5, help="timed iterations (after --warmup)")
@@ -43,7 +46,9 @@ def build_ours(config: str, overrides: list[str], s: BenchSettings) -> torch.nn.
 
     cfg = load_config(config, size_overrides(s.image_size) + list(overrides))
     torch.manual_seed(s.seed)
-    return build_model(cfg, num_classes=s.num_classes, load_weights=False)
+    model = build_model(cfg, num_classes=s.num_classes, load_weights=False)
+    fold_frozen_norms(model, s.fold_frozen_bn)
+    return model
 
 
 def maybe_compile(model: torch.nn.Module, enabled: bool) -> None:
@@ -71,13 +76,15 @@ def table(results: dict[str, BenchResult]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     a = parse_args(argv)
     s = BenchSettings(device=a.device, amp=a.amp, channels_last=a.channels_last, compile=a.compile,
-                      image_size=a.image_size, batch_size=a.batch_size, iters=a.iters, warmup=a.warmup,
-                      peak_tflops=a.peak_tflops)
+                      fold_frozen_bn=a.fold_frozen_bn, image_size=a.image_size, batch_size=a.batch_size,
+                      iters=a.iters, warmup=a.warmup, peak_tflops=a.peak_tflops)
     models = {"ours": build_ours(a.config, a.overrides, s)}
     offsets = {"ours": 0}
+    same_weights = False
     if a.compare == "torchvision":
         models["torchvision"] = torchvision_reference(s)
         offsets["torchvision"] = 1
+        same_weights = share_weights(models["ours"], models["torchvision"])
     for m in models.values():
         maybe_compile(m, s.compile)
     runners = {k: Runner(m, s, label_offset=offsets[k]) for k, m in models.items()}
@@ -90,15 +97,20 @@ def main(argv: list[str] | None = None) -> dict:
     device_name = torch.cuda.get_device_name() if s.device.startswith("cuda") else platform.processor() or "cpu"
     out: dict = {"config": a.config, "settings": asdict(s), "device": device_name,
                  "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if a.compare:
+        out["same_weights"] = same_weights
     out.update({k: asdict(r) for k, r in results.items()})
     if "torchvision" in results:
         ours, tv = results["ours"], results["torchvision"]
-        out["ratio"] = {"train": ours.train_images_per_s / tv.train_images_per_s,
-                        "infer": ours.infer_images_per_s / tv.infer_images_per_s}
+        out["ratio"] = paired_ratios(ours, tv)
     print(f"{a.config}  device={device_name}  image={s.image_size}px  batch={s.batch_size}  amp={s.amp}")
     print(table(results))
     if "ratio" in out:
-        print(f"ratio ours/torchvision: train {out['ratio']['train']:.3f}x  infer {out['ratio']['infer']:.3f}x")
+        print(f"same weights as torchvision: {same_weights}")
+        q = out["ratio"]
+        print(f"ratio ours/torchvision: train {q['train']:.3f}x  infer {q['infer']:.3f}x  (median of per-round "
+              f"ratios: train {q['train_per_round']:.3f}x  infer {q['infer_per_round']:.3f}x; by process CPU "
+              f"time: train {q['train_cpu']:.3f}x  infer {q['infer_cpu']:.3f}x)")
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
     return out

@@ -11,9 +11,9 @@ def test_benchmark_json_shape(tmp_path):
 
     out = tmp_path / "bench.json"
     main([str(ROOT / "configs" / "frcnn_r50_fpn_coco.yaml"), "--compare", "torchvision", "--device", "cpu",
-          "--image-size", "128", "--batch-size", "1", "--iters", "1", "--warmup", "0", "--json", str(out)])
+          "--image-size", "64", "--batch-size", "1", "--iters", "1", "--warmup", "0", "--json", str(out)])
     data = json.loads(out.read_text())
-    assert {"ours", "torchvision", "ratio", "settings", "device"} <= set(data)
+    assert {"ours", "torchvision", "ratio", "settings", "device", "same_weights"} <= set(data)
     for side in ("ours", "torchvision"):
         r = data[side]
         for key in ("train_images_per_s", "infer_images_per_s", "infer_latency_ms",
@@ -21,7 +21,12 @@ def test_benchmark_json_shape(tmp_path):
             assert r[key] > 0, (side, key)
         assert r["mfu_train"] is None  # no peak known for a CPU
         assert len(r["train_times_s"]) == 1 and len(r["infer_times_s"]) == 1
-    assert math.isclose(data["ratio"]["train"],
-                        data["ours"]["train_images_per_s"] / data["torchvision"]["train_images_per_s"])
+        assert len(r["train_cpu_s"]) == 1 and len(r["infer_cpu_s"]) == 1
+        assert r["train_cpu_s"][0] > 0 and r["infer_cpu_s"][0] > 0
+    ours, tv, ratio = data["ours"], data["torchvision"], data["ratio"]
+    assert math.isclose(ratio["train"], ours["train_images_per_s"] / tv["train_images_per_s"])
+    # one round: the per-round ratio is that round's ratio
+    assert math.isclose(ratio["infer_per_round"], tv["infer_times_s"][0] / ours["infer_times_s"][0])
+    assert math.isclose(ratio["train_cpu"], tv["train_cpu_s"][0] / ours["train_cpu_s"][0])
     # same backbone and input; the box head's share depends on how many proposals survive NMS
     assert 0.5 < data["ours"]["gflops_per_image"] / data["torchvision"]["gflops_per_image"] < 2.0
