@@ -29,6 +29,15 @@ TINY = ["data.shapes_train_per_class=4", "data.shapes_val_per_class=2", "data.sh
         "solver.log_period=1", "solver.checkpoint_period=2", "test.eval_period=2", "test.ims_per_batch=10"]
 
 
+#: the detection demo shrunk to two iterations on 32-px inputs
+DET_TINY = ["data.train=[{format: shapes, split: train, num_images: 4, image_size: 64, seed: 3}]",
+            "data.test=[{format: shapes, split: val, num_images: 2, image_size: 64, seed: 3}]",
+            "data.num_workers=0", "model.input.min_size_train=[32]", "model.input.max_size_train=32",
+            "model.input.min_size_test=32", "model.input.max_size_test=32", "solver.ims_per_batch=2",
+            "solver.max_iter=2", "solver.steps=[]", "solver.warmup_iters=0", "solver.checkpoint_period=2",
+            "test.eval_period=0"]
+
+
 @pytest.fixture
 def tool(tmp_path, monkeypatch):
     monkeypatch.setenv("RESDET_CACHE", str(tmp_path / "cache"))
@@ -61,6 +70,19 @@ def test_default_recipe_writes_classifier_checkpoint_for_a_backbone(tool, tmp_pa
     stems = [v for k, v in det.state_dict().items() if k.endswith("conv1.weight") and v.shape == (64, 3, 7, 7)]
     assert len(stems) == 1
     torch.testing.assert_close(stems[0], ckpt["model"]["conv1.weight"])
+
+    # ... and a detection run trains from it: the frozen stem stays exactly the pretrained one
+    spec = importlib.util.spec_from_file_location("train_det_tool", ROOT / "tools" / "train_det.py")
+    train_det = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_det)
+    det_out = tmp_path / "det"
+    assert train_det.main([str(ROOT / "configs" / "demo_shapes.yaml"), "--no-progress", "--output-dir",
+                           str(det_out), f"model.backbone.weights={out / 'model_final.pth'}", *DET_TINY]) == 0
+    trained = torch.load(det_out / "model_final.pth", map_location="cpu", weights_only=True)
+    assert trained["iteration"] == 2
+    torch.testing.assert_close(trained["model"]["backbone.bottom_up.conv1.weight"], ckpt["model"]["conv1.weight"])
+    moved = trained["model"]["backbone.bottom_up.layer4.0.conv1.weight"] - ckpt["model"]["layer4.0.conv1.weight"]
+    assert moved.abs().max() > 0  # res5 is trainable and was updated
 
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     train = [x for x in lines if "train_error" in x]
