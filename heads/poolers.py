@@ -7,7 +7,9 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import roi_align, roi_pool
+from torchvision.ops import roi_pool
+
+from heads.roi_align import roi_align
 
 
 def assign_levels(boxes: Tensor, min_level: int, max_level: int, canonical_size: float = 224.0,

@@ -71,10 +71,11 @@ class ImagePreprocessor(nn.Module):
     The scale is applied by bilinear ``interpolate`` with a recomputed scale factor, the same
     arithmetic as torchvision's detection transform. Pixels are
     normalised first, so the zero padding up to a multiple of ``size_divisibility`` is the mean.
+    ``channels_last`` lays the batch out NHWC (same values and shape, other strides).
     """
 
     def __init__(self, *, min_size_train: Sequence[int], max_size_train: int, min_size_test: int,
-                 max_size_test: int, size_divisibility: int) -> None:
+                 max_size_test: int, size_divisibility: int, channels_last: bool = False) -> None:
         super().__init__()
         if not min_size_train:
             raise ValueError("min_size_train needs at least one size")
@@ -83,6 +84,7 @@ class ImagePreprocessor(nn.Module):
         self.min_size_test = min_size_test
         self.max_size_test = max_size_test
         self.size_divisibility = max(size_divisibility, 1)
+        self.channels_last = channels_last
 
     def _target_sizes(self) -> tuple[int, int]:
         if self.training:
@@ -116,7 +118,8 @@ class ImagePreprocessor(nn.Module):
         d = self.size_divisibility
         height = -(-max(x.shape[1] for x in resized) // d) * d
         width = -(-max(x.shape[2] for x in resized) // d) * d
-        batch = resized[0].new_zeros((len(resized), 3, height, width))
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        batch = resized[0].new_zeros((len(resized), 3, height, width)).contiguous(memory_format=layout)
         for b, x in zip(batch, resized):
             b[:, :x.shape[1], :x.shape[2]].copy_(x)
         sizes = torch.tensor([x.shape[-2:] for x in resized], dtype=torch.float32, device=batch.device)

@@ -38,7 +38,6 @@ class BenchSettings:
     amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
-    fold_frozen_bn: bool = False  # ours only: backbones.norm.fold_frozen_norms
     image_size: int = 512
     batch_size: int = 2
     iters: int = 5

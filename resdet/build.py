@@ -11,6 +11,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from backbones.fpn import FPN
+from backbones.norm import fold_frozen_norms
 from backbones.resnet import ResNet
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
 from backbones.weights import detectron2_state, read_pkl, load_pretrained
@@ -119,9 +120,11 @@ def build_model(cfg: Config, num_classes: int | None = None, *, load_weights: bo
     i = m.input
     pre = ImagePreprocessor(min_size_train=i.min_size_train, max_size_train=i.max_size_train,
                             min_size_test=i.min_size_test, max_size_test=i.max_size_test,
-                            size_divisibility=i.size_divisibility)
-    return FasterRCNN(backbone=backbone, rpn=rpn, roi_heads=roi_heads, preprocessor=pre,
-                      rpn_features=rpn_features, roi_features=roi_features)
+                            size_divisibility=i.size_divisibility, channels_last=i.channels_last)
+    model = FasterRCNN(backbone=backbone, rpn=rpn, roi_heads=roi_heads, preprocessor=pre,
+                       rpn_features=rpn_features, roi_features=roi_features)
+    fold_frozen_norms(model, b.fold_frozen_bn)  # the C4 res5 head lives in roi_heads
+    return model
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from backbones.norm import fold_frozen_norms
 from resdet.bench import (BenchResult, BenchSettings, Runner, add_mfu, count_gflops, interleaved,
                           paired_ratios, share_weights, size_overrides, torchvision_reference)
 
@@ -28,8 +27,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbones")
-    p.add_argument("--fold-frozen-bn", action="store_true",
-                   help="ours: fold frozen batch norms into their convolutions (backbones.norm.fold_frozen_norms)")
     p.add_argument("--image-size", type=int, default=512, help="square synthetic image side, pixels")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--iters", type=int, default=5, help="timed iterations (after --warmup)")
@@ -37,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-flops", action="store_true", help="skip the fvcore FLOP count")
     p.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: known-GPU table)")
     p.add_argument("--json", type=Path, help="write the figures here")
-    p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
+    p.add_argument("overrides", nargs="*", help="config overrides key.sub=value, e.g. "
+                   "model.backbone.fold_frozen_bn=false model.input.channels_last=false")
     return p.parse_args(argv)
 
 
@@ -46,9 +44,7 @@ def build_ours(config: str, overrides: list[str], s: BenchSettings) -> torch.nn.
 
     cfg = load_config(config, size_overrides(s.image_size) + list(overrides))
     torch.manual_seed(s.seed)
-    model = build_model(cfg, num_classes=s.num_classes, load_weights=False)
-    fold_frozen_norms(model, s.fold_frozen_bn)
-    return model
+    return build_model(cfg, num_classes=s.num_classes, load_weights=False)
 
 
 def maybe_compile(model: torch.nn.Module, enabled: bool) -> None:
@@ -76,7 +72,7 @@ def table(results: dict[str, BenchResult]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     a = parse_args(argv)
     s = BenchSettings(device=a.device, amp=a.amp, channels_last=a.channels_last, compile=a.compile,
-                      fold_frozen_bn=a.fold_frozen_bn, image_size=a.image_size, batch_size=a.batch_size,
+                      image_size=a.image_size, batch_size=a.batch_size,
                       iters=a.iters, warmup=a.warmup, peak_tflops=a.peak_tflops)
     models = {"ours": build_ours(a.config, a.overrides, s)}
     offsets = {"ours": 0}

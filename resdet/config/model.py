@@ -19,6 +19,9 @@ class BackboneConfig:
     res5_dilation: int = 1
     #: epsilon of the FrozenBN layers (torchvision's COCO_V1 detector weights were made with 0.0)
     frozen_bn_eps: float = 1e-5
+    #: compute each FrozenBN as its convolution's weight and bias (backbones.norm.conv_norm): the
+    #: same function and gradients up to float rounding, one pass less over every feature map
+    fold_frozen_bn: bool = True
     #: anything `backbones.weights.load_pretrained` accepts ("torchvision:resnet50", a path), or null
     weights: str | None = None
 
@@ -49,6 +52,9 @@ class InputConfig:
     min_size_test: int = 800
     max_size_test: int = 1333
     size_divisibility: int = 32
+    #: hand the backbone an NHWC (channels-last) batch: oneDNN (CPU) and tensor-core (GPU)
+    #: convolutions run faster in that layout; every convolution after it follows
+    channels_last: bool = True
 
 
 @dataclass
