@@ -1,12 +1,13 @@
-"""RoIAlign whose CPU backward is one sparse matrix product instead of torchvision's serial loop.
+"""RoIAlign on CPU as sparse matrix products, instead of torchvision's serial loops.
 
-The forward is torchvision's kernel, so outputs are bit-identical to ``torchvision.ops.roi_align``.
 RoIAlign is linear in the feature map: ``out = M @ x`` with a sparse ``M`` holding, per output bin,
 the bilinear weights of its sampling points. torchvision's CPU backward walks every roi, channel,
 bin and sampling point on one thread (about a fifth of a CPU training step of R50-FPN); here the
-backward builds ``M`` from the same geometry and computes ``grad_x = M^T @ grad_out`` with a CSR
-matrix product, vectorised over channels and multithreaded. Other devices keep torchvision's
-backward (atomic adds on CUDA are already fast).
+backward builds ``M`` from the same geometry and computes ``grad_x = M^T @ grad_out`` as one CSR
+matrix product, vectorised over channels and multithreaded. The forward is torchvision's kernel
+for NCHW features (outputs bit-identical to ``torchvision.ops.roi_align``) and ``M @ x`` for NHWC
+features, whose (N*H*W, C) view is free. Other devices keep torchvision's kernels (atomic adds on
+CUDA are already fast).
 """
 from __future__ import annotations
 
@@ -21,14 +22,20 @@ from torchvision.ops import roi_align as tv_roi_align
 def roi_align(x: Tensor, rois: Tensor, output_size: int, spatial_scale: float, sampling_ratio: int,
               aligned: bool) -> Tensor:
     """``torchvision.ops.roi_align`` for (N, C, H, W) features and (R, 5) rois ``(image, x1, y1, x2, y2)``
-    in input pixels (scaled by ``spatial_scale``) -> (R, C, output_size, output_size).
+    in input pixels (scaled by ``spatial_scale``) -> (R, C, output_size, output_size), NHWC-strided
+    when ``x`` is.
 
     ``sampling_ratio`` points per bin side (0: ``ceil(roi side / output_size)``, per roi); ``aligned``
     shifts the box by half a pixel (detectron2's ROIAlignV2).
     """
-    if x.device.type != "cpu" or not (torch.is_grad_enabled() and x.requires_grad):
+    needs_grad = torch.is_grad_enabled() and x.requires_grad
+    if x.device.type != "cpu" or not (needs_grad or _nhwc(x)):
         return tv_roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
     return _RoIAlign.apply(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
+
+
+def _nhwc(x: Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 class _RoIAlign(torch.autograd.Function):
@@ -37,7 +44,14 @@ class _RoIAlign(torch.autograd.Function):
                 sampling_ratio: int, aligned: bool) -> Tensor:
         ctx.save_for_backward(rois)
         ctx.geometry = (x.shape, x.dtype, x.is_contiguous(), output_size, spatial_scale, sampling_ratio, aligned)
-        return tv_roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
+        if not _nhwc(x):
+            return tv_roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
+        n, c, h, w = x.shape
+        compute = _compute_dtype(x.dtype)
+        m = _sparse(rois, (n, h, w), output_size, spatial_scale, sampling_ratio, aligned, compute, False)
+        with torch.autocast("cpu", enabled=False):
+            out = m @ x.to(compute).permute(0, 2, 3, 1).reshape(-1, c)
+        return out.view(len(rois), output_size, output_size, c).permute(0, 3, 1, 2).to(x.dtype)
 
     @staticmethod
     @once_differentiable
@@ -45,20 +59,35 @@ class _RoIAlign(torch.autograd.Function):
         (rois,) = ctx.saved_tensors
         shape, dtype, contiguous, size, scale, sampling, aligned = ctx.geometry
         n, c, h, w = shape
-        compute = torch.float64 if dtype == torch.float64 else torch.float32
-        rows, cols, vals = sampling_matrix(rois.to(compute), h, w, size, scale, sampling, aligned)
-        bins = len(rois) * size * size
-        # CSR wants each cell's bins sorted and distinct: sort by (cell, bin) and sum repeats
-        keys, inverse = torch.unique(cols * bins + rows, return_inverse=True)
-        vals = torch.zeros(len(keys), dtype=compute).index_add_(0, inverse, vals)
-        crow = torch.zeros(n * h * w + 1, dtype=torch.int64)
-        crow[1:] = torch.bincount(keys // bins, minlength=n * h * w).cumsum(0)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-            m_t = torch.sparse_csr_tensor(crow, keys % bins, vals, (n * h * w, bins))
+        compute = _compute_dtype(dtype)
+        m_t = _sparse(rois, (n, h, w), size, scale, sampling, aligned, compute, True)
+        with torch.autocast("cpu", enabled=False):
             g = m_t @ grad.to(compute).permute(0, 2, 3, 1).reshape(-1, c)
         g = g.view(n, h, w, c).permute(0, 3, 1, 2).to(dtype)
         return (g.contiguous() if contiguous else g), None, None, None, None, None
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    # half-precision features (autocast) are pooled in float32, as torchvision's autocast wrapper does
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _sparse(rois: Tensor, grid: tuple[int, int, int], size: int, scale: float, sampling_ratio: int,
+            aligned: bool, dtype: torch.dtype, transpose: bool) -> Tensor:
+    """RoIAlign's (R * size * size, N * H * W) matrix, or its transpose, as a CSR tensor of ``dtype``."""
+    n, h, w = grid
+    bins, cells = len(rois) * size * size, n * h * w
+    rows, cols, vals = sampling_matrix(rois.to(dtype), h, w, size, scale, sampling_ratio, aligned)
+    if transpose:
+        rows, cols, bins, cells = cols, rows, cells, bins
+    # CSR wants each row's columns sorted and distinct: sort by (row, column) and sum repeats
+    keys, inverse = torch.unique(rows * cells + cols, return_inverse=True)
+    vals = torch.zeros(len(keys), dtype=dtype).index_add_(0, inverse, vals)
+    crow = torch.zeros(bins + 1, dtype=torch.int64)
+    crow[1:] = torch.bincount(keys // cells, minlength=bins).cumsum(0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        return torch.sparse_csr_tensor(crow, keys % cells, vals, (bins, cells))
 
 
 def sampling_matrix(rois: Tensor, height: int, width: int, size: int, scale: float, sampling_ratio: int,

@@ -25,28 +25,41 @@ def grads(fn, x, rois, grad, *args):
     return out.detach(), x.grad
 
 
+@pytest.mark.parametrize("nhwc", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [2, 0, 3])
 @pytest.mark.parametrize("aligned", [False, True])
-def test_backward_equals_torchvision(sampling_ratio, aligned):
+def test_equals_torchvision(sampling_ratio, aligned, nhwc):
+    """NCHW: torchvision's forward itself; NHWC: the sparse forward. Both: the sparse backward."""
     g = torch.Generator().manual_seed(sampling_ratio * 2 + aligned)
     x = torch.randn(3, 5, 19, 23, dtype=torch.float64, generator=g)
+    if nhwc:
+        x = x.contiguous(memory_format=torch.channels_last)
     rois = random_rois(60, 3, 19, 23, 0.5, g).double()
     grad = torch.randn(60, 5, 7, 7, dtype=torch.float64, generator=g)
     expected_out, expected = grads(tv_roi_align, x, rois, grad, 7, 0.5, sampling_ratio, aligned)
     out, got = grads(roi_align, x, rois, grad, 7, 0.5, sampling_ratio, aligned)
-    assert torch.equal(out, expected_out)
+    if nhwc:
+        torch.testing.assert_close(out, expected_out, rtol=1e-12, atol=1e-12)
+    else:
+        assert torch.equal(out, expected_out)
     assert expected.abs().sum() > 0 and (expected == 0).any()  # some cells hit, some not
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_float32_and_channels_last_input():
+def test_float32_bfloat16_and_channels_last_layout():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 8, 32, 40, generator=g).contiguous(memory_format=torch.channels_last)
     rois = random_rois(100, 2, 32, 40, 0.25, g)
     grad = torch.randn(100, 8, 7, 7, generator=g)
-    _, expected = grads(tv_roi_align, x, rois, grad, 7, 0.25, 2, False)
-    _, got = grads(roi_align, x, rois, grad, 7, 0.25, 2, False)
+    expected_out, expected = grads(tv_roi_align, x, rois, grad, 7, 0.25, 2, False)
+    out, got = grads(roi_align, x, rois, grad, 7, 0.25, 2, False)
+    torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        half = roi_align(x.bfloat16(), rois, 7, 0.25, 2, False)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), expected_out, rtol=0.02, atol=0.05)
 
 
 def test_gradcheck():
