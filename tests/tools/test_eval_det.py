@@ -2,7 +2,6 @@
 the detections file scores the same through --detections (pycocotools on the file alone)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,18 +12,12 @@ from resdet.build import build_model
 from resdet.config import load_config
 from resdet.evaluation.coco_evaluator import STAT_KEYS
 from resdet.train_det import load_datasets
+from tools import eval_det
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data.test=[{format: shapes, split: val, num_images: 3, image_size: 64, seed: 4}]", "data.num_workers=0",
         "model.input.min_size_test=64", "model.input.max_size_test=64", "model.fpn.out_channels=16",
         "model.roi_heads.fc_dim=32", "model.roi_heads.score_thresh=0.0", "model.backbone.weights=null"]
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_tool", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True)
@@ -47,10 +40,9 @@ def checkpoint(tmp_path, monkeypatch):
 
 
 def test_weights_writes_metrics_and_detections_that_rescore_identically(checkpoint, tmp_path):
-    tool = load_tool("eval_det")
     config = str(ROOT / "configs" / "demo_shapes.yaml")
     dets = tmp_path / "dets.json"
-    metrics = tool.main([config, "--weights", str(checkpoint), "--save-detections", str(dets),
+    metrics = eval_det.main([config, "--weights", str(checkpoint), "--save-detections", str(dets),
                          "--output-dir", str(tmp_path / "a"), *TINY])
     written = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert set(STAT_KEYS) <= set(written) and written == json.loads(json.dumps(metrics))
@@ -67,20 +59,18 @@ def test_weights_writes_metrics_and_detections_that_rescore_identically(checkpoi
         width, height = sizes[r["image_id"]]
         assert x >= 0 and y >= 0 and x + w <= width + 1e-3 and y + h <= height + 1e-3
 
-    rescored = tool.main([config, "--detections", str(dets), "--output-dir", str(tmp_path / "b"), *TINY])
+    rescored = eval_det.main([config, "--detections", str(dets), "--output-dir", str(tmp_path / "b"), *TINY])
     for k in STAT_KEYS:
         assert rescored[k] == pytest.approx(metrics[k], abs=1e-9), k
 
 
 def test_weights_that_do_not_fit_the_config_are_refused(checkpoint, tmp_path):
-    tool = load_tool("eval_det")
     with pytest.raises(ValueError, match="does not fit the model"):
-        tool.main([str(ROOT / "configs" / "demo_shapes.yaml"), "--weights", str(checkpoint),
+        eval_det.main([str(ROOT / "configs" / "demo_shapes.yaml"), "--weights", str(checkpoint),
                    "--output-dir", str(tmp_path / "a"), *TINY, "model.roi_heads.fc_dim=48"])
 
 
 def test_weights_and_detections_are_exclusive(capsys):
-    tool = load_tool("eval_det")
     with pytest.raises(SystemExit):
-        tool.parse_args(["c.yaml", "--weights", "a.pth", "--detections", "d.json"])
+        eval_det.parse_args(["c.yaml", "--weights", "a.pth", "--detections", "d.json"])
     assert "not allowed with" in capsys.readouterr().err

@@ -1,7 +1,6 @@
 """tools/pretrain_cls.py end to end on tiny data: checkpoint format, loading into a backbone, eval-only."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,9 @@ import torch
 from backbones.resnet import ResNet
 from backbones.spec import PixelFormat
 from backbones.weights import load_pretrained
+from tools import plot_curves, pretrain_cls, train_det
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("pretrain_cls_tool", ROOT / "tools" / "pretrain_cls.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 TINY = ["data.shapes_train_per_class=4", "data.shapes_val_per_class=2", "data.shapes_image_size=16",
@@ -41,7 +34,7 @@ DET_TINY = ["data.train=[{format: shapes, split: train, num_images: 4, image_siz
 @pytest.fixture
 def tool(tmp_path, monkeypatch):
     monkeypatch.setenv("RESDET_CACHE", str(tmp_path / "cache"))
-    return load_tool()
+    return pretrain_cls
 
 
 def test_default_recipe_writes_classifier_checkpoint_for_a_backbone(tool, tmp_path, capsys):
@@ -72,9 +65,6 @@ def test_default_recipe_writes_classifier_checkpoint_for_a_backbone(tool, tmp_pa
     torch.testing.assert_close(stems[0], ckpt["model"]["conv1.weight"])
 
     # ... and a detection run trains from it: the frozen stem stays exactly the pretrained one
-    spec = importlib.util.spec_from_file_location("train_det_tool", ROOT / "tools" / "train_det.py")
-    train_det = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_det)
     det_out = tmp_path / "det"
     assert train_det.main([str(ROOT / "configs" / "demo_shapes.yaml"), "--no-progress", "--output-dir",
                            str(det_out), f"model.backbone.weights={out / 'model_final.pth'}", *DET_TINY]) == 0
@@ -142,9 +132,6 @@ def test_plot_curves_tool(tmp_path, capsys):
 
     from resdet.classification.curves import moving_average, read_run
 
-    spec = importlib.util.spec_from_file_location("plot_curves_tool", ROOT / "tools" / "plot_curves.py")
-    plot_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plot_tool)
     write_run(tmp_path / "p56", 56, True, [(10, 90.0), (20, 70.0), (30, 60.0)], [(20, 75.0), (30, 65.0)])
     write_run(tmp_path / "r56", 56, False, [(10, 80.0), (20, 40.0), (30, 20.0)], [(20, 45.0), (30, 30.0)])
 
@@ -154,7 +141,7 @@ def test_plot_curves_tool(tmp_path, capsys):
     assert moving_average(run.train_error, 2).tolist() == [90.0, 80.0, 65.0]
 
     out = tmp_path / "fig.png"
-    plot_tool.main([str(tmp_path / "p56"), str(tmp_path / "r56"), "--out", str(out)])
+    plot_curves.main([str(tmp_path / "p56"), str(tmp_path / "r56"), "--out", str(out)])
     image = imread(out)
     assert image.shape[1] > image.shape[0] > 100  # two panels side by side
     printed = capsys.readouterr().out

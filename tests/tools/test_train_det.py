@@ -2,7 +2,6 @@
 and every recipe in configs/ loading."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 import yaml
 
 from resdet.config import load_config
+from tools import train_det
 from resdet.config.cls import load_cls_config
 from resdet.evaluation.coco_evaluator import STAT_KEYS
 
@@ -29,13 +29,6 @@ TINY = ["data.train=[{format: shapes, split: train, num_images: 6, image_size: 6
         "model.backbone.weights=null", "model.backbone.norm=BN", "model.backbone.freeze_at=1"]
 
 
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_tool", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(autouse=True)
 def plain_convolutions(monkeypatch):
     """At 32 px oneDNN's kernel creation for each new shape costs more than the convolutions."""
@@ -50,7 +43,7 @@ def cache(tmp_path_factory):
 @pytest.fixture
 def tool(cache, monkeypatch):
     monkeypatch.setenv("RESDET_CACHE", str(cache))
-    return load_tool("train_det")
+    return train_det
 
 
 def train(tool, out: Path, *extra: str) -> None:

@@ -1,7 +1,6 @@
 """tools/visualize.py: boxes drawn on generated shapes images (COCO and VOC ids), curves from handmade logs."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,6 +12,7 @@ from PIL import Image
 from resdet.data import DatasetError
 from resdet.data.shapes import SHAPE_CLASSES, ensure_shapes_detection
 from resdet.visualize import GT_COLOUR, PRED_COLOUR, read_run, resolve_keys
+from tools import visualize
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT / ".." / "shared" / "data"
@@ -20,16 +20,9 @@ VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("visualize_tool", ROOT / "tools" / "visualize.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def tool():
-    return load_tool()
+    return visualize
 
 
 @pytest.fixture(scope="module")
