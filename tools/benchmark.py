@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value, e.g. "
                    "model.backbone.fold_frozen_bn=false model.input.channels_last=false")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def build_ours(config: str, overrides: list[str], s: BenchSettings) -> torch.nn.Module:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     for r in results.values():
         add_mfu(r, s)
     device_name = torch.cuda.get_device_name() if s.device.startswith("cuda") else platform.processor() or "cpu"
-    out: dict = {"config": a.config, "settings": asdict(s), "device": device_name,
+    out: dict = {"config": a.config, "overrides": a.overrides, "settings": asdict(s), "device": device_name,
                  "torch": torch.__version__, "threads": torch.get_num_threads()}
     if a.compare:
         out["same_weights"] = same_weights

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", nargs=2, type=int, default=(800, 1333), metavar=("H", "W"))
     p.add_argument("--num-classes", type=int, default=80)
     p.add_argument("--torchvision", action="store_true", help="measure torchvision's fasterrcnn_resnet50_fpn")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     torch.manual_seed(0)
     h, w = args.size
     if args.torchvision:

@@ -11,9 +11,11 @@ def test_benchmark_json_shape(tmp_path):
 
     out = tmp_path / "bench.json"
     main([str(ROOT / "configs" / "frcnn_r50_fpn_coco.yaml"), "--compare", "torchvision", "--device", "cpu",
-          "--image-size", "64", "--batch-size", "1", "--iters", "1", "--warmup", "0", "--json", str(out)])
+          "--image-size", "64", "--batch-size", "1", "--iters", "1", "--warmup", "0", "--json", str(out),
+          "model.input.channels_last=false"])
     data = json.loads(out.read_text())
     assert {"ours", "torchvision", "ratio", "settings", "device", "same_weights"} <= set(data)
+    assert data["overrides"] == ["model.input.channels_last=false"]
     for side in ("ours", "torchvision"):
         r = data[side]
         for key in ("train_images_per_s", "infer_images_per_s", "infer_latency_ms",
@@ -30,3 +32,13 @@ def test_benchmark_json_shape(tmp_path):
     assert math.isclose(ratio["train_cpu"], tv["train_cpu_s"][0] / ours["train_cpu_s"][0])
     # same backbone and input; the box head's share depends on how many proposals survive NMS
     assert 0.5 < data["ours"]["gflops_per_image"] / data["torchvision"]["gflops_per_image"] < 2.0
+
+
+def test_bench_roi_align_reports_both_phases(capsys):
+    from tools.bench_roi_align import main
+
+    out = main(["--rois", "8", "--images", "1", "--channels", "4", "--size", "16", "--iters", "1"])
+    assert set(out) == {f"{phase}_{who}_ms" for phase in ("forward", "forward+backward")
+                        for who in ("ours", "torchvision")}
+    assert all(v > 0 for v in out.values())
+    assert "speed-up" in capsys.readouterr().out
