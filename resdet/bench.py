@@ -131,36 +131,41 @@ class Runner:
         self._infer_peak = 0.0
 
     def step_train(self) -> tuple[float, float]:
-        """One training iteration -> (wall seconds, process CPU seconds)."""
+        """One training iteration (forward, backward, optimizer step) -> (wall s, process CPU s)."""
         self.model.train()
-        _sync(self.s.device)
-        _reset_peak(self.s.device)
-        c0, t0 = time.process_time(), time.perf_counter()
-        with _autocast(self.s):
-            losses = self.model(self.images, self.targets)
-        loss = sum(losses.values())
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        _sync(self.s.device)
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        self._train_peak = max(self._train_peak, _peak_mb(self.s.device))
+
+        def body() -> None:
+            with _autocast(self.s):
+                losses = self.model(self.images, self.targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(sum(losses.values())).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        dt, dc, peak = self._timed(body)
+        self._train_peak = max(self._train_peak, peak)
         return dt, dc
 
-    @torch.no_grad()
     def step_infer(self) -> tuple[float, float]:
-        """One inference iteration -> (wall seconds, process CPU seconds)."""
+        """One inference iteration under ``no_grad`` -> (wall s, process CPU s)."""
         self.model.eval()
+
+        @torch.no_grad()
+        def body() -> None:
+            with _autocast(self.s):
+                self.model(self.images)
+        dt, dc, peak = self._timed(body)
+        self._infer_peak = max(self._infer_peak, peak)
+        return dt, dc
+
+    def _timed(self, body: Callable[[], None]) -> tuple[float, float, float]:
+        """Run ``body`` between device syncs -> (wall s, process CPU s, peak memory MB)."""
         _sync(self.s.device)
         _reset_peak(self.s.device)
         c0, t0 = time.process_time(), time.perf_counter()
-        with _autocast(self.s):
-            self.model(self.images)
+        body()
         _sync(self.s.device)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        self._infer_peak = max(self._infer_peak, _peak_mb(self.s.device))
-        return dt, dc
+        return dt, dc, _peak_mb(self.s.device)
 
     def finish(self) -> BenchResult:
         r, b = self.result, self.s.batch_size

@@ -30,6 +30,7 @@ from resdet.data.dataset import DetectionDataset
 from resdet.data.image_io import read_image
 from resdet.data.records import DatasetError, ImageRecord
 from resdet.evaluation.base import DetectionEvaluator
+from resdet.utils.figures import pyplot, save_figure
 
 GT_COLOUR = (0, 255, 0)
 PRED_COLOUR = (255, 0, 64)
@@ -233,10 +234,7 @@ def resolve_keys(runs: Sequence[RunCurves], keys: Sequence[str] | None = None) -
 
 def plot_curves(runs: Sequence[RunCurves], keys: Sequence[str], output: str | Path, *, ncols: int = 3) -> Path:
     """Write a PNG with one subplot per key (x: iteration) and one line per run that logged the key."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not runs or not keys:
         raise ValueError("nothing to plot: need at least one run and one key")
@@ -257,12 +255,7 @@ def plot_curves(runs: Sequence[RunCurves], keys: Sequence[str], output: str | Pa
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(keys):]:
         ax.set_visible(False)
-    fig.tight_layout()
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, output, dpi=100)
 
 
 def run_labels(run_dirs: Sequence[str | Path]) -> list[str]:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from resdet.utils.figures import pyplot, save_figure
+
 
 @dataclass
 class ErrorCurves:
@@ -70,10 +72,7 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
 def plot_error_curves(runs: list[ErrorCurves], out: str | Path, *, smooth: int = 1,
                       title: str | None = None) -> Path:
     """Write a PNG: one panel per kind present (plain, residual), shared error axis, one colour per depth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not runs:
         raise ValueError("no runs to plot")
@@ -97,9 +96,4 @@ def plot_error_curves(runs: list[ErrorCurves], out: str | Path, *, smooth: int =
     axes[0][0].set_ylabel("top-1 error (%)")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=120)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import NARROW_HEADS, input_size, shapes
 
 from resdet.build import build_model
 from resdet.config import load_config
@@ -15,9 +16,8 @@ from resdet.train_det import load_datasets
 from tools import eval_det
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["data.test=[{format: shapes, split: val, num_images: 3, image_size: 64, seed: 4}]", "data.num_workers=0",
-        "model.input.min_size_test=64", "model.input.max_size_test=64", "model.fpn.out_channels=16",
-        "model.roi_heads.fc_dim=32", "model.roi_heads.score_thresh=0.0", "model.backbone.weights=null"]
+TINY = [shapes("val", 3, seed=4), "data.num_workers=0", *input_size(64), *NARROW_HEADS,
+        "model.roi_heads.score_thresh=0.0", "model.backbone.weights=null"]
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_runs import SHORT_SCHEDULE, input_size, shapes
 
 from backbones.resnet import ResNet
 from backbones.spec import PixelFormat
@@ -23,12 +24,8 @@ TINY = ["data.shapes_train_per_class=4", "data.shapes_val_per_class=2", "data.sh
 
 
 #: the detection demo shrunk to two iterations on 32-px inputs
-DET_TINY = ["data.train=[{format: shapes, split: train, num_images: 4, image_size: 64, seed: 3}]",
-            "data.test=[{format: shapes, split: val, num_images: 2, image_size: 64, seed: 3}]",
-            "data.num_workers=0", "model.input.min_size_train=[32]", "model.input.max_size_train=32",
-            "model.input.min_size_test=32", "model.input.max_size_test=32", "solver.ims_per_batch=2",
-            "solver.max_iter=2", "solver.steps=[]", "solver.warmup_iters=0", "solver.checkpoint_period=2",
-            "test.eval_period=0"]
+DET_TINY = [shapes("train", 4, seed=3), shapes("val", 2, seed=3), *input_size(32), *SHORT_SCHEDULE,
+            "solver.max_iter=2", "solver.checkpoint_period=2", "test.eval_period=0"]
 
 
 @pytest.fixture

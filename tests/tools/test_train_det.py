@@ -9,22 +9,19 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tiny_runs import NARROW_HEADS, SHORT_SCHEDULE, input_size, shapes
 
 from resdet.config import load_config
-from tools import train_det
 from resdet.config.cls import load_cls_config
 from resdet.evaluation.coco_evaluator import STAT_KEYS
+from tools import train_det
 
 ROOT = Path(__file__).resolve().parents[2]
 
 #: the demo recipe shrunk to seconds: 48..64-px images seen at 32 px, narrow heads, batch 2, no workers,
 #: a random-init backbone (the demo's pretrained one is made by tools/pretrain_cls.py)
-TINY = ["data.train=[{format: shapes, split: train, num_images: 6, image_size: 64, seed: 3}]",
-        "data.test=[{format: shapes, split: val, num_images: 2, image_size: 64, seed: 3}]",
-        "data.num_workers=0", "model.input.min_size_train=[32]", "model.input.max_size_train=32",
-        "model.input.min_size_test=32", "model.input.max_size_test=32", "model.fpn.out_channels=16",
-        "model.roi_heads.fc_dim=32", "model.rpn.batch_size_per_image=32", "model.roi_heads.batch_size_per_image=32",
-        "solver.ims_per_batch=2", "solver.base_lr=0.01", "solver.steps=[]", "solver.warmup_iters=0",
+TINY = [shapes("train", 6, seed=3), shapes("val", 2, seed=3), *input_size(32), *NARROW_HEADS, *SHORT_SCHEDULE,
+        "model.rpn.batch_size_per_image=32", "model.roi_heads.batch_size_per_image=32", "solver.base_lr=0.01",
         "solver.log_period=1", "solver.checkpoint_period=2", "test.eval_period=0",
         "model.backbone.weights=null", "model.backbone.norm=BN", "model.backbone.freeze_at=1"]
 
