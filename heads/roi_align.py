@@ -7,7 +7,8 @@ backward builds ``M`` from the same geometry and computes ``grad_x = M^T @ grad_
 matrix product, vectorised over channels and multithreaded. The forward is torchvision's kernel
 for NCHW features (outputs bit-identical to ``torchvision.ops.roi_align``) and ``M @ x`` for NHWC
 features, whose (N*H*W, C) view is free. Other devices keep torchvision's kernels (atomic adds on
-CUDA are already fast).
+CUDA are already fast). ``M`` has up to ``size**2 * 4 * grid_h * grid_w`` entries per roi, about 40
+bytes each while it is built (1,024 rois at 7x7, sampling 2: 0.8M entries, ~32 MB).
 """
 from __future__ import annotations
 
