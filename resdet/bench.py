@@ -32,13 +32,13 @@ KNOWN_PEAK_TFLOPS: dict[str, tuple[float, float]] = {
 
 @dataclass
 class BenchSettings:
-    """One benchmark's knobs; `image_size` is the side of the square synthetic images."""
+    """One benchmark's knobs; `image_size` is the (height, width) of the synthetic images."""
 
     device: str = "cpu"
     amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
-    image_size: int = 512
+    image_size: tuple[int, int] = (512, 512)
     batch_size: int = 2
     iters: int = 5
     warmup: int = 2
@@ -67,14 +67,16 @@ class BenchResult:
 
 
 def synthetic_batch(s: BenchSettings) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    """`batch_size` RGB images `[3, S, S]` in 0..1 and targets with `boxes_per_image` xyxy boxes each."""
+    """`batch_size` RGB images `[3, H, W]` in 0..1 and targets with `boxes_per_image` xyxy boxes each."""
     g = torch.Generator().manual_seed(s.seed)
     images, targets = [], []
     for _ in range(s.batch_size):
-        images.append(torch.rand(3, s.image_size, s.image_size, generator=g).to(s.device))
-        xy = torch.rand(s.boxes_per_image, 2, generator=g) * s.image_size * 0.6
-        wh = (0.1 + torch.rand(s.boxes_per_image, 2, generator=g) * 0.3) * s.image_size
-        boxes = torch.cat([xy, (xy + wh).clamp(max=s.image_size)], dim=1)
+        h, w = s.image_size
+        extent = torch.tensor([w, h], dtype=torch.float32)
+        images.append(torch.rand(3, h, w, generator=g).to(s.device))
+        xy = torch.rand(s.boxes_per_image, 2, generator=g) * extent * 0.6
+        wh = (0.1 + torch.rand(s.boxes_per_image, 2, generator=g) * 0.3) * extent
+        boxes = torch.cat([xy, torch.minimum(xy + wh, extent)], dim=1)
         labels = torch.randint(0, s.num_classes, (s.boxes_per_image,), generator=g)
         targets.append({"boxes": boxes.to(s.device), "labels": labels.to(s.device)})
     return images, targets
@@ -226,7 +228,7 @@ class _TensorOutputs(nn.Module):
         return tuple(o["boxes"] for o in outs)
 
 
-def count_gflops(model: nn.Module, image_size: int, device: str = "cpu") -> float:
+def count_gflops(model: nn.Module, image_size: tuple[int, int], device: str = "cpu") -> float:
     """fvcore GFLOPs (one fused multiply-add = one flop, fvcore's convention) of one image in eval mode."""
     import logging
 
@@ -234,7 +236,7 @@ def count_gflops(model: nn.Module, image_size: int, device: str = "cpu") -> floa
 
     was_training = model.training
     model.eval()
-    x = torch.rand(1, 3, image_size, image_size, device=device)
+    x = torch.rand(1, 3, *image_size, device=device)
     counter = FlopCountAnalysis(_TensorOutputs(model), (x,))
     counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     logging.getLogger("fvcore").setLevel(logging.ERROR)
@@ -282,7 +284,7 @@ def torchvision_reference(s: BenchSettings) -> nn.Module:
     torch.manual_seed(s.seed)
     body = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), trainable_layers=3)
     return FasterRCNN(body, num_classes=s.num_classes + 1,
-                      min_size=s.image_size, max_size=s.image_size)
+                      min_size=min(s.image_size), max_size=max(s.image_size))
 
 
 def share_weights(ours: nn.Module, reference: nn.Module) -> bool:
@@ -307,7 +309,8 @@ def share_weights(ours: nn.Module, reference: nn.Module) -> bool:
     return True
 
 
-def size_overrides(image_size: int) -> list[str]:
-    """Config overrides that make our detector keep a square `image_size` input as it is."""
-    return [f"model.input.min_size_train=[{image_size}]", f"model.input.max_size_train={image_size}",
-            f"model.input.min_size_test={image_size}", f"model.input.max_size_test={image_size}"]
+def size_overrides(image_size: tuple[int, int]) -> list[str]:
+    """Config overrides that make our detector keep an (h, w) `image_size` input at that size."""
+    short, long = min(image_size), max(image_size)
+    return [f"model.input.min_size_train=[{short}]", f"model.input.max_size_train={long}",
+            f"model.input.min_size_test={short}", f"model.input.max_size_test={long}"]

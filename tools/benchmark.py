@@ -27,7 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbones")
-    p.add_argument("--image-size", type=int, default=512, help="square synthetic image side, pixels")
+    p.add_argument("--image-size", type=image_size, default=(512, 512), metavar="S|HxW",
+                   help="synthetic image size in pixels: a square side (512) or height x width (800x1333)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--iters", type=int, default=5, help="timed iterations (after --warmup)")
     p.add_argument("--warmup", type=int, default=2)
@@ -37,6 +38,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value, e.g. "
                    "model.backbone.fold_frozen_bn=false model.input.channels_last=false")
     return p.parse_intermixed_args(argv)
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """'512' -> (512, 512); '800x1333' -> (800, 1333)."""
+    try:
+        sides = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        sides = ()
+    if len(sides) not in (1, 2) or min(sides) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a side or HEIGHTxWIDTH in pixels, got {text!r}")
+    return (sides[0], sides[-1])
 
 
 def build_ours(config: str, overrides: list[str], s: BenchSettings) -> torch.nn.Module:
@@ -99,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     if "torchvision" in results:
         ours, tv = results["ours"], results["torchvision"]
         out["ratio"] = paired_ratios(ours, tv)
-    print(f"{a.config}  device={device_name}  image={s.image_size}px  batch={s.batch_size}  amp={s.amp}")
+    print(f"{a.config}  device={device_name}  image={s.image_size[0]}x{s.image_size[1]}px  batch={s.batch_size}  "
+          f"amp={s.amp}")
     print(table(results))
     if "ratio" in out:
         print(f"same weights as torchvision: {same_weights}")

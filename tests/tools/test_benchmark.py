@@ -1,7 +1,10 @@
 """tools/benchmark.py runs end to end on CPU and writes the documented JSON (shape, not speed)."""
+import argparse
 import json
 import math
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -11,11 +14,12 @@ def test_benchmark_json_shape(tmp_path):
 
     out = tmp_path / "bench.json"
     main([str(ROOT / "configs" / "frcnn_r50_fpn_coco.yaml"), "--compare", "torchvision", "--device", "cpu",
-          "--image-size", "64", "--batch-size", "1", "--iters", "1", "--warmup", "0", "--json", str(out),
+          "--image-size", "64x96", "--batch-size", "1", "--iters", "1", "--warmup", "0", "--json", str(out),
           "model.input.channels_last=false"])
     data = json.loads(out.read_text())
     assert {"ours", "torchvision", "ratio", "settings", "device", "same_weights"} <= set(data)
     assert data["overrides"] == ["model.input.channels_last=false"]
+    assert data["settings"]["image_size"] == [64, 96]
     for side in ("ours", "torchvision"):
         r = data[side]
         for key in ("train_images_per_s", "infer_images_per_s", "infer_latency_ms",
@@ -42,3 +46,23 @@ def test_bench_roi_align_reports_both_phases(capsys):
                         for who in ("ours", "torchvision")}
     assert all(v > 0 for v in out.values())
     assert "speed-up" in capsys.readouterr().out
+
+
+def test_image_size_argument():
+    from tools.benchmark import image_size
+
+    assert image_size("512") == (512, 512) and image_size("800x1333") == (800, 1333)
+    for bad in ("0", "8x", "1x2x3", "big"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            image_size(bad)
+
+
+def test_synthetic_batch_is_height_by_width_with_boxes_inside():
+    from resdet.bench import BenchSettings, synthetic_batch
+
+    images, targets = synthetic_batch(BenchSettings(image_size=(64, 96), batch_size=3, boxes_per_image=5))
+    assert [tuple(i.shape) for i in images] == [(3, 64, 96)] * 3
+    for t in targets:
+        b = t["boxes"]
+        assert b.shape == (5, 4) and (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
+        assert (b >= 0).all() and (b[:, 2] <= 96).all() and (b[:, 3] <= 64).all()
