@@ -24,7 +24,7 @@ from resdet.data.build import build_detection_dataset, build_train_loader
 from resdet.data.catalog import COCO_NAMES, VOC_NAMES, dataset_root
 from resdet.data.dataset import DetectionDataset
 from resdet.data.records import DatasetError
-from resdet.engine.checkpoint import Checkpointer
+from resdet.engine.checkpoint import trained_checkpoint
 from resdet.engine.detection import DetectorEvaluation, flat_metrics, headline
 from resdet.engine.setup import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import unwrap
@@ -137,17 +137,6 @@ def train_detector(cfg: Config, datasets: DetectionDatasets, *, resume: bool = F
     trainer = build_trainer(cfg, model, loader, dist, evaluate_fn=evaluate_fn, progress=progress)
     trainer.resume_or_load(resume=resume)
     return trainer.train()
-
-
-def trained_checkpoint(output_dir: str | Path) -> Path:
-    """`model_final.pth` of a run, else the checkpoint its `last_checkpoint` names."""
-    final = Path(output_dir) / "model_final.pth"
-    if final.is_file():
-        return final
-    last = Checkpointer(output_dir).last()
-    if last is None:
-        raise FileNotFoundError(f"{output_dir}: no model_final.pth or last_checkpoint to evaluate; pass --weights")
-    return last
 
 
 def evaluate_weights(cfg: Config, test_set: DetectionDataset, weights: str | Path, *,

@@ -15,7 +15,7 @@ from resdet.classification.objective import ClassificationObjective
 from resdet.classification.trainer import build_classification_trainer
 from resdet.config.cls import ClsConfig, save_cls_config
 from resdet.data.cls_transforms import PixelNormalize
-from resdet.engine.checkpoint import Checkpointer
+from resdet.engine.checkpoint import trained_checkpoint
 from resdet.engine.setup import images_per_rank, prepare_model
 from resdet.utils.atomic import atomic_write_text
 from resdet.utils.dist import init_distributed
@@ -47,7 +47,7 @@ def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, w
                                     world_size=dist.world_size)
 
     if eval_only:
-        checkpoint = Path(weights) if weights is not None else _trained_checkpoint(out)
+        checkpoint = Path(weights) if weights is not None else trained_checkpoint(out)
         load_pretrained(net, checkpoint, allow_missing_classifier=False)
         net.to(dist.device)
         normalize = PixelNormalize(net.pixel_format).to(dist.device)
@@ -77,13 +77,3 @@ def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, w
         world_size=dist.world_size, start_batch=trainer.iteration * cfg.solver.grad_accum)
     metrics = trainer.train()
     return PretrainResult(metrics, out / "model_final.pth", len(test_set), time.perf_counter() - start)
-
-
-def _trained_checkpoint(out: Path) -> Path:
-    final = out / "model_final.pth"
-    if final.is_file():
-        return final
-    last = Checkpointer(out).last()
-    if last is None:
-        raise FileNotFoundError(f"{out}: no model_final.pth or last_checkpoint to evaluate; pass --weights")
-    return last

@@ -45,6 +45,17 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def trained_checkpoint(output_dir: str | Path) -> Path:
+    """`model_final.pth` of a run, else the checkpoint its `last_checkpoint` names."""
+    final = Path(output_dir) / "model_final.pth"
+    if final.is_file():
+        return final
+    last = Checkpointer(output_dir).last()
+    if last is None:
+        raise FileNotFoundError(f"{output_dir}: no model_final.pth or last_checkpoint to evaluate; pass --weights")
+    return last
+
+
 class Checkpointer:
     """Writes and finds checkpoints in `directory`; only the main process writes (`is_main`)."""
 
