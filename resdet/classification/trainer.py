@@ -7,11 +7,8 @@ from typing import Any
 
 from resdet.classification.objective import ClassificationObjective
 from resdet.config.cls import ClsConfig
-from resdet.config.loader import to_dict
-from resdet.engine.checkpoint import Checkpointer
 from resdet.engine.lr_schedule import WarmupSchedule, lr_factor
-from resdet.engine.optim import build_optimizer
-from resdet.engine.setup import images_per_rank
+from resdet.engine.setup import build_trainer
 from resdet.engine.trainer import Trainer, unwrap
 from resdet.utils.dist import DistInfo
 
@@ -43,26 +40,14 @@ class ClassificationTrainer(Trainer):
         return {**super()._weights_state(), "kind": "classifier", "classes": self.classes}
 
 
-def build_classification_trainer(cfg: ClsConfig, model: ClassificationObjective | Any, data_loader: Iterable,
+def build_classification_trainer(cfg: ClsConfig, model: ClassificationObjective | Any, data_loader: Iterable | None,
                                  dist: DistInfo, *, classes: list[str],
                                  evaluate_fn: Callable[[], dict[str, float]] | None = None,
                                  progress: bool = True) -> ClassificationTrainer:
     """A `ClassificationTrainer` for `model` (prepared by `resdet.engine.prepare_model`) following
-    `cfg.solver` and `cfg.test`; the optimizer's rate is `cfg.solver.lr` (after the scaling rule)."""
-    s = cfg.solver
-    images_per_rank(s, dist.world_size)
-    optimizer = build_optimizer(unwrap(model), lr=s.lr, optimizer=s.optimizer, momentum=s.momentum,
-                                nesterov=s.nesterov, weight_decay=s.weight_decay,
-                                weight_decay_norm=s.weight_decay_norm, weight_decay_bias=s.weight_decay_bias)
-    schedule = ConstantWarmupSchedule if s.warmup_method == "constant" else WarmupSchedule
-    scheduler = schedule(optimizer, max_iter=s.max_iter, method=s.lr_scheduler, steps=s.steps, gamma=s.gamma,
-                         warmup_iters=s.warmup_iters, warmup_factor=s.warmup_factor,
-                         final_factor=s.cosine_final_factor)
-    checkpointer = Checkpointer(cfg.output_dir, keep_last=s.keep_last, is_main=dist.is_main)
-    return ClassificationTrainer(
-        model, data_loader, optimizer, scheduler, checkpointer, max_iter=s.max_iter, output_dir=cfg.output_dir,
-        evaluate_fn=evaluate_fn, eval_period=cfg.test.eval_period, best_metric=cfg.test.best_metric,
-        best_mode=cfg.test.best_mode, checkpoint_period=s.checkpoint_period, log_period=s.log_period,
-        amp=s.amp, grad_accum=s.grad_accum, clip_grad_norm=s.clip_grad_norm, config=to_dict(cfg),
-        pixel_format=unwrap(model).pixel_format.to_dict(), device=dist.device,
-        progress=progress and dist.is_main, classes=classes)
+    `cfg.solver` and `cfg.test` (`resdet.engine.build_trainer`), with the constant warm-up when
+    `solver.warmup_method` asks for it."""
+    schedule = ConstantWarmupSchedule if cfg.solver.warmup_method == "constant" else WarmupSchedule
+    return build_trainer(cfg, model, data_loader, dist, evaluate_fn=evaluate_fn,
+                         pixel_format=unwrap(model).pixel_format.to_dict(), progress=progress,
+                         trainer_cls=ClassificationTrainer, schedule_cls=schedule, classes=classes)

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from resdet.config import Config
+from resdet.config.cls import ClsConfig
 from resdet.config.loader import to_dict
 from resdet.config.solver import SolverConfig
 from resdet.engine.checkpoint import Checkpointer
@@ -49,30 +50,32 @@ def prepare_model(model: nn.Module, solver: SolverConfig, dist: DistInfo) -> nn.
     return model
 
 
-def build_trainer(cfg: Config, model: nn.Module, data_loader: Iterable | Callable[[int], Iterable],
+def build_trainer(cfg: Config | ClsConfig, model: nn.Module, data_loader: Iterable | Callable[[int], Iterable] | None,
                   dist: DistInfo, *,
                   sampler: ResumableSampler | None = None,
                   evaluate_fn: Callable[[], dict[str, float]] | None = None,
                   pixel_format: dict[str, Any] | None = None, progress: bool = True,
-                  tensorboard: bool = True) -> Trainer:
-    """A `Trainer` for `model` (already prepared by `prepare_model`) following `cfg.solver`/`cfg.test`.
+                  tensorboard: bool = True, trainer_cls: type[Trainer] = Trainer,
+                  schedule_cls: type[WarmupSchedule] = WarmupSchedule, **trainer_kwargs: Any) -> Trainer:
+    """A `trainer_cls` for `model` (already prepared by `prepare_model`) following `cfg.solver`/`cfg.test`.
 
-    The optimizer's rate is `cfg.solver.lr` (the scaling rule of `resdet.config.solver`).
+    The optimizer's rate is `cfg.solver.lr` (the scaling rule of `resdet.config.solver`); the
+    schedule is a `schedule_cls`; `trainer_kwargs` go to `trainer_cls` as they are.
     """
     s = cfg.solver
     images_per_rank(s, dist.world_size)
     optimizer = build_optimizer(unwrap(model), lr=s.lr, optimizer=s.optimizer, momentum=s.momentum,
                                 nesterov=s.nesterov, weight_decay=s.weight_decay,
                                 weight_decay_norm=s.weight_decay_norm, weight_decay_bias=s.weight_decay_bias)
-    scheduler = WarmupSchedule(optimizer, max_iter=s.max_iter, method=s.lr_scheduler, steps=s.steps,
+    scheduler = schedule_cls(optimizer, max_iter=s.max_iter, method=s.lr_scheduler, steps=s.steps,
                                gamma=s.gamma, warmup_iters=s.warmup_iters, warmup_factor=s.warmup_factor,
                                final_factor=s.cosine_final_factor)
     checkpointer = Checkpointer(cfg.output_dir, keep_last=s.keep_last, is_main=dist.is_main)
-    return Trainer(model, data_loader, optimizer, scheduler, checkpointer, max_iter=s.max_iter,
+    return trainer_cls(model, data_loader, optimizer, scheduler, checkpointer, max_iter=s.max_iter,
                    output_dir=cfg.output_dir, sampler=sampler, evaluate_fn=evaluate_fn,
                    eval_period=cfg.test.eval_period, best_metric=cfg.test.best_metric,
                    best_mode=cfg.test.best_mode, checkpoint_period=s.checkpoint_period,
                    log_period=s.log_period, amp=s.amp, grad_accum=s.grad_accum,
                    clip_grad_norm=s.clip_grad_norm, config=to_dict(cfg), pixel_format=pixel_format,
                    device=dist.device, progress=progress and dist.is_main,
-                   tensorboard=tensorboard)
+                   tensorboard=tensorboard, **trainer_kwargs)
