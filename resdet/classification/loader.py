@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from resdet.data.sampler import GroupedBatchSampler, InferenceSampler
+from resdet.data.sampler import GroupedBatchSampler, InferenceSampler, loader_generator
 
 
 def _collate_train(items: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -25,10 +25,8 @@ def build_train_loader(dataset: Dataset, micro_batch: int, *, num_workers: int, 
     """
     sampler = GroupedBatchSampler([0] * len(dataset), micro_batch, seed=seed, rank=rank,
                                   world_size=world_size, start_iter=start_batch)
-    # augmentation RNG in the workers must not repeat after a resume: derive it from the position
-    generator = torch.Generator().manual_seed(hash((seed, rank, start_batch)) & 0x7FFF_FFFF_FFFF)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_collate_train,
-                      generator=generator, persistent_workers=num_workers > 0)
+                      generator=loader_generator(seed, rank, start_batch), persistent_workers=num_workers > 0)
 
 
 def build_test_loader(dataset: Dataset, batch_size: int, *, num_workers: int, rank: int = 0,

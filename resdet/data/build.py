@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch.utils.data import DataLoader
 
 from resdet.config.data import DataConfig
@@ -19,7 +18,7 @@ from resdet.data.catalog import load_source
 from resdet.data.collate import collate_detection
 from resdet.data.dataset import DetectionDataset
 from resdet.data.records import DatasetError
-from resdet.data.sampler import GroupedBatchSampler, InferenceSampler, aspect_groups
+from resdet.data.sampler import GroupedBatchSampler, InferenceSampler, aspect_groups, loader_generator
 from resdet.data.transforms import Compose, RandomHorizontalFlip
 
 
@@ -51,10 +50,8 @@ def build_train_loader(dataset: DetectionDataset, data: DataConfig, ims_per_batc
               if data.aspect_grouping else [0] * len(dataset))
     sampler = GroupedBatchSampler(groups, ims_per_batch, seed=seed, rank=rank, world_size=world_size,
                                   start_iter=start_iter)
-    # Worker RNG (flip) must not repeat after a resume: derive it from seed and position.
-    generator = torch.Generator().manual_seed(hash((seed, rank, start_iter)) & 0x7FFF_FFFF_FFFF)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=data.num_workers, collate_fn=collate_detection,
-                      generator=generator, persistent_workers=data.num_workers > 0)
+                      generator=loader_generator(seed, rank, start_iter), persistent_workers=data.num_workers > 0)
 
 
 def build_test_loader(dataset: DetectionDataset, data: DataConfig, *, rank: int = 0, world_size: int = 1) -> DataLoader:

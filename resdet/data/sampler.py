@@ -18,12 +18,19 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
 
 
 def aspect_groups(heights: Sequence[int], widths: Sequence[int]) -> list[int]:
     """Group id per image: 0 for landscape or square (w >= h), 1 for portrait."""
     return [0 if w >= h else 1 for h, w in zip(heights, widths)]
+
+
+def loader_generator(seed: int, rank: int, start: int) -> torch.Generator:
+    """The DataLoader generator (it seeds the workers' augmentation RNG) for a run resumed at batch
+    `start`: derived from the position, so a resumed run does not replay the augmentations."""
+    return torch.Generator().manual_seed(hash((seed, rank, start)) & 0x7FFF_FFFF_FFFF)
 
 
 class GroupedBatchSampler(Sampler[list[int]]):
