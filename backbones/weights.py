@@ -88,12 +88,12 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike, *,
     if fmt == "resdet-detector" and prefix is None:
         state = _detector_backbone(state, str(source))
     if prefix is not None:
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = sub_state(state, prefix)
         if not state:
             raise ValueError(f"{source}: no key starts with prefix {prefix!r}")
     if any(k.startswith("bottom_up.") for k in state):  # saved from an FPN: keep its body
         skipped = [k for k in state if not k.startswith("bottom_up.")]
-        state = {k[len("bottom_up."):]: v for k, v in state.items() if k.startswith("bottom_up.")}
+        state = sub_state(state, "bottom_up.")
     else:
         skipped = []
     if fmt == "caffe":
@@ -139,6 +139,11 @@ def _read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
     return _strip_module(_unwrap(obj)), "state_dict", TORCHVISION_PIXELS
 
 
+def sub_state(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The entries of ``state`` whose key starts with ``prefix``, keyed without it."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -158,7 +163,7 @@ def _unwrap(obj: Any) -> dict[str, Any]:
 
 def _strip_module(state: Mapping[str, Any]) -> dict[str, Any]:
     if state and all(k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
+        return sub_state(state, "module.")
     return dict(state)
 
 
@@ -323,8 +328,7 @@ _D2_RENAMES = ((r"^stem\.conv1\.norm\.", "bn1."), (r"^stem\.conv1\.", "conv1."),
 def detectron2_state(state: dict[str, Any], target: nn.Module, source: str) -> dict[str, Any]:
     """Rename detectron2 ResNet keys (``stem.conv1``, ``res2.0.conv1.norm``...) to torchvision's."""
     if any(k.startswith("backbone.bottom_up.") for k in state):
-        state = {k[len("backbone.bottom_up."):]: v for k, v in state.items()
-                 if k.startswith("backbone.bottom_up.")}
+        state = sub_state(state, "backbone.bottom_up.")
     out = {}
     for name, value in state.items():
         for pattern, repl in _D2_RENAMES:
@@ -337,13 +341,13 @@ def detectron2_state(state: dict[str, Any], target: nn.Module, source: str) -> d
 def _detector_backbone(state: dict[str, Any], source: str) -> dict[str, Any]:
     # FPN detectors hold the ResNet under backbone.bottom_up., C4 detectors under backbone.
     for prefix in ("backbone.body.", "backbone.bottom_up.", "backbone."):
-        body = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        body = sub_state(state, prefix)
         if body:
             break
     else:
         raise ValueError(f"{source}: detector checkpoint has no 'backbone.' keys")
     for res5 in ("roi_heads.box_head.res5.", "roi_heads.res5."):
-        body.update({"layer4." + k[len(res5):]: v for k, v in state.items() if k.startswith(res5)})
+        body.update({"layer4." + k: v for k, v in sub_state(state, res5).items()})
     return body
 
 

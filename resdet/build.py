@@ -14,7 +14,7 @@ from backbones.fpn import FPN
 from backbones.norm import fold_frozen_norms
 from backbones.resnet import ResNet
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
-from backbones.weights import detectron2_state, read_pkl, load_pretrained
+from backbones.weights import detectron2_state, load_pretrained, read_pkl, sub_state
 from heads.anchors import AnchorGenerator
 from heads.box_coder import BoxCoder
 from heads.box_heads import BoxPredictor, FCHead, Res5Head
@@ -239,8 +239,7 @@ def _from_detectron2(state: dict[str, torch.Tensor], model: FasterRCNN, path: Pa
                 kind = "lateral_convs" if m.group(1) == "lateral" else "output_convs"
                 out[f"backbone.{kind}.{levels[m.group(2)]}.0.{m.group(3)}"] = value
     else:
-        body = detectron2_state({k[len("backbone."):]: v for k, v in state.items()
-                                  if k.startswith("backbone.")}, model.backbone, str(path))
+        body = detectron2_state(sub_state(state, "backbone."), model.backbone, str(path))
         out.update({f"backbone.{k}": v for k, v in body.items()})
         head = {k[len("roi_heads."):]: v for k, v in state.items() if k.startswith("roi_heads.res5.")}
         res5 = detectron2_state(head, model.roi_heads.box_head.res5, str(path))
