@@ -113,7 +113,7 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike, *,
 def _read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
     """-> (flat state dict with torchvision-like or caffe names, format tag, pixel format)."""
     if source.startswith("torchvision:"):
-        return _strip_module(_unwrap(_torch_load(_torchvision_file(source)))), "torchvision", \
+        return _strip_module(_unwrap(load_torch_file(_torchvision_file(source)))), "torchvision", \
             TORCHVISION_PIXELS
     if source.startswith("timm:"):
         return _timm_state(source[len("timm:"):])
@@ -126,7 +126,7 @@ def _read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return _strip_module(load_file(str(path))), "state_dict", TORCHVISION_PIXELS
-    obj = _torch_load(path)
+    obj = load_torch_file(path)
     if isinstance(obj, Mapping) and obj.get("format") == "resdet":
         for key in ("kind", "model", "pixel_format"):
             if key not in obj:
@@ -144,7 +144,9 @@ def sub_state(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _torch_load(path: Path) -> Any:
+def load_torch_file(path: str | os.PathLike) -> Any:
+    """``torch.load`` onto the CPU with ``weights_only=True``: tensors and plain containers only; a file
+    that needs unsafe unpickling raises ``ValueError`` naming it."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -14,7 +14,7 @@ from backbones.fpn import FPN
 from backbones.norm import fold_frozen_norms
 from backbones.resnet import ResNet
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
-from backbones.weights import detectron2_state, load_pretrained, read_pkl, sub_state
+from backbones.weights import detectron2_state, load_pretrained, load_torch_file, read_pkl, sub_state
 from heads.anchors import AnchorGenerator
 from heads.box_coder import BoxCoder
 from heads.box_heads import BoxPredictor, FCHead, Res5Head
@@ -148,8 +148,10 @@ def load_checkpoint(model: FasterRCNN, path: str | os.PathLike) -> str:
         kind = "detectron2"
     else:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # unsafe pickles raise UnpicklingError; corrupt files others
+            obj = load_torch_file(path)
+        except ValueError:  # unsafe pickle, refused with its reason
+            raise
+        except Exception as e:  # a corrupt or truncated file
             raise ValueError(f"refusing to load {path}: not a plain tensor checkpoint ({e})") from None
         kind, state, recorded = _identify(obj, path)
     if recorded is not None and recorded != model.pixel_format:

@@ -13,13 +13,11 @@ at any moment leaves the pointer naming a whole, loadable checkpoint.
 """
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from backbones.weights import load_torch_file
 from resdet.utils.atomic import atomic_torch_save, atomic_write_text
 
 POINTER = "last_checkpoint"
@@ -35,11 +33,7 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(f"{path}: refused: loading it needs unsafe unpickling of python objects "
-                         f"(only tensors, numbers, strings, lists and dicts are allowed): {e}") from None
+    ckpt = load_torch_file(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "resdet":
         raise ValueError(f"{path}: not a resdet training checkpoint (no 'format': 'resdet' entry)")
     return ckpt
