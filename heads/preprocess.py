@@ -119,7 +119,8 @@ class ImagePreprocessor(nn.Module):
         height = -(-max(x.shape[1] for x in resized) // d) * d
         width = -(-max(x.shape[2] for x in resized) // d) * d
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        batch = resized[0].new_zeros((len(resized), 3, height, width)).contiguous(memory_format=layout)
+        batch = torch.empty((len(resized), 3, height, width), dtype=resized[0].dtype, device=resized[0].device,
+                            memory_format=layout).zero_()
         for b, x in zip(batch, resized):
             b[:, :x.shape[1], :x.shape[2]].copy_(x)
         sizes = torch.tensor([x.shape[-2:] for x in resized], dtype=torch.float32, device=batch.device)
