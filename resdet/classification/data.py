@@ -1,7 +1,9 @@
 """`data:` section -> train and test datasets with the recipe's augmentation.
 
-Items are `(uint8 image [3, H, W], label)`; with 10-crop testing the test image is `[10, 3, H, W]`.
-Pixel normalisation happens later, on whole batches (`resdet.data.cls_transforms.PixelNormalize`).
+Image folders and the shapes set are `Dataset`s of `(uint8 image [3, H, W], label)` items, augmented
+per image; with 10-crop testing the test image is `[10, 3, H, W]`. CIFAR-10 (either layout) is a
+decoded `CifarSplit` in memory, augmented per batch by `InMemoryTrainBatches`. Pixel normalisation
+happens later, on whole batches (`resdet.data.cls_transforms.PixelNormalize`).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from resdet.config.cls import DEFAULT_PATHS, ClsDataConfig
-from resdet.data.cifar import Cifar10Binary
+from resdet.data.cifar import CifarSplit, load_cifar
 from resdet.data.cls_transforms import (cifar_test_transform, cifar_train_transform, imagenet_test_transform,
                                         imagenet_train_transform)
 from resdet.data.imagenet_folder import ImageFolderDataset
@@ -23,10 +25,14 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 def dataset_dir(cfg: ClsDataConfig) -> Path:
-    """The dataset folder; the shapes set is generated on first use when no `path` is given."""
+    """The dataset folder: `data.path` (under `data.root` when that is set, else as written), or
+    the format's usual folder under the datasets root; the shapes set is generated on first use
+    when no `path` is given."""
     if cfg.format == "shapes" and cfg.path is None:
         return ensure_shapes_classification(cfg.shapes_train_per_class, cfg.shapes_val_per_class,
                                             cfg.shapes_image_size)
+    if cfg.path is not None and cfg.root is None:
+        return Path(cfg.path)
     root = Path(cfg.root if cfg.root is not None else os.environ.get("RESDET_DATASETS") or "datasets")
     return root / (cfg.path if cfg.path is not None else DEFAULT_PATHS[cfg.format])
 
@@ -41,18 +47,20 @@ def build_transforms(cfg: ClsDataConfig, ten_crop: bool = False) -> tuple[Transf
             imagenet_test_transform(cfg.crop_size, cfg.test_short_side, ten_crop))
 
 
-def build_dataset(cfg: ClsDataConfig, split: str, transform: Transform | None) -> Dataset:
-    """One split of the configured dataset; it has `classes` (names in label order)."""
+def build_dataset(cfg: ClsDataConfig, split: str, transform: Transform | None) -> Dataset | CifarSplit:
+    """One split of the configured dataset; it has `classes` (names in label order). CIFAR-10 is
+    decoded into memory (`transform` unused: its augmentation runs per batch)."""
     folder = dataset_dir(cfg)
     if cfg.format == "cifar10":
-        return Cifar10Binary(folder, split, transform)
+        return load_cifar(folder, split)
     labels = cfg.labels_file
     if labels is not None and not Path(labels).is_absolute():
         labels = folder / labels
     return ImageFolderDataset(folder, split, transform, labels_file=labels)
 
 
-def build_datasets(cfg: ClsDataConfig, ten_crop: bool = False) -> tuple[Dataset, Dataset]:
+def build_datasets(cfg: ClsDataConfig, ten_crop: bool = False) -> tuple[Dataset | CifarSplit,
+                                                                       Dataset | CifarSplit]:
     """(train set with augmentation, test set with the test transform), sharing one class list."""
     train_tf, test_tf = build_transforms(cfg, ten_crop)
     train = build_dataset(cfg, cfg.train_split, train_tf)

@@ -74,6 +74,7 @@ def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, w
     micro_batch = images_per_rank(cfg.solver, dist.world_size) * dist.world_size
     trainer.data_loader = build_train_loader(
         train_set, micro_batch, num_workers=cfg.data.num_workers, seed=cfg.seed, rank=dist.rank,
-        world_size=dist.world_size, start_batch=trainer.iteration * cfg.solver.grad_accum)
+        world_size=dist.world_size, start_batch=trainer.iteration * cfg.solver.grad_accum,
+        pad=cfg.data.pad, device=dist.device)
     metrics = trainer.train()
     return PretrainResult(metrics, out / "model_final.pth", len(test_set), time.perf_counter() - start)

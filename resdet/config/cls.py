@@ -43,14 +43,17 @@ class ClsModelConfig:
 @dataclass
 class ClsDataConfig:
     #: "shapes": the synthetic shapes classification set, generated on first use into the cache
-    #: ($RESDET_CACHE, else ~/.cache/resdet); "cifar10": the official binary layout;
+    #: ($RESDET_CACHE, else ~/.cache/resdet); "cifar10": the official binary release or class folders
+    #: `train/<class>/*.jpg` + `test/<class>/*.jpg` (detected; decoded once, cached, kept in memory);
     #: "imagenet_folder": `train/<wnid>/*.JPEG` + `val/`
     format: Literal["shapes", "cifar10", "imagenet_folder"] = "shapes"
     #: datasets root; null = $RESDET_DATASETS, else `datasets/`
     root: str | None = None
-    #: the dataset folder, relative to `root` (or absolute); null = the format's usual name.
+    #: the dataset folder: under `root` when `root` is set, else as written (relative to the
+    #: working directory, or absolute); null = the format's usual name under the datasets root.
     #: For "shapes", a folder already holding `train/` and `val/`; null = generate into the cache
     path: str | None = None
+    #: cifar10 also has `train45k` / `val5k`, the paper's held-out split (`resdet.data.cifar`)
     train_split: str = "train"
     test_split: str = "val"
     #: for a flat `val/` folder: lines `<image> <wnid|index>`; null = look for `<split>_labels.txt`
@@ -75,6 +78,9 @@ class ClsDataConfig:
         if self.augment == "imagenet" and not self.crop_size <= self.short_side[0] <= self.short_side[1]:
             raise ValueError(f"data.short_side {list(self.short_side)} must be increasing and start at or "
                              f"above data.crop_size={self.crop_size}")
+        if self.format == "cifar10" and (self.augment, self.crop_size) != ("cifar", 32):
+            raise ValueError(f"data.format=cifar10 trains with data.augment=cifar and data.crop_size=32 "
+                             f"(got {self.augment}, {self.crop_size})")
         if self.augment == "imagenet" and self.test_short_side < self.crop_size:
             raise ValueError(f"data.test_short_side={self.test_short_side} is below data.crop_size")
 

@@ -3,8 +3,9 @@
 ImageNet (Sec. 3.4): short side resized to a random length in [256, 480], a random 224x224 crop and a
 horizontal flip; test: short side 256, the centre 224 crop, or the 10 crops (corners, centre, flipped).
 CIFAR-10 (Sec. 4.2): 4 zero pixels padded on each side, a random 32x32 crop and a horizontal flip; test:
-the original image. Pixel normalisation is a separate module applied to whole batches on the training
-device (`PixelNormalize`), so images stay uint8 until then.
+the original image; `pad_crop_flip` does the same to a whole batch at once, on the batch's device.
+Pixel normalisation is a separate module applied to whole batches on the training device
+(`PixelNormalize`), so images stay uint8 until then.
 """
 from __future__ import annotations
 
@@ -42,6 +43,27 @@ def cifar_train_transform(size: int = 32, pad: int = 4) -> v2.Compose:
 def cifar_test_transform(size: int = 32) -> v2.Compose:
     """The image itself, centre-cropped to `size` if it is larger (CIFAR images already are 32x32)."""
     return v2.Compose([v2.CenterCrop(size)])
+
+
+def pad_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """CIFAR augmentation of a batch: `[N, C, H, W]` -> `[N, C, H, W]`, same dtype and device.
+
+    Each image is padded with `pad` zero pixels on every side, cropped back to `H x W` at an offset
+    drawn uniformly from `0..2*pad` in each direction, and mirrored left-right with probability 1/2,
+    all drawn from `generator` (on the batch's device).
+    """
+    n, c, h, w = images.shape
+    dev = images.device
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator, device=dev)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator, device=dev)
+    flip = torch.rand((n, 1), generator=generator, device=dev) < 0.5
+    rows = dy + torch.arange(h, device=dev)  # (N, H) rows of the padded image
+    cols = dx + torch.arange(w, device=dev)  # (N, W)
+    cols = torch.where(flip, cols.flip(1), cols)
+    # gather padded[i, ch, rows[i, y], cols[i, x]] -> (N, C, H, W)
+    return padded[torch.arange(n, device=dev).view(n, 1, 1, 1), torch.arange(c, device=dev).view(1, c, 1, 1),
+                  rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
 
 
 class _Stack(nn.Module):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from resdet.data.cifar import Cifar10Binary, CifarFormatError
+from resdet.data.cifar import CifarFormatError, cifar_layout, load_cifar
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -39,25 +39,19 @@ def cifar_root(tmp_path: Path) -> tuple[Path, dict[str, tuple[np.ndarray, np.nda
 
 def test_reads_official_layout(cifar_root):
     root, content = cifar_root
-    train = Cifar10Binary(root, "train")
-    test = Cifar10Binary(root, "test")
+    assert cifar_layout(root) == "binary"
+    train = load_cifar(root, "train")
+    test = load_cifar(root, "test")
     assert train.classes == CLASSES
     assert len(train) == 15 and len(test) == 3
     # record 4 of the train split is record 1 of data_batch_2
     images, labels = content["data_batch_2.bin"]
-    image, label = train[4]
-    assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)
-    assert torch.equal(image.permute(1, 2, 0), torch.from_numpy(images[1]))
-    assert label == labels[1]
+    assert train.images.dtype == torch.uint8 and train.images.shape == (15, 3, 32, 32)
+    assert torch.equal(train.images[4].permute(1, 2, 0), torch.from_numpy(images[1]))
+    assert train.labels[4] == labels[1]
     images, labels = content["test_batch.bin"]
-    assert [test[i][1] for i in range(3)] == labels.tolist()
-    assert torch.equal(test[2][0].permute(1, 2, 0), torch.from_numpy(images[2]))
-
-
-def test_applies_transform(cifar_root):
-    root, _ = cifar_root
-    ds = Cifar10Binary(root, "test", transform=lambda x: x[:, :8, :8])
-    assert ds[0][0].shape == (3, 8, 8)
+    assert test.labels.tolist() == labels.tolist()
+    assert torch.equal(test.images[2].permute(1, 2, 0), torch.from_numpy(images[2]))
 
 
 def test_wrong_record_size_names_file_and_count(cifar_root):
@@ -65,8 +59,8 @@ def test_wrong_record_size_names_file_and_count(cifar_root):
     with open(root / "data_batch_3.bin", "ab") as f:
         f.write(b"\x00" * 100)
     with pytest.raises(CifarFormatError, match=r"data_batch_3\.bin.*3 full records and 100 bytes"):
-        Cifar10Binary(root, "train")
-    Cifar10Binary(root, "test")  # the other split is unaffected
+        load_cifar(root, "train")
+    load_cifar(root, "test")  # the other split is unaffected
 
 
 def test_bad_label_names_record(cifar_root):
@@ -75,14 +69,14 @@ def test_bad_label_names_record(cifar_root):
     raw[2 * 3073] = 10
     (root / "test_batch.bin").write_bytes(bytes(raw))
     with pytest.raises(CifarFormatError, match=r"test_batch\.bin: record 2: label 10"):
-        Cifar10Binary(root, "test")
+        load_cifar(root, "test")
 
 
 def test_missing_files_are_named(cifar_root):
     root, _ = cifar_root
     (root / "data_batch_5.bin").unlink()
     with pytest.raises(CifarFormatError, match=r"data_batch_5\.bin: missing"):
-        Cifar10Binary(root, "train")
+        load_cifar(root, "train")
     (root / "batches.meta.txt").unlink()
     with pytest.raises(CifarFormatError, match=r"batches\.meta\.txt: missing"):
-        Cifar10Binary(root, "test")
+        load_cifar(root, "test")
