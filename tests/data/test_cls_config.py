@@ -11,9 +11,9 @@ from resdet.config.cls import load_cls_config
 from resdet.config.loader import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-CIFAR = {"cls_resnet20_cifar10.yaml": (20, False), "cls_resnet56_cifar10.yaml": (56, False),
-         "cls_resnet110_cifar10.yaml": (110, False), "cls_plain20_cifar10.yaml": (20, True),
-         "cls_plain56_cifar10.yaml": (56, True)}
+CIFAR = {f"cls_{'plain' if plain else 'resnet'}{depth}_cifar10.yaml": (depth, plain)
+         for depth, plain in [(20, False), (32, False), (44, False), (56, False), (110, False),
+                              (20, True), (32, True), (44, True), (56, True)]}
 
 
 def weighted_layers(net: nn.Module) -> int:
