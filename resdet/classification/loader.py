@@ -73,7 +73,8 @@ class InMemoryTrainBatches:
         for b, indices in enumerate(self.sampler, start=self.start_batch):
             generator.manual_seed(hash((self.seed, self.rank, b)) & 0x7FFF_FFFF_FFFF)
             idx = torch.as_tensor(indices, device=self.device)
-            yield [pad_crop_flip(self.images[idx], self.pad, generator)], [{"labels": self.labels[idx]}]
+            images = self.images.index_select(0, idx)
+            yield [pad_crop_flip(images, self.pad, generator)], [{"labels": self.labels.index_select(0, idx)}]
 
 
 class InMemoryTestBatches:

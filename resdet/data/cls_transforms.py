@@ -61,9 +61,10 @@ def pad_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator) ->
     rows = dy + torch.arange(h, device=dev)  # (N, H) rows of the padded image
     cols = dx + torch.arange(w, device=dev)  # (N, W)
     cols = torch.where(flip, cols.flip(1), cols)
-    # gather padded[i, ch, rows[i, y], cols[i, x]] -> (N, C, H, W)
-    return padded[torch.arange(n, device=dev).view(n, 1, 1, 1), torch.arange(c, device=dev).view(1, c, 1, 1),
-                  rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+    # (N, H, 1) * padded width + (N, 1, W) -> (N, H*W) offsets into each padded channel
+    flat = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).view(n, 1, h * w)
+    out = padded.view(n, c, -1).gather(2, flat.expand(n, c, h * w))
+    return out.view(n, c, h, w)
 
 
 class _Stack(nn.Module):
