@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from resdet.config.loader import load_typed, save_typed, typed_from_dict
+from resdet.config.loader import load_typed, save_typed
 from resdet.config.solver import SolverConfig, TestConfig
 
-__all__ = ["ClsConfig", "ClsDataConfig", "ClsModelConfig", "ClsSolverConfig", "ClsTestConfig", "load_cls_config",
-           "save_cls_config", "cls_config_from_dict"]
+__all__ = ["ClsConfig", "ClsDataConfig", "ClsModelConfig", "ClsSolverConfig", "ClsTestConfig",
+           "load_cls_config", "save_cls_config"]
 
 #: folder of each dataset format under the datasets root, when `data.path` is not given
 DEFAULT_PATHS = {"cifar10": "cifar-10-batches-bin", "imagenet_folder": "imagenet"}
@@ -109,11 +109,6 @@ class ClsConfig:
 def load_cls_config(path: str | Path, overrides: list[str] | None = None) -> ClsConfig:
     """Read `path` (following `_base_`), apply `key.sub=value` overrides, and check every key and type."""
     return load_typed(ClsConfig, path, overrides)
-
-
-def cls_config_from_dict(data: dict, source: str = "<dict>") -> ClsConfig:
-    """Build a `ClsConfig` from a plain mapping (e.g. the one stored in a checkpoint)."""
-    return typed_from_dict(ClsConfig, data, source)
 
 
 def save_cls_config(cfg: ClsConfig, path: str | Path) -> None:

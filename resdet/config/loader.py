@@ -127,7 +127,6 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        errors = []
         for arg in get_args(tp):
             if arg is type(None):
                 if value is None:
@@ -135,8 +134,8 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
                 continue
             try:
                 return _convert(arg, value, key, source)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                continue
         raise ConfigError(f"{source}: {key}: {value!r} matches none of {_name(tp)}")
     if origin is typing.Literal:
         if value not in get_args(tp):

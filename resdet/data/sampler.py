@@ -9,9 +9,12 @@ batch `i` is exactly global batch `i` of a single process.
 
 Resuming: the stream is a pure function of the seed, so `start_iter=k` replays the first `k` global
 batches without yielding them (index arithmetic only) and continues with batch `k`, exactly what an
-uninterrupted run sees next. The engine passes the number of iterations it has completed; the
-sampler's own position (`state_dict()["position"]`, batches handed out so far) runs ahead of that by
-what a DataLoader prefetched. `load_state_dict({"position": k, ...})` is the same as `start_iter=k`.
+uninterrupted run sees next. The engine's loader factory receives the number of batches the rank has
+consumed, one per micro-step: `iterations * solver.grad_accum`, which is `start_iter` for a sampler
+whose `batch_size` is the micro-step's global batch `ims_per_batch // grad_accum` (what
+`resdet.train_det` builds). The sampler's own position (`state_dict()["position"]`, batches handed
+out so far) runs ahead of that by what a DataLoader prefetched, so the engine does not read it.
+`load_state_dict({"position": k, ...})` is the same as `start_iter=k`.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ A checkpoint is a plain dict loadable with `torch.load(..., weights_only=True)`:
     {"format": "resdet", "kind": "detector", "model": state_dict, "optimizer": state_dict,
      "scheduler": state_dict, "scaler": state_dict, "iteration": int (completed iterations),
      "rng": {"python", "numpy", "torch", "cuda"} (rank 0), "rng_ranks": [one such dict per rank],
-     "sampler": {"position": batches consumed per rank, **sampler.state_dict()},
+     "sampler": {"position": batches this rank consumed (one per micro-step)},
      "best": {"metric", "value", "iteration"} | None,
      "config": dict, "pixel_format": dict | None}
 Periodic files are `model_{iteration:07d}.pth`; `model_final.pth` and `model_best.pth` are never

@@ -1,6 +1,7 @@
-"""From a resolved `Config` to a ready `Trainer`: device, SyncBN, channels_last, DDP, optimizer,
-schedule and checkpointer. `tools/train_det.py` calls `init_distributed`, builds the model and the
-data loader, then `build_trainer`.
+"""From a resolved `Config` (or `ClsConfig`) to a ready `Trainer`: device, SyncBN, memory layout, DDP
+(`prepare_model`), then optimizer, schedule and checkpointer (`build_trainer`). The run functions
+(`resdet.train_det.train_detector`, `resdet.classification.run.pretrain`) call `init_distributed`,
+build the model, `prepare_model`, the data loader, then `build_trainer`.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from resdet.config.solver import SolverConfig
 from resdet.engine.checkpoint import Checkpointer
 from resdet.engine.lr_schedule import WarmupSchedule
 from resdet.engine.optim import build_optimizer
-from resdet.engine.trainer import ResumableSampler, Trainer, unwrap
+from resdet.engine.trainer import Trainer, unwrap
 from resdet.utils.dist import DistInfo
 
 
@@ -52,7 +53,6 @@ def prepare_model(model: nn.Module, solver: SolverConfig, dist: DistInfo) -> nn.
 
 def build_trainer(cfg: Config | ClsConfig, model: nn.Module, data_loader: Iterable | Callable[[int], Iterable] | None,
                   dist: DistInfo, *,
-                  sampler: ResumableSampler | None = None,
                   evaluate_fn: Callable[[], dict[str, float]] | None = None,
                   pixel_format: dict[str, Any] | None = None, progress: bool = True,
                   tensorboard: bool = True, trainer_cls: type[Trainer] = Trainer,
@@ -72,7 +72,7 @@ def build_trainer(cfg: Config | ClsConfig, model: nn.Module, data_loader: Iterab
                                final_factor=s.cosine_final_factor)
     checkpointer = Checkpointer(cfg.output_dir, keep_last=s.keep_last, is_main=dist.is_main)
     return trainer_cls(model, data_loader, optimizer, scheduler, checkpointer, max_iter=s.max_iter,
-                   output_dir=cfg.output_dir, sampler=sampler, evaluate_fn=evaluate_fn,
+                   output_dir=cfg.output_dir, evaluate_fn=evaluate_fn,
                    eval_period=cfg.test.eval_period, best_metric=cfg.test.best_metric,
                    best_mode=cfg.test.best_mode, checkpoint_period=s.checkpoint_period,
                    log_period=s.log_period, amp=s.amp, grad_accum=s.grad_accum,

@@ -6,19 +6,13 @@ out and yields `(images, targets)` per rank: `images: list[Tensor[3, H, W]]` (fl
 `targets: list[{"boxes": Tensor[N, 4] xyxy absolute pixels, "labels": Tensor[N]}]`. Each yielded batch
 is one micro-batch: `solver.ims_per_batch = world_size * grad_accum * len(images)`.
 
-Resuming the data order, either way:
-- `data_loader` may be a factory `start -> iterable`: `train()` calls it with the number of batches
-  this rank has already consumed (0 on a fresh run); pass it to a sampler that skips that many
-  batches (e.g. `resdet.data.build_train_loader(..., start_iter=start)` with the per-micro-step global
-  batch `ims_per_batch // grad_accum`). This is the simplest and is exact with DataLoader workers.
-- or `sampler`: an infinite, seeded, rank-sharded batch sampler feeding `data_loader`, with
-    `state_dict() -> dict` holding an int `"position"`: the number of batches this rank has been
-        given since training began, plus whatever else (seed, ...) fixes the order; the order must be
-        a function of that state (e.g. one permutation per epoch from `seed + epoch`), identical on
-        every rank apart from the rank and world size given to its constructor;
-    `load_state_dict(state)`: the next `iter()` starts at batch `state["position"]`.
-A `DataLoader` with workers pulls batches ahead of use, so the trainer does not trust the sampler's
-own position: it stores the number of batches it actually consumed as `"position"`.
+Resuming the data order: `data_loader` may be a factory `start -> iterable`. `train()` calls it
+with the number of batches this rank has already consumed (0 on a fresh run; one batch per
+micro-step, so `iteration * grad_accum` after a resume); pass it to a sampler that skips that many
+batches (e.g. `resdet.data.build_train_loader(..., start_iter=start)` with the per-micro-step global
+batch `ims_per_batch // grad_accum`). The count is the trainer's, not a sampler's: a `DataLoader`
+with workers pulls batches ahead of use. It is saved in the checkpoint as `sampler["position"]`.
+A plain iterable is used as it is (its order does not resume).
 Random augmentation resumes exactly when it runs in the main process (`num_workers=0`: the python,
 numpy and torch RNG states are restored) or when the dataset derives it from the sample (e.g. a
 generator seeded by seed, epoch and index); state kept inside worker processes is not checkpointed.
@@ -37,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -53,12 +47,6 @@ from resdet.utils.seed import get_rng_state, set_rng_state
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the message gives the iteration and every loss value."""
-
-
-class ResumableSampler(Protocol):
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -78,7 +66,7 @@ class Trainer:
     def __init__(self, model: nn.Module, data_loader: Iterable | Callable[[int], Iterable],
                  optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
                  checkpointer: Checkpointer, *,
-                 max_iter: int, output_dir: str | Path, sampler: ResumableSampler | None = None,
+                 max_iter: int, output_dir: str | Path,
                  evaluate_fn: Callable[[], dict[str, float]] | None = None, eval_period: int = 0,
                  best_metric: str | None = None, best_mode: str = "max", checkpoint_period: int = 5000,
                  log_period: int = 20, amp: str = "none", grad_accum: int = 1,
@@ -89,7 +77,7 @@ class Trainer:
             raise ValueError("max_iter, grad_accum, checkpoint_period, log_period must be >= 1, eval_period >= 0")
         if best_mode not in ("max", "min"):
             raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
-        self.model, self.data_loader, self.sampler = model, data_loader, sampler
+        self.model, self.data_loader = model, data_loader
         self.optimizer, self.scheduler, self.checkpointer = optimizer, scheduler, checkpointer
         self.max_iter, self.output_dir = max_iter, Path(output_dir)
         self.evaluate_fn, self.eval_period = evaluate_fn, eval_period
@@ -117,10 +105,9 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """The full training state (see `resdet.engine.checkpoint`); a collective: call on every rank."""
         rng_ranks = all_gather_object(get_rng_state())
-        sampler = {**(self.sampler.state_dict() if self.sampler is not None else {}), "position": self._consumed}
         return {**self._weights_state(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": rng_ranks[0], "rng_ranks": rng_ranks, "sampler": sampler}
+                "rng": rng_ranks[0], "rng_ranks": rng_ranks, "sampler": {"position": self._consumed}}
 
     def _weights_state(self) -> dict[str, Any]:
         return {"format": "resdet", "kind": "detector", "model": unwrap(self.model).state_dict(),
@@ -137,8 +124,6 @@ class Trainer:
         self.iteration = int(ckpt["iteration"])
         self.best = ckpt.get("best")
         self._consumed = int(ckpt["sampler"]["position"])
-        if self.sampler is not None:
-            self.sampler.load_state_dict(ckpt["sampler"])
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
         # With another world size the per-rank streams cannot be matched; the seeds set at start stay.
         self._pending_rng = ranks[self.rank] if len(ranks) == self.world_size else None
@@ -215,7 +200,7 @@ class Trainer:
                 batch = next(data)
             except StopIteration:
                 raise RuntimeError(f"the data loader ran out in iteration {self.iteration + 1}: the engine "
-                                   "needs an infinite sampler (see the sampler contract above)") from None
+                                   "needs an infinite sampler (see the data contract above)") from None
             images, targets = _split_batch(batch)
             data_time += time.perf_counter() - t
             self._consumed += 1

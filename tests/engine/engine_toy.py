@@ -1,5 +1,5 @@
-"""Test helpers: a tiny detector-shaped model, a toy dataset with random augmentation, a resumable
-rank-sharded batch sampler, and a `make_trainer` that wires them to the engine.
+"""Test helpers: a tiny detector-shaped model, a toy dataset with random augmentation, a rank-sharded
+batch sampler that starts at a given batch, and a `make_trainer` that wires them to the engine.
 
 Also runnable as a script (`python engine_toy.py nan OUTPUT_DIR`) for the exit-code test.
 """
@@ -88,7 +88,7 @@ class ToyDataset(torch.utils.data.Dataset):
 
 class ToySampler(torch.utils.data.Sampler):
     """Infinite batch sampler: global batch `p` of epoch `e` = permutation(seed + e)[slot p], rank r
-    takes its `batch_size` slice. `state_dict()` = {"seed", "position"}; the engine's contract."""
+    takes its `batch_size` slice; starts at batch `start` (what the engine's loader factory gets)."""
 
     def __init__(self, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
@@ -103,12 +103,6 @@ class ToySampler(torch.utils.data.Sampler):
             self.position += 1
             yield perm[start: start + self.batch_size].tolist()
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.seed, self.position = int(state["seed"]), int(state["position"])
-
 
 def collate(batch):
     return [b[0] for b in batch], [b[1] for b in batch]
@@ -116,11 +110,10 @@ def collate(batch):
 
 def make_trainer(output_dir: str | Path, solver: SolverConfig, *, model: nn.Module | None = None,
                  dist: DistInfo | None = None, evaluate_fn=None, test: TestConfig | None = None,
-                 tensorboard: bool = False, augment: bool = True, loader_factory: bool = False) -> Trainer:
+                 tensorboard: bool = False, augment: bool = True) -> Trainer:
     """A Trainer on the toy data through `build_trainer`: `solver.ims_per_batch` is the global batch.
 
-    The data order resumes through the sampler's state dict, or with `loader_factory` through a
-    `start -> DataLoader` factory (the `start_iter` style)."""
+    The data order resumes through a `start -> DataLoader` factory (the `start_iter` style)."""
     dist = dist or DistInfo(0, 1, 0, torch.device("cpu"))
     cfg = Config(solver=solver, test=test or TestConfig(), output_dir=str(output_dir))
     model = prepare_model(model if model is not None else ToyDetector(), solver, dist)
@@ -130,12 +123,7 @@ def make_trainer(output_dir: str | Path, solver: SolverConfig, *, model: nn.Modu
                              world_size=dist.world_size, start=start)
         return torch.utils.data.DataLoader(ToyDataset(augment), batch_sampler=batches, collate_fn=collate)
 
-    if loader_factory:
-        data, sampler = loader, None
-    else:
-        data = loader()
-        sampler = data.batch_sampler
-    return build_trainer(cfg, model, data, dist, sampler=sampler, evaluate_fn=evaluate_fn, progress=False,
+    return build_trainer(cfg, model, loader, dist, evaluate_fn=evaluate_fn, progress=False,
                          tensorboard=tensorboard)
 
 
