@@ -26,13 +26,14 @@ class RoIHeads(nn.Module):
     summed box loss of foreground samples divided by the number of samples.
     Inference: per class, boxes decoded and clipped, scores > ``score_thresh`` and sides >=
     ``min_box_size`` kept, NMS per class at ``nms_thresh``, the best ``detections_per_image`` kept.
+    ``smooth_l1_beta`` has no default: ``model.roi_heads.smooth_l1_beta`` is the one source.
     """
 
     def __init__(self, *, pooler: RoIPooler, box_head: nn.Module, predictor: BoxPredictor,
                  box_coder: BoxCoder, matcher: Matcher, batch_size_per_image: int,
                  positive_fraction: float, score_thresh: float, nms_thresh: float,
                  detections_per_image: int, min_box_size: float = 0.0,
-                 box_loss: Literal["smooth_l1", "l1"] = "smooth_l1", smooth_l1_beta: float = 1.0) -> None:
+                 box_loss: Literal["smooth_l1", "l1"] = "smooth_l1", smooth_l1_beta: float) -> None:
         super().__init__()
         self.pooler = pooler
         self.box_head = box_head

@@ -47,15 +47,16 @@ class RPN(nn.Module):
     Proposals: per image and level the ``pre_nms_top_n`` best anchors, decoded, clipped to the
     image, boxes with a side below ``min_box_size`` or a score below ``score_thresh`` dropped, NMS
     per level at ``nms_thresh``, then the ``post_nms_top_n`` best of each image. Counts are
-    ``(train, test)`` pairs. Losses are normalised by the number of sampled anchors.
+    ``(train, test)`` pairs. Losses are normalised by the number of sampled anchors;
+    ``smooth_l1_beta`` has no default (the config's ``model.rpn.smooth_l1_beta`` is the one source;
+    0 makes smooth L1 an L1 loss, detectron2's choice).
     """
 
     def __init__(self, *, head: RPNHead, anchor_generator: AnchorGenerator, box_coder: BoxCoder,
                  matcher: Matcher, batch_size_per_image: int, positive_fraction: float,
                  pre_nms_top_n: tuple[int, int], post_nms_top_n: tuple[int, int],
                  nms_thresh: float, min_box_size: float, score_thresh: float = 0.0,
-                 box_loss: Literal["smooth_l1", "l1"] = "smooth_l1",
-                 smooth_l1_beta: float = 1.0 / 9) -> None:
+                 box_loss: Literal["smooth_l1", "l1"] = "smooth_l1", smooth_l1_beta: float) -> None:
         super().__init__()
         self.head = head
         self.anchor_generator = anchor_generator

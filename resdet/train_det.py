@@ -113,7 +113,8 @@ def train_detector(cfg: Config, datasets: DetectionDatasets, *, resume: bool = F
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-    model = prepare_model(build_model(cfg, _num_classes(cfg, datasets.train)), cfg.solver, dist)
+    model = prepare_model(build_model(cfg, _num_classes(cfg, datasets.train)), cfg.solver, dist,
+                          channels_last=cfg.model.input.channels_last)
 
     evaluate_fn = None
     if datasets.test is not None:

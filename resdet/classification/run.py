@@ -57,12 +57,13 @@ def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, w
                 {"checkpoint": str(checkpoint), "metrics": metrics}, indent=2) + "\n")
         return PretrainResult(metrics, checkpoint, len(test_set), time.perf_counter() - start)
 
-    model = prepare_model(ClassificationObjective(net, cfg.solver.channels_last), cfg.solver, dist)
+    model = prepare_model(ClassificationObjective(net, cfg.model.channels_last), cfg.solver, dist,
+                          channels_last=cfg.model.channels_last)
     normalize = PixelNormalize(net.pixel_format).to(dist.device)
 
     def evaluate() -> dict[str, float]:
         return evaluate_classifier(net, test_loader, normalize, dist.device, cfg.solver.amp,
-                                   cfg.solver.channels_last)
+                                   cfg.model.channels_last)
 
     trainer = build_classification_trainer(cfg, model, None, dist, classes=train_set.classes,
                                            evaluate_fn=evaluate, progress=progress)

@@ -9,11 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from backbones.norm import NORMS
 from resdet.config.loader import load_typed, save_typed
+from resdet.config.model import Shortcut
 from resdet.config.solver import SolverConfig, TestConfig
 
 __all__ = ["ClsConfig", "ClsDataConfig", "ClsModelConfig", "ClsSolverConfig", "ClsTestConfig",
            "load_cls_config", "save_cls_config"]
+
+#: a classifier trains its norms, so FrozenBN is not a choice
+ClsNorm = Literal[tuple(n for n in NORMS if n != "FrozenBN")]
 
 #: folder of each dataset format under the datasets root, when `data.path` is not given
 DEFAULT_PATHS = {"cifar10": "cifar-10-batches-bin", "imagenet_folder": "imagenet"}
@@ -26,13 +31,15 @@ class ClsModelConfig:
     depth: int = 18
     #: the plain twin: same layers, no shortcuts
     plain: bool = False
-    shortcut: Literal["A", "B", "C"] = "B"
+    shortcut: Shortcut = "B"
     #: bottlenecks only: stride on the first 1x1 (MSRA release) instead of the 3x3 (torchvision)
     stride_in_1x1: bool = False
-    norm: Literal["BN", "GN", "SyncBN"] = "BN"
+    norm: ClsNorm = "BN"
     zero_init_residual: bool = False
     #: start from these weights (a path or "torchvision:<name>" / "timm:<name>"); null = from scratch
     weights: str | None = None
+    #: run the classifier channels-last (NHWC): batches (training and test) and weights in that layout
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.arch == "cifar" and (self.depth < 8 or (self.depth - 2) % 6):

@@ -100,7 +100,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
 
 
 def from_dict(cls: type[T], data: Any, key: str = "", source: str = "<config>") -> T:
-    """Build dataclass `cls` from a mapping, refusing unknown keys and values of the wrong type."""
+    """Build dataclass `cls` from a mapping, refusing unknown keys and values of the wrong type.
+
+    A key listed in the class attribute `RENAMED` (`{old name: where it went}`) is refused with a
+    message naming its new place.
+    """
     source = getattr(data, "source", source)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: {key or 'config'} must be a mapping, got {data!r}")
@@ -109,6 +113,9 @@ def from_dict(cls: type[T], data: Any, key: str = "", source: str = "<config>") 
     unknown = [k for k in data if k not in fields]
     if unknown:
         name = f"{key}.{unknown[0]}" if key else unknown[0]
+        renamed = getattr(cls, "RENAMED", {}).get(unknown[0])
+        if renamed:
+            raise ConfigError(f"{source}: key {name!r} is now {renamed}")
         raise ConfigError(f"{source}: unknown key {name!r} (allowed under {key or 'the top level'}: "
                           f"{', '.join(sorted(fields))})")
     kwargs = {}

@@ -13,11 +13,15 @@ batch states its own schedule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 
 @dataclass
 class SolverConfig:
+    #: keys that moved, with their new place (the loader's error names it)
+    RENAMED: ClassVar[dict[str, str]] = {
+        "channels_last": "model.input.channels_last (detection) or model.channels_last (classification)"}
+
     # schedule
     max_iter: int = 1000
     base_lr: float = 0.02
@@ -45,7 +49,6 @@ class SolverConfig:
     grad_accum: int = 1
     #: clip the global gradient L2 norm to this value; null = no clipping
     clip_grad_norm: float | None = None
-    channels_last: bool = False
     # parallelism
     sync_bn: bool = False
     find_unused_parameters: bool = False

@@ -4,7 +4,8 @@ What `resdet.train_det.train_detector` does on every rank (`tools/train_det.py` 
 the datasets, then calls it inside `exit_on_failure`, so that any failure ends every rank with code 1):
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)   # reads RANK/WORLD_SIZE/LOCAL_RANK
     seed_all(cfg.seed, dist.rank)                                 # seed + rank
-    model = prepare_model(build_model(cfg, num_classes), cfg.solver, dist)  # device, SyncBN, DDP
+    model = prepare_model(build_model(cfg, num_classes), cfg.solver, dist,
+                          channels_last=cfg.model.input.channels_last)  # device, SyncBN, layout, DDP
 
     def loader(start):  # resumes the data order: `start` = batches this rank already consumed
         return build_train_loader(train_set, cfg.data, micro_batch, seed=cfg.seed, rank=dist.rank,

@@ -32,18 +32,21 @@ def images_per_rank(solver: SolverConfig, world_size: int) -> int:
     return solver.ims_per_batch // parts
 
 
-def prepare_model(model: nn.Module, solver: SolverConfig, dist: DistInfo) -> nn.Module:
-    """Move `model` to `dist.device`, apply `sync_bn` and `channels_last`, wrap in DDP when distributed.
+def prepare_model(model: nn.Module, solver: SolverConfig, dist: DistInfo, *,
+                  channels_last: bool = False) -> nn.Module:
+    """Move `model` to `dist.device`, apply `solver.sync_bn`, lay its 4-D weights out channels-last
+    when `channels_last`, and wrap it in DDP when distributed.
 
-    `channels_last` changes the layout of the model's 4-D weights; convolutions then run in NHWC,
-    which tensor cores prefer under AMP.
+    `channels_last` is the model's input layout (`model.input.channels_last` for detectors,
+    `model.channels_last` for classifiers): the batch arrives NHWC, and weights in the same layout
+    spare every convolution a conversion.
     """
     if solver.sync_bn and dist.distributed:
         if dist.device.type != "cuda":  # torch's SyncBatchNorm has no CPU kernel
             raise ValueError(f"solver.sync_bn needs CUDA devices, got {dist.device}; set it to false on CPU")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(dist.device)
-    if solver.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if dist.distributed:
         model = DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
@@ -71,11 +74,7 @@ def build_trainer(cfg: Config | ClsConfig, model: nn.Module, data_loader: Iterab
                                gamma=s.gamma, warmup_iters=s.warmup_iters, warmup_factor=s.warmup_factor,
                                final_factor=s.cosine_final_factor)
     checkpointer = Checkpointer(cfg.output_dir, keep_last=s.keep_last, is_main=dist.is_main)
-    return trainer_cls(model, data_loader, optimizer, scheduler, checkpointer, max_iter=s.max_iter,
-                   output_dir=cfg.output_dir, evaluate_fn=evaluate_fn,
-                   eval_period=cfg.test.eval_period, best_metric=cfg.test.best_metric,
-                   best_mode=cfg.test.best_mode, checkpoint_period=s.checkpoint_period,
-                   log_period=s.log_period, amp=s.amp, grad_accum=s.grad_accum,
-                   clip_grad_norm=s.clip_grad_norm, config=to_dict(cfg), pixel_format=pixel_format,
-                   device=dist.device, progress=progress and dist.is_main,
-                   tensorboard=tensorboard, **trainer_kwargs)
+    return trainer_cls(model, data_loader, optimizer, scheduler, checkpointer, solver=s, test=cfg.test,
+                       output_dir=cfg.output_dir, evaluate_fn=evaluate_fn, config=to_dict(cfg),
+                       pixel_format=pixel_format, device=dist.device,
+                       progress=progress and dist.is_main, tensorboard=tensorboard, **trainer_kwargs)

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from resdet.config.solver import SolverConfig, TestConfig
 from resdet.engine.checkpoint import Checkpointer, periodic_name
 from resdet.engine.metrics_log import MetricsLog, json_safe
 from resdet.engine.precision import autocast, check_amp, grad_scaler
@@ -65,28 +66,23 @@ class Trainer:
 
     def __init__(self, model: nn.Module, data_loader: Iterable | Callable[[int], Iterable],
                  optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                 checkpointer: Checkpointer, *,
-                 max_iter: int, output_dir: str | Path,
-                 evaluate_fn: Callable[[], dict[str, float]] | None = None, eval_period: int = 0,
-                 best_metric: str | None = None, best_mode: str = "max", checkpoint_period: int = 5000,
-                 log_period: int = 20, amp: str = "none", grad_accum: int = 1,
-                 clip_grad_norm: float | None = None, config: dict[str, Any] | None = None,
-                 pixel_format: dict[str, Any] | None = None, device: torch.device | None = None,
-                 progress: bool = True, tensorboard: bool = True) -> None:
-        if max_iter < 1 or grad_accum < 1 or checkpoint_period < 1 or log_period < 1 or eval_period < 0:
-            raise ValueError("max_iter, grad_accum, checkpoint_period, log_period must be >= 1, eval_period >= 0")
-        if best_mode not in ("max", "min"):
-            raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
+                 checkpointer: Checkpointer, *, solver: SolverConfig, test: TestConfig | None = None,
+                 output_dir: str | Path, evaluate_fn: Callable[[], dict[str, float]] | None = None,
+                 config: dict[str, Any] | None = None, pixel_format: dict[str, Any] | None = None,
+                 device: torch.device | None = None, progress: bool = True,
+                 tensorboard: bool = True) -> None:
+        """`solver` gives the schedule length, periods, precision, accumulation and clipping;
+        `test` the evaluation period and the metric that picks `model_best.pth`. Both are checked
+        where they are built (`SolverConfig`/`TestConfig`); only what depends on the device is
+        checked here (fp16 needs CUDA)."""
         self.model, self.data_loader = model, data_loader
         self.optimizer, self.scheduler, self.checkpointer = optimizer, scheduler, checkpointer
-        self.max_iter, self.output_dir = max_iter, Path(output_dir)
-        self.evaluate_fn, self.eval_period = evaluate_fn, eval_period
-        self.best_metric, self.best_mode = best_metric, best_mode
-        self.checkpoint_period, self.log_period = checkpoint_period, log_period
+        self.solver, self.test = solver, test if test is not None else TestConfig()
+        self.output_dir = Path(output_dir)
+        self.evaluate_fn = evaluate_fn
         self.device = device or next(unwrap(model).parameters()).device
-        check_amp(amp, self.device)
-        self.amp, self.grad_accum, self.clip_grad_norm = amp, grad_accum, clip_grad_norm
-        self.scaler = grad_scaler(amp, self.device)
+        check_amp(solver.amp, self.device)
+        self.scaler = grad_scaler(solver.amp, self.device)
         self.config = config or {}
         if pixel_format is None:  # a detector carries its input format (a `PixelFormat`)
             found = getattr(unwrap(model), "pixel_format", None)
@@ -162,25 +158,25 @@ class Trainer:
             set_rng_state(self._pending_rng)
             self._pending_rng = None
         if self.is_main:
-            self._log = MetricsLog(self.output_dir, max_iter=self.max_iter, start_iter=self.iteration,
+            self._log = MetricsLog(self.output_dir, max_iter=self.solver.max_iter, start_iter=self.iteration,
                                    progress=self.progress, tensorboard=self.tensorboard)
         window: list[dict[str, float]] = []
         try:
-            while self.iteration < self.max_iter:
+            while self.iteration < self.solver.max_iter:
                 record = self._run_step(data)
                 self.iteration += 1
                 window.append(record)
                 if self._log is not None:
                     self._log.advance(total_loss=record["total_loss"], lr=record["lr"])
-                    if self.iteration % self.log_period == 0 or self.iteration == self.max_iter:
+                    if self.iteration % self.solver.log_period == 0 or self.iteration == self.solver.max_iter:
                         self._log.write(self.iteration, _window_summary(window, self.device))
-                if self.iteration % self.log_period == 0:
+                if self.iteration % self.solver.log_period == 0:
                     window = []
-                if self.iteration == self.max_iter:
+                if self.iteration == self.solver.max_iter:
                     break
-                if self.eval_period and self.iteration % self.eval_period == 0:
+                if self.test.eval_period and self.iteration % self.test.eval_period == 0:
                     self.evaluate()
-                if self.iteration % self.checkpoint_period == 0:
+                if self.iteration % self.solver.checkpoint_period == 0:
                     self.save_checkpoint(periodic_name(self.iteration))
             self.save_checkpoint("model_final.pth")
             return self.evaluate() if self.evaluate_fn is not None else {}
@@ -194,7 +190,7 @@ class Trainer:
         data_time = 0.0
         sums: dict[str, float] = {}
         ddp = isinstance(self.model, DistributedDataParallel)
-        for micro in range(self.grad_accum):
+        for micro in range(self.solver.grad_accum):
             t = time.perf_counter()
             try:
                 batch = next(data)
@@ -207,23 +203,23 @@ class Trainer:
             images = [im.to(self.device, non_blocking=True) for im in images]
             targets = [{k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
                         for k, v in tg.items()} for tg in targets]
-            last = micro == self.grad_accum - 1
+            last = micro == self.solver.grad_accum - 1
             with self.model.no_sync() if ddp and not last else contextlib.nullcontext():
-                with autocast(self.amp, self.device):
+                with autocast(self.solver.amp, self.device):
                     loss_dict = self.model(images, targets)
                 if not isinstance(loss_dict, dict) or not loss_dict:
                     raise TypeError(f"the model returned {type(loss_dict).__name__} in train mode; "
                                     "expected a non-empty dict of loss tensors")
                 total = sum(loss_dict.values())
                 values = self._checked_losses(loss_dict, total, micro)
-                self.scaler.scale(total / self.grad_accum).backward()
+                self.scaler.scale(total / self.solver.grad_accum).backward()
             for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v / self.grad_accum
+                sums[k] = sums.get(k, 0.0) + v / self.solver.grad_accum
         record = dict(sums)
-        if self.clip_grad_norm is not None:
+        if self.solver.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm))
+            record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.solver.clip_grad_norm))
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -241,7 +237,7 @@ class Trainer:
                               + [total.detach().float().reshape(())])
         values = dict(zip(names, all_reduce_mean(stacked).tolist()))
         if not all(math.isfinite(v) for v in values.values()):
-            where = f" (micro-batch {micro + 1}/{self.grad_accum})" if self.grad_accum > 1 else ""
+            where = f" (micro-batch {micro + 1}/{self.solver.grad_accum})" if self.solver.grad_accum > 1 else ""
             listed = ", ".join(f"{k}={v:.6g}" for k, v in values.items())
             raise NonFiniteLossError(f"non-finite loss at iteration {self.iteration + 1}{where}: {listed}; "
                                      f"training stopped, the last checkpoint is left as it was")
@@ -272,7 +268,7 @@ class Trainer:
     def _update_best(self, metrics: dict[str, float]) -> None:
         if not metrics:
             return
-        name = self.best_metric or next(iter(metrics))
+        name = self.test.best_metric or next(iter(metrics))
         if name not in metrics:
             raise KeyError(f"test.best_metric {name!r} is not among the evaluation results {sorted(metrics)}")
         value = metrics[name]
@@ -280,7 +276,7 @@ class Trainer:
             return
         if self.best is not None:
             old = self.best["value"]
-            if not (value > old if self.best_mode == "max" else value < old):
+            if not (value > old if self.test.best_mode == "max" else value < old):
                 return
         self.best = {"metric": name, "value": value, "iteration": self.iteration}
         atomic_torch_save(self._weights_state(), self.output_dir / "model_best.pth")

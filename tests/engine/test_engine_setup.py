@@ -19,6 +19,7 @@ def test_trainer_from_config_uses_scaled_lr_and_records_metadata(tmp_path):
     model.pixel_format = CAFFE_PIXELS
     solver = SolverConfig(max_iter=2, base_lr=0.08, ims_per_batch=4, reference_batch=16, log_period=1)
     trainer = make_trainer(tmp_path, solver, model=model)
+    assert trainer.solver is solver  # the trainer reads its settings from the section, not copies
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [pytest.approx(0.02)]  # 0.08 * 4 / 16
     trainer.train()
     ck = load_checkpoint_file(tmp_path / "model_final.pth")
@@ -31,7 +32,7 @@ def test_images_per_rank_and_channels_last():
     assert images_per_rank(s, 4) == 2
     with pytest.raises(ValueError, match="not divisible"):
         images_per_rank(s, 3)
-    model = prepare_model(ToyDetector(), SolverConfig(channels_last=True), CPU)
+    model = prepare_model(ToyDetector(), SolverConfig(), CPU, channels_last=True)
     assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert not model.conv.weight.is_contiguous()
 
