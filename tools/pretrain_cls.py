@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 from resdet.classification.run import pretrain
+from resdet.config import ConfigError
 from resdet.config.cls import load_cls_config
+from resdet.data.records import DatasetError
 from resdet.utils.dist import exit_on_failure, get_rank
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cls_shapes.yaml"
@@ -53,5 +55,15 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout.flush()
 
 
+def cli() -> int:
+    """`main` on the command line: a bad config or a missing dataset is one line and exit code 2."""
+    try:
+        main(sys.argv[1:])
+    except (ConfigError, DatasetError) as e:
+        print(f"pretrain_cls: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    exit_on_failure(main)
+    sys.exit(exit_on_failure(cli))

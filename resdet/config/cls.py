@@ -12,7 +12,7 @@ from typing import Literal
 from backbones.norm import NORMS
 from resdet.config.loader import load_typed, save_typed
 from resdet.config.model import Shortcut
-from resdet.config.solver import SolverConfig, TestConfig
+from resdet.config.solver import SolverConfig, TestConfig, scale_schedule
 
 __all__ = ["ClsConfig", "ClsDataConfig", "ClsModelConfig", "ClsSolverConfig", "ClsTestConfig",
            "load_cls_config", "save_cls_config"]
@@ -114,8 +114,10 @@ class ClsConfig:
 
 
 def load_cls_config(path: str | Path, overrides: list[str] | None = None) -> ClsConfig:
-    """Read `path` (following `_base_`), apply `key.sub=value` overrides, and check every key and type."""
-    return load_typed(ClsConfig, path, overrides)
+    """Read `path` (following `_base_`), apply `key.sub=value` overrides, and check every key and type.
+
+    An override of `solver.max_iter` alone scales the schedule (see `resdet.config.solver`)."""
+    return load_typed(ClsConfig, path, overrides, adjust=scale_schedule)
 
 
 def save_cls_config(cfg: ClsConfig, path: str | Path) -> None:

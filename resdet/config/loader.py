@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -200,16 +201,21 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_typed(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+def load_typed(cls: type[T], path: str | Path, overrides: list[str] | None = None, *,
+               adjust: Callable[[T, dict[str, Any], list[str], str], Any] | None = None) -> T:
     """Read `path` (following `_base_`) into dataclass `cls`, then apply `key.sub=value` overrides.
 
     The file alone must be valid, so an error raised only with the overrides is blamed on them.
+    `adjust(file_cfg, data, overridden_keys, source)` may edit the mapping `data` after the
+    overrides, before it is checked (e.g. `resdet.config.solver.scale_schedule`).
     `cls` must have a `source` field (init=False) that receives the path.
     """
     data = read_yaml(path)
     cfg = from_dict(cls, data, source=str(path))
     if overrides:
         data = apply_overrides(data, list(overrides), str(path))
+        if adjust is not None:
+            adjust(cfg, data, [item.split("=", 1)[0].strip() for item in overrides], str(path))
         try:
             cfg = from_dict(cls, data, source=str(path))
         except ConfigError as e:
