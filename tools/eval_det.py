@@ -5,17 +5,18 @@
     python tools/eval_det.py CONFIG --detections RESULTS.json                         # score a file, no model
 
 CKPT: a resdet checkpoint (model_final.pth, ...) or torchvision / detectron2 detector weights.
-Prints a table and writes `metrics.json` into `--output-dir` (default `<output_dir>/eval`).
+Prints a table and writes `metrics.json` into `--output-dir` (default `<output_dir>/eval`) in the
+layout every evaluation uses (`resdet.run_dir`): `{"checkpoint" | "detections", "metrics"}`.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from resdet.config import ConfigError, load_config
 from resdet.data.records import DatasetError
-from resdet.evaluation import evaluate_detections, read_results, write_metrics
+from resdet.evaluation import evaluate_detections, read_results
+from resdet.run_dir import eval_dir, write_evaluation
 from resdet.train_det import evaluate_weights, load_datasets
 from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> dict | None:
             raise DatasetError(f"{args.config}: data.test lists no dataset to evaluate on")
         metrics = evaluate_weights(cfg, test_set, args.weights, detections_path=args.save_detections)
     if get_rank() == 0 and metrics is not None:
-        path = write_metrics(metrics, args.output_dir or Path(cfg.output_dir) / "eval")
+        path = write_evaluation(args.output_dir or eval_dir(cfg.output_dir), metrics, checkpoint=args.weights,
+                                detections=args.detections)
         print(f"wrote {path}" + (f" and {args.save_detections}" if args.save_detections else ""))
     shutdown_distributed()
     return metrics

@@ -16,7 +16,8 @@ from pathlib import Path
 from resdet.config import load_config
 from resdet.data.build import build_detection_dataset
 from resdet.evaluation import read_results
-from resdet.visualize import draw_dataset, group_detections, plot_curves, read_run, resolve_keys, run_labels
+from resdet.curves import plot_curves, read_run, resolve_keys, run_labels
+from resdet.visualize import draw_dataset, group_detections
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

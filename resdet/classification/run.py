@@ -1,7 +1,6 @@
 """One classification pretraining run (or evaluation) from a resolved `ClsConfig`; what the tool calls."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +12,10 @@ from resdet.classification.loader import build_test_loader, build_train_loader
 from resdet.classification.model import build_classifier
 from resdet.classification.objective import ClassificationObjective
 from resdet.classification.trainer import build_classification_trainer
-from resdet.config.cls import ClsConfig, save_cls_config
+from resdet.config.cls import ClsConfig
 from resdet.data.cls_transforms import PixelNormalize
-from resdet.engine.checkpoint import trained_checkpoint
 from resdet.engine.setup import images_per_rank, prepare_model
-from resdet.utils.atomic import atomic_write_text
+from resdet.run_dir import eval_dir, trained_checkpoint, write_config, write_evaluation
 from resdet.utils.dist import init_distributed
 from resdet.utils.seed import seed_all
 
@@ -53,8 +51,7 @@ def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, w
         normalize = PixelNormalize(net.pixel_format).to(dist.device)
         metrics = evaluate_classifier(net, test_loader, normalize, dist.device, cfg.solver.amp)
         if dist.is_main:
-            atomic_write_text(out / "eval" / "metrics.json", json.dumps(
-                {"checkpoint": str(checkpoint), "metrics": metrics}, indent=2) + "\n")
+            write_evaluation(eval_dir(out), metrics, checkpoint=checkpoint)
         return PretrainResult(metrics, checkpoint, len(test_set), time.perf_counter() - start)
 
     model = prepare_model(ClassificationObjective(net, cfg.model.channels_last), cfg.solver, dist,
@@ -68,8 +65,7 @@ def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, w
     trainer = build_classification_trainer(cfg, model, None, dist, classes=train_set.classes,
                                            evaluate_fn=evaluate, progress=progress)
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_cls_config(cfg, out / "config.yaml")
+        write_config(cfg, out)
     trainer.resume_or_load(resume)
     # the sampler replays the global batches the resumed run has already consumed
     micro_batch = images_per_rank(cfg.solver, dist.world_size) * dist.world_size

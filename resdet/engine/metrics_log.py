@@ -1,7 +1,9 @@
-"""Training log sinks on the main process: `metrics.jsonl`, TensorBoard events and a tqdm bar with ETA."""
+"""Training log sinks on the main process: `metrics.jsonl`, TensorBoard events and a tqdm bar with ETA.
+
+The file layout is `resdet.run_dir`'s; this module only appends to it.
+"""
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -9,12 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from resdet.utils.atomic import atomic_write_text
-
-
-def json_safe(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with NaN/inf numbers replaced by None, so files stay strict JSON."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
+from resdet.run_dir import metrics_log_line, metrics_log_path, reset_metrics_log
 
 
 class MetricsLog:
@@ -26,14 +23,9 @@ class MetricsLog:
 
     def __init__(self, output_dir: str | Path, *, max_iter: int, start_iter: int = 0,
                  progress: bool = True, tensorboard: bool = True) -> None:
-        self.path = Path(output_dir) / "metrics.jsonl"
+        self.path = metrics_log_path(output_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if start_iter > 0 and self.path.is_file():
-            kept = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("iteration", 0) <= start_iter]
-            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
-        elif start_iter == 0:
-            self.path.unlink(missing_ok=True)
+        reset_metrics_log(output_dir, start_iter)
         self._file = self.path.open("a", encoding="utf-8")
         self._tb = None
         if tensorboard:
@@ -52,8 +44,7 @@ class MetricsLog:
 
     def write(self, iteration: int, values: dict[str, Any]) -> None:
         """Append `{"iteration": iteration, **values}` and add each finite number to TensorBoard."""
-        record = {"iteration": iteration, **json_safe(values)}
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(metrics_log_line(iteration, values))
         self._file.flush()
         if self._tb is not None:
             for k, v in values.items():

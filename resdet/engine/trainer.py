@@ -24,7 +24,6 @@ wrapped (see `resdet.engine.setup.prepare_model`).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import resource
 import sys
@@ -39,9 +38,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from resdet.config.solver import SolverConfig, TestConfig
 from resdet.engine.checkpoint import Checkpointer, periodic_name
-from resdet.engine.metrics_log import MetricsLog, json_safe
+from resdet.engine.metrics_log import MetricsLog
 from resdet.engine.precision import autocast, check_amp, grad_scaler
-from resdet.utils.atomic import atomic_torch_save, atomic_write_text
+from resdet.run_dir import eval_dir, write_best_metric, write_evaluation
+from resdet.utils.atomic import atomic_torch_save
 from resdet.utils.dist import all_gather_object, all_reduce_mean, broadcast_object, get_rank, get_world_size
 from resdet.utils.seed import get_rng_state, set_rng_state
 
@@ -256,9 +256,7 @@ class Trainer:
             self.model.train()
         metrics = broadcast_object({k: float(v) for k, v in (result or {}).items()} if self.is_main else None)
         if self.is_main:
-            eval_dir = self.output_dir / "eval"
-            atomic_write_text(eval_dir / "metrics.json",
-                              json.dumps({"iteration": self.iteration, "metrics": json_safe(metrics)}, indent=2) + "\n")
+            write_evaluation(eval_dir(self.output_dir), metrics, iteration=self.iteration)
             if self._log is not None:
                 self._log.write(self.iteration, {f"eval/{k}": v for k, v in metrics.items()})
             self._update_best(metrics)
@@ -280,7 +278,7 @@ class Trainer:
                 return
         self.best = {"metric": name, "value": value, "iteration": self.iteration}
         atomic_torch_save(self._weights_state(), self.output_dir / "model_best.pth")
-        atomic_write_text(self.output_dir / "best_metric.json", json.dumps(self.best, indent=2) + "\n")
+        write_best_metric(self.output_dir, self.best)
 
 
 def _split_batch(batch: Any) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:

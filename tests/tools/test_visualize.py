@@ -11,7 +11,8 @@ from PIL import Image
 
 from resdet.data import DatasetError
 from resdet.data.shapes import SHAPE_CLASSES, ensure_shapes_detection
-from resdet.visualize import GT_COLOUR, PRED_COLOUR, read_run, resolve_keys
+from resdet.curves import read_run, resolve_keys
+from resdet.visualize import GT_COLOUR, PRED_COLOUR
 from tools import visualize
 
 ROOT = Path(__file__).resolve().parents[2]
