@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from resdet.run_dir import eval_dir, metrics_log_path, read_config, read_evaluation, read_metrics_log
+from resdet.run_dir import (
+    eval_dir,
+    metrics_log_path,
+    read_config,
+    read_evaluation,
+    read_metrics_log,
+)
 from resdet.utils.figures import pyplot, save_figure
 
 LOSS_KEYS = ("total_loss", "loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box")
@@ -31,8 +37,9 @@ _EMPTY = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 
 @dataclass
 class RunCurves:
-    """Every numeric key logged by one run: `series[key] = (iterations (T,) int64, values (T,) float64)`,
-    sorted by iteration; NaN where a value was logged as null (non-finite). Errors in percent."""
+    """Every numeric key logged by one run: `series[key] = (iterations (T,) int64, values (T,)
+    float64)`, sorted by iteration; NaN where a value was logged as null (non-finite). Errors in
+    percent."""
 
     label: str
     path: Path
@@ -83,16 +90,20 @@ def read_run(run_dir: str | Path, label: str | None = None) -> RunCurves:
             if key != "iteration" and v is not None:
                 points.setdefault(key, {})[iteration] = v
     evaluation = read_evaluation(eval_dir(run_dir))
-    if evaluation is not None and evaluation.iteration is not None:  # an --eval-only file has no place
+    # an --eval-only file (no iteration) has no place on the curve
+    if evaluation is not None and evaluation.iteration is not None:
         for key, value in evaluation.metrics.items():
             points.setdefault(f"eval/{key}", {}).setdefault(evaluation.iteration, _number(value))
-    series = {k: (np.array(sorted(p), dtype=np.int64), np.array([p[i] for i in sorted(p)], dtype=np.float64))
+    series = {k: (np.array(sorted(p), dtype=np.int64),
+                  np.array([p[i] for i in sorted(p)], dtype=np.float64))
               for k, p in points.items()}
     model = (read_config(run_dir) or {}).get("model") or {}
     plain, depth = model.get("plain"), model.get("depth")
     if label is None:
-        label = f"{'plain' if plain else 'ResNet'}-{depth}" if isinstance(depth, int) else run_dir.name
-    return RunCurves(label, metrics_log_path(run_dir), series, plain, depth if isinstance(depth, int) else None)
+        kind = "plain" if plain else "ResNet"
+        label = f"{kind}-{depth}" if isinstance(depth, int) else run_dir.name
+    return RunCurves(label, metrics_log_path(run_dir), series, plain,
+                     depth if isinstance(depth, int) else None)
 
 
 def run_labels(run_dirs: Sequence[str | Path]) -> list[str]:
@@ -102,14 +113,14 @@ def run_labels(run_dirs: Sequence[str | Path]) -> list[str]:
 
 
 def resolve_keys(runs: Sequence[RunCurves], keys: Sequence[str] | None = None) -> list[str]:
-    """The series to plot. Default: the `LOSS_KEYS` and `METRIC_KEYS` any run has. A requested key may
-    omit the `eval/` prefix; one that no run logged is an error listing the keys that exist."""
+    """The series to plot. Default: the `LOSS_KEYS` and `METRIC_KEYS` any run has. A requested key
+    may omit the `eval/` prefix; one that no run logged is an error listing the keys that exist."""
     available = {k for r in runs for k in r.series}
     if keys is None:
         chosen = [k for k in (*LOSS_KEYS, *METRIC_KEYS) if k in available]
         if not chosen:
-            raise ValueError(f"none of {', '.join(str(r.path) for r in runs)} logs a loss or mAP key "
-                             f"({', '.join(LOSS_KEYS + METRIC_KEYS)}); pass --keys from: "
+            raise ValueError(f"none of {', '.join(str(r.path) for r in runs)} logs a loss or mAP "
+                             f"key ({', '.join(LOSS_KEYS + METRIC_KEYS)}); pass --keys from: "
                              f"{', '.join(sorted(available)) or '(none)'}")
         return chosen
     chosen = []
@@ -132,8 +143,9 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def plot_curves(runs: Sequence[RunCurves], keys: Sequence[str], output: str | Path, *, ncols: int = 3) -> Path:
-    """Write a PNG with one subplot per key (x: iteration) and one line per run that logged the key."""
+def plot_curves(runs: Sequence[RunCurves], keys: Sequence[str], output: str | Path, *,
+                ncols: int = 3) -> Path:
+    """Write a PNG with one subplot per key (x: iteration), one line per run that logged the key."""
     plt = pyplot()
 
     if not runs or not keys:
@@ -147,7 +159,8 @@ def plot_curves(runs: Sequence[RunCurves], keys: Sequence[str], output: str | Pa
             if key in run.series:
                 iters, values = run.series[key]
                 # evaluation points are sparse: mark them so a single evaluation still shows
-                ax.plot(iters, values, color=colour, label=run.label, marker="o" if key.startswith("eval/") else None,
+                ax.plot(iters, values, color=colour, label=run.label,
+                        marker="o" if key.startswith("eval/") else None,
                         markersize=3, linewidth=1.2)
         ax.set_title(key)
         ax.set_xlabel("iteration")
@@ -160,8 +173,8 @@ def plot_curves(runs: Sequence[RunCurves], keys: Sequence[str], output: str | Pa
 
 def plot_error_curves(runs: list[RunCurves], out: str | Path, *, smooth: int = 1,
                       title: str | None = None) -> Path:
-    """Write a Fig. 6-style PNG: one panel per kind present (plain, residual), shared error axis, one
-    colour per depth; training error (`train_error`, smoothed over `smooth` points) dashed, test
+    """Write a Fig. 6-style PNG: one panel per kind present (plain, residual), shared error axis,
+    one colour per depth; training error (`train_error`, smoothed over `smooth` points) dashed, test
     error (`eval/top1_err`) bold. Every run must have logged `train_error`."""
     plt = pyplot()
 
@@ -169,16 +182,20 @@ def plot_error_curves(runs: list[RunCurves], out: str | Path, *, smooth: int = 1
         raise ValueError("no runs to plot")
     for r in runs:
         if not len(r.train_iter):
-            raise ValueError(f"{r.path}: no '{TRAIN_ERROR}' entries (written by tools/pretrain_cls.py)")
-    groups = [("plain", [r for r in runs if r.plain]), ("residual", [r for r in runs if not r.plain])]
+            raise ValueError(f"{r.path}: no '{TRAIN_ERROR}' entries (written by "
+                             "tools/pretrain_cls.py)")
+    groups = [("plain", [r for r in runs if r.plain]),
+              ("residual", [r for r in runs if not r.plain])]
     groups = [(name, rs) for name, rs in groups if rs]
     depths = sorted({r.depth if r.depth is not None else -1 for r in runs})
     colours = {d: plt.cm.tab10(i % 10) for i, d in enumerate(depths)}
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), sharey=True,
+                             squeeze=False)
     for ax, (name, rs) in zip(axes[0], groups):
         for r in rs:
             colour = colours[r.depth if r.depth is not None else -1]
-            ax.plot(r.train_iter, moving_average(r.train_error, smooth), "--", color=colour, linewidth=1)
+            ax.plot(r.train_iter, moving_average(r.train_error, smooth), "--", color=colour,
+                    linewidth=1)
             if len(r.test_iter):
                 ax.plot(r.test_iter, r.test_error, "-", color=colour, linewidth=2, label=r.label)
             else:

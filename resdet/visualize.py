@@ -1,10 +1,11 @@
 """Pictures of a run's detections: ground truth and detections drawn on dataset images.
 
-Boxes: `draw_detections` overlays ground truth (`GT_COLOUR`, class name) and predictions (`PRED_COLOUR`,
-class name and score) on one image with `torchvision.utils.draw_bounding_boxes`; `group_detections`
-checks a results-format list against a dataset with the evaluators' own record checks (so the files
-`tools/eval_det.py --detections` accepts are accepted) and groups it per image; `draw_dataset` writes one PNG per
-image at the image's own size, in the frame the results format uses (the decoded file, no resize).
+Boxes: `draw_detections` overlays ground truth (`GT_COLOUR`, class name) and predictions
+(`PRED_COLOUR`, class name and score) on one image with `torchvision.utils.draw_bounding_boxes`;
+`group_detections` checks a results-format list against a dataset with the evaluators' own record
+checks (so the files `tools/eval_det.py --detections` accepts are accepted) and groups it per
+image; `draw_dataset` writes one PNG per image at the image's own size, in the frame the results
+format uses (the decoded file, no resize).
 
 Curves of a run (losses, mAP, error) are `resdet.curves`'.
 """
@@ -46,12 +47,14 @@ class ImageDetections:
 
 def group_detections(results: list[dict[str, Any]], dataset: DetectionDataset,
                      source: str = "<results>") -> dict[int | str, ImageDetections]:
-    """Check `results` (DESIGN's results format: COCO ids, or VOC id strings and 1-based class indices)
-    against `dataset` and group them by `image_id`; errors name `source`, the record and the field."""
+    """Check `results` (DESIGN's results format: COCO ids, or VOC id strings and 1-based class
+    indices) against `dataset` and group them by `image_id`; errors name `source`, the record and
+    the field."""
     names = " + ".join(s.name for s in dataset.sources)
     category_ids = {tuple(s.category_ids) for s in dataset.sources}
     if len(category_ids) != 1:
-        raise DatasetError(f"{names}: the entries number their categories differently; draw them one at a time")
+        raise DatasetError(f"{names}: the entries number their categories differently; draw them "
+                           "one at a time")
     # the evaluators' own record checks and id mapping, without their one-COCO-file limit
     checker = DetectionEvaluator(dataset.class_names, dataset.sources[0].category_ids,
                                  [r.image_id for r in dataset.records], names)
@@ -59,37 +62,45 @@ def group_detections(results: list[dict[str, Any]], dataset: DetectionDataset,
     rows: dict[int | str, list[tuple[list[float], float, int]]] = {}
     for i, d in enumerate(checker.detections):
         if d["bbox"][2] < 0 or d["bbox"][3] < 0:
-            raise DatasetError(f"{source}: record {i}: field 'bbox' {d['bbox']!r} has a negative width or height "
-                               "(expected [x, y, w, h])")
-        rows.setdefault(d["image_id"], []).append((d["bbox"], d["score"], checker.label_of[d["category_id"]]))
+            raise DatasetError(f"{source}: record {i}: field 'bbox' {d['bbox']!r} has a negative "
+                               "width or height (expected [x, y, w, h])")
+        rows.setdefault(d["image_id"],
+                        []).append((d["bbox"], d["score"], checker.label_of[d["category_id"]]))
     grouped = {}
     for image_id, dets in rows.items():
         xywh = torch.tensor([b for b, _, _ in dets], dtype=torch.float32).reshape(-1, 4)
         grouped[image_id] = ImageDetections(box_convert(xywh, "xywh", "xyxy"),
-                                            torch.tensor([s for _, s, _ in dets], dtype=torch.float32),
-                                            torch.tensor([k for _, _, k in dets], dtype=torch.int64))
+                                            torch.tensor([s for _, s, _ in dets],
+                                                         dtype=torch.float32),
+                                            torch.tensor([k for _, _, k in dets],
+                                                         dtype=torch.int64))
     return grouped
 
 
 def draw_detections(image: torch.Tensor, record: ImageRecord, class_names: Sequence[str],
-                    detections: ImageDetections | None = None, score_thresh: float = 0.5) -> torch.Tensor:
+                    detections: ImageDetections | None = None,
+                    score_thresh: float = 0.5) -> torch.Tensor:
     """Draw `record`'s ground truth, then the detections scoring at least `score_thresh`.
 
-    `image` is uint8 (3, H, W), the decoded file the record describes. Returns a new uint8 (3, H, W).
-    VOC `difficult` objects are labelled "(difficult)", COCO crowd regions "crowd".
+    `image` is uint8 (3, H, W), the decoded file the record describes. Returns a new uint8 (3, H,
+    W). VOC `difficult` objects are labelled "(difficult)", COCO crowd regions "crowd".
     """
-    gt_boxes = torch.as_tensor(np.concatenate([record.boxes, record.crowd_boxes]), dtype=torch.float32)
+    gt_boxes = torch.as_tensor(np.concatenate([record.boxes, record.crowd_boxes]),
+                               dtype=torch.float32)
     gt_text = [class_names[int(k)] + (" (difficult)" if diff else "")
-               for k, diff in zip(record.labels, record.difficult)] + ["crowd"] * len(record.crowd_boxes)
+               for k, diff in zip(record.labels, record.difficult)]
+    gt_text += ["crowd"] * len(record.crowd_boxes)
     out = image
     if len(gt_boxes):
-        out = draw_bounding_boxes(out, gt_boxes, gt_text, colors=GT_COLOUR, width=GT_WIDTH, fill_labels=True)
+        out = draw_bounding_boxes(out, gt_boxes, gt_text, colors=GT_COLOUR, width=GT_WIDTH,
+                                  fill_labels=True)
     if detections is not None:
         keep = detections.scores >= score_thresh
         if keep.any():
             text = [f"{class_names[int(k)]} {s:.2f}"
                     for k, s in zip(detections.labels[keep], detections.scores[keep].tolist())]
-            out = draw_bounding_boxes(out, detections.boxes[keep], text, colors=PRED_COLOUR, width=PRED_WIDTH,
+            out = draw_bounding_boxes(out, detections.boxes[keep], text, colors=PRED_COLOUR,
+                                      width=PRED_WIDTH,
                                       fill_labels=True)
     return out
 
@@ -98,11 +109,12 @@ def _file_stem(image_id: int | str) -> str:
     return re.sub(r"[^\w.-]", "_", str(image_id))
 
 
-def draw_dataset(dataset: DetectionDataset, detections: dict[int | str, ImageDetections], output_dir: str | Path, *,
+def draw_dataset(dataset: DetectionDataset, detections: dict[int | str, ImageDetections],
+                 output_dir: str | Path, *,
                  num: int | None = None, image_ids: Sequence[str] | None = None,
                  score_thresh: float = 0.5) -> list[Path]:
-    """Write `<output_dir>/<image_id>.png` for the first `num` images of `dataset` (all when None), or for
-    the images whose id (as text) is in `image_ids`; returns the paths written."""
+    """Write `<output_dir>/<image_id>.png` for the first `num` images of `dataset` (all when None),
+    or for the images whose id (as text) is in `image_ids`; returns the paths written."""
     records = dataset.records
     if image_ids is not None:
         by_id = {str(r.image_id): r for r in records}
@@ -119,7 +131,8 @@ def draw_dataset(dataset: DetectionDataset, detections: dict[int | str, ImageDet
     for r in records:
         # (H, W, 3) -> (3, H, W) for draw_bounding_boxes, and back for PIL
         image = torch.from_numpy(read_image(r.file_name)).permute(2, 0, 1)
-        drawn = draw_detections(image, r, dataset.class_names, detections.get(r.image_id), score_thresh)
+        drawn = draw_detections(image, r, dataset.class_names, detections.get(r.image_id),
+                                score_thresh)
         path = out_dir / f"{_file_stem(r.image_id)}.png"
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(path)
         written.append(path)

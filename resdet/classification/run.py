@@ -1,4 +1,4 @@
-"""One classification pretraining run (or evaluation) from a resolved `ClsConfig`; what the tool calls."""
+"""One classification pretraining run (or evaluation) from a resolved `ClsConfig`, for the tool."""
 from __future__ import annotations
 
 import time
@@ -30,10 +30,12 @@ class PretrainResult:
     seconds: float
 
 
-def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, weights: str | None = None,
+def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False,
+             weights: str | None = None,
              progress: bool = True) -> PretrainResult:
     """Train `cfg` (resuming from `output_dir` with `resume`) and evaluate the final model, or with
-    `eval_only` evaluate `weights` (default: the run's `model_final.pth`, else its last checkpoint)."""
+    `eval_only` evaluate `weights` (default: the run's `model_final.pth`, else its last
+    checkpoint)."""
     start = time.perf_counter()
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
     seed_all(cfg.seed, dist.rank)
@@ -41,8 +43,8 @@ def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, w
     train_set, test_set = build_datasets(cfg.data, cfg.test.ten_crop)
     net = build_classifier(cfg.model, len(train_set.classes))
     test_batch = max(1, cfg.test.ims_per_batch // dist.world_size)
-    test_loader = build_test_loader(test_set, test_batch, num_workers=cfg.data.num_workers, rank=dist.rank,
-                                    world_size=dist.world_size)
+    test_loader = build_test_loader(test_set, test_batch, num_workers=cfg.data.num_workers,
+                                    rank=dist.rank, world_size=dist.world_size)
 
     if eval_only:
         checkpoint = Path(weights) if weights is not None else trained_checkpoint(out)
@@ -73,4 +75,5 @@ def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, w
         train_set, micro_batch, num_workers=cfg.data.num_workers, seed=cfg.seed, rank=dist.rank,
         world_size=dist.world_size, start_batch=trainer.iteration * cfg.solver.grad_accum)
     metrics = trainer.train()
-    return PretrainResult(metrics, out / "model_final.pth", len(test_set), time.perf_counter() - start)
+    return PretrainResult(metrics, out / "model_final.pth", len(test_set),
+                          time.perf_counter() - start)

@@ -1,4 +1,4 @@
-"""Typed configuration: `load_config(path, overrides)` -> `Config`; `save_config` writes it resolved.
+"""Typed configuration: `load_config(path, overrides)` -> `Config`; `save_config` writes it.
 
 Sections live in their own modules (`model`, `data`, `solver`); this module wires them together.
 """
@@ -28,7 +28,7 @@ class Config:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read `path` (following `_base_`), apply `key.sub=value` overrides, and check every key and type.
+    """Read `path` (following `_base_`), apply `key.sub=value` overrides, check every key and type.
 
     An override of `solver.max_iter` alone scales the schedule (see `resdet.config.solver`)."""
     return load_typed(Config, path, overrides, adjust=scale_schedule)

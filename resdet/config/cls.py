@@ -1,7 +1,8 @@
 """Classification-pretraining config: `load_cls_config(path, overrides)` -> `ClsConfig`.
 
-A separate top-level config (the detection `Config` stays untouched) that shares the strict loader,
-`_base_` inheritance, `key.sub=value` overrides and the `solver:`/`test:` sections with detection recipes.
+A separate top-level config (the detection `Config` stays untouched) that shares the strict
+loader, `_base_` inheritance, `key.sub=value` overrides and the `solver:`/`test:` sections with
+detection recipes.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ DEFAULT_PATHS = {"cifar10": "cifar-10-batches-bin", "imagenet_folder": "imagenet
 
 @dataclass
 class ClsModelConfig:
-    #: "imagenet": `ResNet(depth)` (7x7 stem, 4 stages); "cifar": `cifar_resnet(depth)` (6n+2, 3 stages)
+    #: "imagenet": `ResNet(depth)` (7x7 stem, 4 stages); "cifar": `cifar_resnet(depth)` (6n+2,
+    #: 3 stages)
     arch: Literal["imagenet", "cifar"] = "imagenet"
     depth: int = 18
     #: the plain twin: same layers, no shortcuts
@@ -36,15 +38,15 @@ class ClsModelConfig:
     stride_in_1x1: bool = False
     norm: ClsNorm = "BN"
     zero_init_residual: bool = False
-    #: start from these weights (a path or "torchvision:<name>" / "timm:<name>"); null = from scratch
+    #: start from these weights (a path, "torchvision:<name>", "timm:<name>"); null = from scratch
     weights: str | None = None
-    #: run the classifier channels-last (NHWC): batches (training and test) and weights in that layout
+    #: run the classifier channels-last (NHWC): batches (training, test) and weights in that layout
     channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.arch == "cifar" and (self.depth < 8 or (self.depth - 2) % 6):
-            raise ValueError(f"model.depth: the CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, ...), "
-                             f"got {self.depth}")
+            raise ValueError(f"model.depth: the CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, "
+                             f"...), got {self.depth}")
 
 
 @dataclass
@@ -79,17 +81,18 @@ class ClsDataConfig:
     def __post_init__(self) -> None:
         if self.crop_size < 1 or self.pad < 0 or self.num_workers < 0:
             raise ValueError("data.crop_size must be >= 1, data.pad and data.num_workers >= 0")
-        if self.augment == "imagenet" and not self.crop_size <= self.short_side[0] <= self.short_side[1]:
-            raise ValueError(f"data.short_side {list(self.short_side)} must be increasing and start at or "
-                             f"above data.crop_size={self.crop_size}")
+        lo, hi = self.short_side
+        if self.augment == "imagenet" and not self.crop_size <= lo <= hi:
+            raise ValueError(f"data.short_side {list(self.short_side)} must be increasing and "
+                             f"start at or above data.crop_size={self.crop_size}")
         if self.augment == "imagenet" and self.test_short_side < self.crop_size:
             raise ValueError(f"data.test_short_side={self.test_short_side} is below data.crop_size")
 
 
 @dataclass
 class ClsSolverConfig(SolverConfig):
-    #: "linear": the rate ramps from `warmup_factor * lr` to `lr` over `warmup_iters` (engine default);
-    #: "constant": it stays at `warmup_factor * lr` for `warmup_iters`, then jumps to `lr`
+    #: "linear": the rate ramps from `warmup_factor * lr` to `lr` over `warmup_iters` (engine
+    #: default); "constant": it stays at `warmup_factor * lr` for `warmup_iters`, then jumps to `lr`
     #: (the paper's ResNet-110 warm-up: 0.01 for about 400 iterations, then 0.1)
     warmup_method: Literal["linear", "constant"] = "linear"
 
@@ -97,7 +100,7 @@ class ClsSolverConfig(SolverConfig):
 @dataclass
 class ClsTestConfig(TestConfig):
     ims_per_batch: int = 256
-    #: average the logits of the 10 crops (corners, centre, and their mirror images); imagenet augment
+    #: average the logits of the 10 crops (corners, centre, their mirror images); imagenet augment
     ten_crop: bool = False
 
 
@@ -114,12 +117,12 @@ class ClsConfig:
 
 
 def load_cls_config(path: str | Path, overrides: list[str] | None = None) -> ClsConfig:
-    """Read `path` (following `_base_`), apply `key.sub=value` overrides, and check every key and type.
+    """Read `path` (following `_base_`), apply `key.sub=value` overrides, check every key and type.
 
     An override of `solver.max_iter` alone scales the schedule (see `resdet.config.solver`)."""
     return load_typed(ClsConfig, path, overrides, adjust=scale_schedule)
 
 
 def save_cls_config(cfg: ClsConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML that `load_cls_config` reads back to an equal `ClsConfig`."""
+    """Write the resolved config as YAML that `load_cls_config` reads back to an equal config."""
     save_typed(cfg, path)

@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read one YAML mapping with `yaml.safe_load` (no `!!python/` tags), resolving `_base_` chains."""
+    """Read one YAML mapping with `yaml.safe_load` (no `!!python/` tags), following `_base_`."""
     return _read_with_bases(Path(path), ())
 
 
@@ -80,7 +80,7 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides; the value is parsed as safe YAML (`3`, `0.1`, `[1,2]`, `null`)."""
+    """Apply `a.b.c=value` overrides; a value is read as safe YAML (`3`, `0.1`, `[1,2]`, `null`)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"{source}: override {item!r} is not of the form key.sub=value")
@@ -96,7 +96,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
                 node[p] = _Sourced()
                 node[p].source = "command line"
             node = node[p]
-        node[parts[-1]] = _tag(value, Path("command line")) if isinstance(value, (dict, list)) else value
+        nested = isinstance(value, (dict, list))
+        node[parts[-1]] = _tag(value, Path("command line")) if nested else value
     return data
 
 
@@ -117,8 +118,8 @@ def from_dict(cls: type[T], data: Any, key: str = "", source: str = "<config>") 
         renamed = getattr(cls, "RENAMED", {}).get(unknown[0])
         if renamed:
             raise ConfigError(f"{source}: key {name!r} is now {renamed}")
-        raise ConfigError(f"{source}: unknown key {name!r} (allowed under {key or 'the top level'}: "
-                          f"{', '.join(sorted(fields))})")
+        raise ConfigError(f"{source}: unknown key {name!r} (allowed under "
+                          f"{key or 'the top level'}: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _convert(hints[name], value, f"{key}.{name}" if key else name, source)
@@ -158,7 +159,8 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{source}: {key}: expected {len(args)} values, got {value!r}")
-            return tuple(_convert(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(_convert(a, v, f"{key}[{i}]", source)
+                         for i, (a, v) in enumerate(zip(args, value)))
         inner = args[0] if args else Any
         items = [_convert(inner, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items

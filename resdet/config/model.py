@@ -30,7 +30,7 @@ class BackboneConfig:
     #: compute each FrozenBN as its convolution's weight and bias (backbones.norm.conv_norm): the
     #: same function and gradients up to float rounding, one pass less over every feature map
     fold_frozen_bn: bool = True
-    #: anything `backbones.weights.load_pretrained` accepts ("torchvision:resnet50", a path), or null
+    #: what `backbones.weights.load_pretrained` accepts ("torchvision:resnet50", a path), or null
     weights: str | None = None
 
 

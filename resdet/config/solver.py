@@ -1,4 +1,4 @@
-"""`solver:` and `test:` sections: optimisation schedule, precision, parallelism, checkpoints, evaluation.
+"""`solver:` and `test:` sections: schedule, precision, parallelism, checkpoints, evaluation.
 
 The schedule is counted in iterations (optimizer steps), as in the paper's recipes. One iteration
 consumes `ims_per_batch` images in total: `ims_per_batch = world_size * grad_accum * images per rank
@@ -32,7 +32,8 @@ from typing import Any, ClassVar, Literal
 class SolverConfig:
     #: keys that moved, with their new place (the loader's error names it)
     RENAMED: ClassVar[dict[str, str]] = {
-        "channels_last": "model.input.channels_last (detection) or model.channels_last (classification)"}
+        "channels_last": "model.input.channels_last (detection) or model.channels_last "
+                         "(classification)"}
 
     # schedule
     max_iter: int = 1000
@@ -42,7 +43,7 @@ class SolverConfig:
     lr_scheduler: Literal["multistep", "cosine"] = "multistep"
     steps: list[int] = field(default_factory=list)
     gamma: float = 0.1
-    #: cosine: the rate decays from 1 to `cosine_final_factor` times the scaled base rate at `max_iter`
+    #: cosine: the rate decays from 1 to `cosine_final_factor` x the scaled base rate at `max_iter`
     cosine_final_factor: float = 0.0
     warmup_iters: int = 0
     #: linear warmup starts at `warmup_factor * lr` and reaches `lr` at `warmup_iters`
@@ -68,7 +69,7 @@ class SolverConfig:
     dist_timeout_s: int = 1800
     # bookkeeping
     checkpoint_period: int = 5000
-    #: number of periodic checkpoints kept on disk (model_final/model_best are never removed); 0 = all
+    #: periodic checkpoints kept on disk (model_final/model_best are never removed); 0 = all
     keep_last: int = 3
     log_period: int = 20
 
@@ -77,16 +78,19 @@ class SolverConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"solver.{name} must be >= 1, got {getattr(self, name)}")
         if self.reference_batch is not None and self.reference_batch < 1:
-            raise ValueError(f"solver.reference_batch must be >= 1 or null, got {self.reference_batch}")
+            raise ValueError(f"solver.reference_batch must be >= 1 or null, got "
+                             f"{self.reference_batch}")
         if list(self.steps) != sorted(self.steps):
             raise ValueError(f"solver.steps must be increasing, got {self.steps}")
         if self.steps and self.steps[-1] > self.max_iter:
-            raise ValueError(f"solver.steps {list(self.steps)} go past solver.max_iter={self.max_iter} "
-                             "(override solver.max_iter alone and the steps scale with it)")
+            raise ValueError(f"solver.steps {list(self.steps)} go past solver.max_iter="
+                             f"{self.max_iter} (override solver.max_iter alone and the steps "
+                             "scale with it)")
         if self.warmup_iters < 0 or self.keep_last < 0:
             raise ValueError("solver.warmup_iters and solver.keep_last must be >= 0")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
-            raise ValueError(f"solver.clip_grad_norm must be > 0 or null, got {self.clip_grad_norm}")
+            raise ValueError(f"solver.clip_grad_norm must be > 0 or null, got "
+                             f"{self.clip_grad_norm}")
 
     @property
     def lr(self) -> float:
@@ -98,7 +102,7 @@ class SolverConfig:
 
 def scale_schedule(file_cfg: Any, data: dict[str, Any], overridden: Collection[str],
                    source: str) -> str | None:
-    """Apply the shortened-run rule (module docstring) to `data`, the raw mapping after the overrides.
+    """Apply the shortened-run rule (module docstring) to `data`, the mapping after the overrides.
 
     `file_cfg` is the config the file alone gives (it has a `solver: SolverConfig`); `overridden`
     the dotted keys set on the command line. Returns the line printed (on rank 0), or None when

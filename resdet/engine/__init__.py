@@ -1,11 +1,11 @@
 """Training engine: optimizer and schedule, checkpoints, the iteration-based `Trainer`.
 
-What `resdet.train_det.train_detector` does on every rank (`tools/train_det.py` loads the config and
-the datasets, then calls it inside `exit_on_failure`, so that any failure ends every rank with code 1):
-    dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)   # reads RANK/WORLD_SIZE/LOCAL_RANK
-    seed_all(cfg.seed, dist.rank)                                 # seed + rank
-    model = prepare_model(build_model(cfg, num_classes), cfg.solver, dist,
-                          channels_last=cfg.model.input.channels_last)  # device, SyncBN, layout, DDP
+What `resdet.train_det.train_detector` does on every rank (`tools/train_det.py` loads the config
+and the datasets, then calls it inside `exit_on_failure`: any failure ends every rank, code 1):
+    dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)  # RANK/WORLD_SIZE/LOCAL_RANK
+    seed_all(cfg.seed, dist.rank)                                # seed + rank
+    model = prepare_model(build_model(cfg, num_classes), cfg.solver, dist,  # device, SyncBN,
+                          channels_last=cfg.model.input.channels_last)     # layout, DDP
 
     def loader(start):  # resumes the data order: `start` = batches this rank already consumed
         return build_train_loader(train_set, cfg.data, micro_batch, seed=cfg.seed, rank=dist.rank,
@@ -25,5 +25,6 @@ from resdet.engine.setup import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import NonFiniteLossError, Trainer, unwrap
 
 __all__ = ["Checkpointer", "load_checkpoint_file", "WarmupSchedule", "lr_factor", "build_optimizer",
-           "param_groups", "build_trainer", "images_per_rank", "prepare_model", "NonFiniteLossError",
+           "param_groups", "build_trainer", "images_per_rank", "prepare_model",
+           "NonFiniteLossError",
            "Trainer", "unwrap"]

@@ -73,7 +73,8 @@ class Checkpointer:
         """Periodic checkpoints on disk, oldest first."""
         if not self.directory.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := _PERIODIC.match(p.name))]
+        found = [(int(m.group(1)), p) for p in self.directory.iterdir()
+                 if (m := _PERIODIC.match(p.name))]
         return [p for _, p in sorted(found)]
 
     def _prune(self) -> None:

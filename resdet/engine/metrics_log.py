@@ -1,4 +1,4 @@
-"""Training log sinks on the main process: `metrics.jsonl`, TensorBoard events and a tqdm bar with ETA.
+"""Training log sinks on the main process: `metrics.jsonl`, TensorBoard events, a tqdm bar (ETA).
 
 The file layout is `resdet.run_dir`'s; this module only appends to it.
 """
@@ -31,9 +31,11 @@ class MetricsLog:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # slow import, only where it is used
 
-            self._tb = SummaryWriter(log_dir=str(output_dir), purge_step=start_iter + 1 if start_iter else None)
+            self._tb = SummaryWriter(log_dir=str(output_dir),
+                                     purge_step=start_iter + 1 if start_iter else None)
         # redirected to a file, a bar redrawn ten times a second would flood the log
-        self._bar = tqdm(total=max_iter, initial=start_iter, disable=not progress, dynamic_ncols=True,
+        self._bar = tqdm(total=max_iter, initial=start_iter, disable=not progress,
+                         dynamic_ncols=True,
                          desc="train", unit="it", mininterval=0.1 if sys.stderr.isatty() else 30.0)
 
     def advance(self, n: int = 1, **postfix: float) -> None:

@@ -1,10 +1,10 @@
 """The iteration-based training loop: AMP, gradient accumulation and clipping, DDP, checkpoints,
 periodic evaluation with the best model kept, logs, and exact resume.
 
-Data contract. `data_loader` is an iterable (usually a `torch.utils.data.DataLoader`) that never runs
-out and yields `(images, targets)` per rank: `images: list[Tensor[3, H, W]]` (float RGB 0..1) and
-`targets: list[{"boxes": Tensor[N, 4] xyxy absolute pixels, "labels": Tensor[N]}]`. Each yielded batch
-is one micro-batch: `solver.ims_per_batch = world_size * grad_accum * len(images)`.
+Data contract. `data_loader` is an iterable (usually a `torch.utils.data.DataLoader`) that never
+runs out and yields `(images, targets)` per rank: `images: list[Tensor[3, H, W]]` (float RGB 0..1)
+and `targets: list[{"boxes": Tensor[N, 4] xyxy absolute pixels, "labels": Tensor[N]}]`. Each yielded
+batch is one micro-batch: `solver.ims_per_batch = world_size * grad_accum * len(images)`.
 
 Resuming the data order: `data_loader` may be a factory `start -> iterable`. `train()` calls it
 with the number of batches this rank has already consumed (0 on a fresh run; one batch per
@@ -42,7 +42,13 @@ from resdet.engine.metrics_log import MetricsLog
 from resdet.engine.precision import autocast, check_amp, grad_scaler
 from resdet.run_dir import eval_dir, write_best_metric, write_evaluation
 from resdet.utils.atomic import atomic_torch_save
-from resdet.utils.dist import all_gather_object, all_reduce_mean, broadcast_object, get_rank, get_world_size
+from resdet.utils.dist import (
+    all_gather_object,
+    all_reduce_mean,
+    broadcast_object,
+    get_rank,
+    get_world_size,
+)
 from resdet.utils.seed import get_rng_state, set_rng_state
 
 
@@ -66,7 +72,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, data_loader: Iterable | Callable[[int], Iterable],
                  optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                 checkpointer: Checkpointer, *, solver: SolverConfig, test: TestConfig | None = None,
+                 checkpointer: Checkpointer, *, solver: SolverConfig,
+                 test: TestConfig | None = None,
                  output_dir: str | Path, evaluate_fn: Callable[[], dict[str, float]] | None = None,
                  config: dict[str, Any] | None = None, pixel_format: dict[str, Any] | None = None,
                  device: torch.device | None = None, progress: bool = True,
@@ -99,11 +106,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """The full training state (see `resdet.engine.checkpoint`); a collective: call on every rank."""
+        """The full training state (`resdet.engine.checkpoint`); a collective: every rank calls."""
         rng_ranks = all_gather_object(get_rng_state())
         return {**self._weights_state(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": rng_ranks[0], "rng_ranks": rng_ranks, "sampler": {"position": self._consumed}}
+                "rng": rng_ranks[0], "rng_ranks": rng_ranks,
+                "sampler": {"position": self._consumed}}
 
     def _weights_state(self) -> dict[str, Any]:
         return {"format": "resdet", "kind": "detector", "model": unwrap(self.model).state_dict(),
@@ -121,11 +129,11 @@ class Trainer:
         self.best = ckpt.get("best")
         self._consumed = int(ckpt["sampler"]["position"])
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
-        # With another world size the per-rank streams cannot be matched; the seeds set at start stay.
+        # With another world size the per-rank streams cannot be matched: the start seeds stay.
         self._pending_rng = ranks[self.rank] if len(ranks) == self.world_size else None
 
     def resume_or_load(self, resume: bool = True) -> bool:
-        """With `resume`, load the checkpoint `last_checkpoint` names, if any; True when one was loaded."""
+        """With `resume`, load the checkpoint `last_checkpoint` names, if any; True if one was."""
         path = self.checkpointer.last() if resume else None
         if path is None:
             return False
@@ -139,11 +147,11 @@ class Trainer:
 
     @property
     def batches_consumed(self) -> int:
-        """Batches this rank has taken from the data loader since training began (resumed included)."""
+        """Batches this rank took from the data loader since training began (resumed included)."""
         return self._consumed
 
     def save_checkpoint(self, name: str) -> Path:
-        """Write the full state to `output_dir/name` and point `last_checkpoint` at it (every rank calls)."""
+        """Write the state to `output_dir/name`, point `last_checkpoint` at it (all ranks call)."""
         return self.checkpointer.save(name, self.state_dict())
 
     # ------------------------------------------------------------------ loop
@@ -154,11 +162,13 @@ class Trainer:
         if callable(loader) and not hasattr(loader, "__iter__"):
             loader = loader(self._consumed)
         data = iter(loader)
-        if self._pending_rng is not None:  # after iter(): creating the iterator draws from torch's RNG
+        # after iter(): creating the iterator draws from torch's RNG
+        if self._pending_rng is not None:
             set_rng_state(self._pending_rng)
             self._pending_rng = None
         if self.is_main:
-            self._log = MetricsLog(self.output_dir, max_iter=self.solver.max_iter, start_iter=self.iteration,
+            self._log = MetricsLog(self.output_dir, max_iter=self.solver.max_iter,
+                                   start_iter=self.iteration,
                                    progress=self.progress, tensorboard=self.tensorboard)
         window: list[dict[str, float]] = []
         try:
@@ -168,7 +178,8 @@ class Trainer:
                 window.append(record)
                 if self._log is not None:
                     self._log.advance(total_loss=record["total_loss"], lr=record["lr"])
-                    if self.iteration % self.solver.log_period == 0 or self.iteration == self.solver.max_iter:
+                    if (self.iteration % self.solver.log_period == 0
+                            or self.iteration == self.solver.max_iter):
                         self._log.write(self.iteration, _window_summary(window, self.device))
                 if self.iteration % self.solver.log_period == 0:
                     window = []
@@ -195,8 +206,9 @@ class Trainer:
             try:
                 batch = next(data)
             except StopIteration:
-                raise RuntimeError(f"the data loader ran out in iteration {self.iteration + 1}: the engine "
-                                   "needs an infinite sampler (see the data contract above)") from None
+                raise RuntimeError(f"the data loader ran out in iteration {self.iteration + 1}: "
+                                   "the engine needs an infinite sampler (see the data contract "
+                                   "above)") from None
             images, targets = _split_batch(batch)
             data_time += time.perf_counter() - t
             self._consumed += 1
@@ -219,7 +231,8 @@ class Trainer:
         if self.solver.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.solver.clip_grad_norm))
+            record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params,
+                                                                       self.solver.clip_grad_norm))
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -237,15 +250,17 @@ class Trainer:
                               + [total.detach().float().reshape(())])
         values = dict(zip(names, all_reduce_mean(stacked).tolist()))
         if not all(math.isfinite(v) for v in values.values()):
-            where = f" (micro-batch {micro + 1}/{self.solver.grad_accum})" if self.solver.grad_accum > 1 else ""
+            accum = self.solver.grad_accum
+            where = f" (micro-batch {micro + 1}/{accum})" if accum > 1 else ""
             listed = ", ".join(f"{k}={v:.6g}" for k, v in values.items())
-            raise NonFiniteLossError(f"non-finite loss at iteration {self.iteration + 1}{where}: {listed}; "
-                                     f"training stopped, the last checkpoint is left as it was")
+            raise NonFiniteLossError(f"non-finite loss at iteration {self.iteration + 1}{where}: "
+                                     f"{listed}; training stopped, the last checkpoint is left "
+                                     "as it was")
         return values
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
-        """Run `evaluate_fn`, write `eval/metrics.json`, log it, and keep `model_best.pth` on improvement."""
+        """Run `evaluate_fn`, write `eval/metrics.json`, log it, keep `model_best.pth` if better."""
         if self.evaluate_fn is None:
             raise ValueError("no evaluate_fn was given to the Trainer")
         self.model.eval()
@@ -254,7 +269,8 @@ class Trainer:
                 result = self.evaluate_fn()
         finally:
             self.model.train()
-        metrics = broadcast_object({k: float(v) for k, v in (result or {}).items()} if self.is_main else None)
+        metrics = broadcast_object({k: float(v) for k,
+                                    v in (result or {}).items()} if self.is_main else None)
         if self.is_main:
             write_evaluation(eval_dir(self.output_dir), metrics, iteration=self.iteration)
             if self._log is not None:
@@ -268,7 +284,8 @@ class Trainer:
             return
         name = self.test.best_metric or next(iter(metrics))
         if name not in metrics:
-            raise KeyError(f"test.best_metric {name!r} is not among the evaluation results {sorted(metrics)}")
+            raise KeyError(f"test.best_metric {name!r} is not among the evaluation results "
+                           f"{sorted(metrics)}")
         value = metrics[name]
         if math.isnan(value):
             return
@@ -283,8 +300,8 @@ class Trainer:
 
 def _split_batch(batch: Any) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        raise TypeError("the data loader must yield (images, targets): a list of [3, H, W] tensors and a "
-                        f"list of target dicts; got {type(batch).__name__}")
+        raise TypeError("the data loader must yield (images, targets): a list of [3, H, W] "
+                        f"tensors and a list of target dicts; got {type(batch).__name__}")
     return batch[0], batch[1]
 
 

@@ -12,7 +12,8 @@ def write(p: Path, text: str) -> Path:
 
 
 def test_base_inheritance_and_overrides(tmp_path):
-    write(tmp_path / "base.yaml", "model:\n  backbone:\n    depth: 101\nsolver:\n  base_lr: 0.01\n  max_iter: 7\n")
+    write(tmp_path / "base.yaml",
+          "model:\n  backbone:\n    depth: 101\nsolver:\n  base_lr: 0.01\n  max_iter: 7\n")
     child = write(tmp_path / "child.yaml", "_base_: base.yaml\nsolver:\n  max_iter: 10\n")
     cfg = load_config(child, ["solver.base_lr=0.5", "model.backbone.norm=GN", "solver.steps=[3,6]"])
     assert cfg.model.backbone.depth == 101          # from the base
@@ -72,7 +73,8 @@ def test_choices_come_from_the_backbone_constants(tmp_path):
     assert get_args(cls_hints["shortcut"]) == SHORTCUTS
     assert set(get_args(cls_hints["norm"])) == set(NORMS) - {"FrozenBN"}
     path = write(tmp_path / "cls.yaml", "model:\n  shortcut: D\n")
-    with pytest.raises(ConfigError, match=rf"{path}: model.shortcut: 'D' is not one of \['A', 'B', 'C'\]"):
+    with pytest.raises(ConfigError,
+                       match=rf"{path}: model.shortcut: 'D' is not one of \['A', 'B', 'C'\]"):
         load_cls_config(path)
 
 
@@ -84,7 +86,7 @@ def test_a_moved_key_names_its_new_place(tmp_path):
 
 
 def test_box_loss_beta_has_one_source():
-    """The heads have no `smooth_l1_beta` default of their own: the config's value is the one used."""
+    """The heads have no `smooth_l1_beta` default of their own: the config's value is used."""
     from resdet import build_model
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "demo_shapes.yaml",

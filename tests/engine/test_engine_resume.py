@@ -3,8 +3,8 @@ import json
 
 import pytest
 import torch
-
 from engine_toy import ToyDetector, make_trainer
+
 from resdet.config.solver import SolverConfig
 from resdet.engine import load_checkpoint_file
 from resdet.utils.seed import seed_all
@@ -24,15 +24,18 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     ref = make_trainer(tmp_path / "ref", SolverConfig(**SOLVER), tensorboard=True)
     ref.train()
 
-    # The same run crashes in iteration 6 (forward call 11 with grad_accum=2); its last checkpoint is iteration 4.
+    # The same run crashes in iteration 6 (forward call 11 with grad_accum=2); its last checkpoint
+    # is iteration 4.
     seed_all(0)
-    crashed = make_trainer(tmp_path / "run", SolverConfig(**SOLVER), model=ToyDetector(fail_at=(11, "raise")),
+    crashed = make_trainer(tmp_path / "run", SolverConfig(**SOLVER),
+                           model=ToyDetector(fail_at=(11, "raise")),
                            tensorboard=True)
     with pytest.raises(RuntimeError, match="injected failure"):
         crashed.train()
     assert (tmp_path / "run" / "last_checkpoint").read_text().strip() == "model_0000004.pth"
 
-    # A new process would start from other random states and other weights: the checkpoint must restore them.
+    # A new process would start from other random states and other weights: the checkpoint must
+    # restore them.
     seed_all(99)
     resumed = make_trainer(tmp_path / "run", SolverConfig(**SOLVER), tensorboard=True)
     assert resumed.resume_or_load(resume=True) and resumed.iteration == 4
@@ -61,7 +64,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
 
 def test_checkpoint_format_loads_weights_only(tmp_path):
     seed_all(0)
-    t = make_trainer(tmp_path, SolverConfig(max_iter=3, base_lr=0.05, ims_per_batch=4, checkpoint_period=2))
+    t = make_trainer(tmp_path,
+                     SolverConfig(max_iter=3, base_lr=0.05, ims_per_batch=4, checkpoint_period=2))
     t.train()
     ck = torch.load(tmp_path / "model_0000002.pth", weights_only=True)
     assert ck["format"] == "resdet" and ck["kind"] == "detector" and ck["iteration"] == 2

@@ -6,17 +6,27 @@ import warnings
 import pytest
 
 from resdet.curves import read_run
-from resdet.run_dir import (Evaluation, read_evaluation, read_last_checkpoint, read_metrics_log, reset_metrics_log,
-                            trained_checkpoint, write_evaluation, write_last_checkpoint)
+from resdet.run_dir import (
+    Evaluation,
+    read_evaluation,
+    read_last_checkpoint,
+    read_metrics_log,
+    reset_metrics_log,
+    trained_checkpoint,
+    write_evaluation,
+    write_last_checkpoint,
+)
 
 #: what tools/eval_det.py wrote before the one layout: the evaluator's result itself
 OLD_EVAL_DET = {"AP": 0.5, "AP50": 0.75, "per_class": {"circle": {"AP": 0.4, "AP50": None}}}
 
 
 def test_every_writer_uses_one_layout(tmp_path):
-    nested = {"AP": 0.5, "AP50": float("nan"), "per_class": {"circle": {"AP": 0.4, "AP50": 0.6}}, "note": "x"}
+    nested = {"AP": 0.5, "AP50": float("nan"), "per_class": {"circle": {"AP": 0.4, "AP50": 0.6}},
+              "note": "x"}
     path = write_evaluation(tmp_path / "a", nested, iteration=7)
-    assert json.loads(path.read_text()) == {"iteration": 7, "metrics": {"AP": 0.5, "AP50": None, "AP/circle": 0.4,
+    assert json.loads(path.read_text()) == {"iteration": 7,
+                                            "metrics": {"AP": 0.5, "AP50": None, "AP/circle": 0.4,
                                                                          "AP50/circle": 0.6}}
     write_evaluation(tmp_path / "b", {"top1": 90.0}, checkpoint=tmp_path / "model_final.pth")
     assert json.loads((tmp_path / "b" / "metrics.json").read_text()) == {
@@ -41,7 +51,8 @@ def test_old_eval_det_layout_is_read_and_the_curve_tool_accepts_it(tmp_path):
 
 def test_metrics_log_reader_and_resume_truncation(tmp_path):
     lines = [{"iteration": i, "loss": float(i)} for i in (1, 2, 3)]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"iteration": 4, "lo')
+    text = "".join(json.dumps(x) + "\n" for x in lines) + '{"iteration": 4, "lo'
+    (tmp_path / "metrics.jsonl").write_text(text)
     with pytest.warns(UserWarning, match=r"metrics.jsonl:4: skipping an incomplete last line"):
         assert read_metrics_log(tmp_path) == lines
     with warnings.catch_warnings():
@@ -58,7 +69,8 @@ def test_checkpoint_pointer(tmp_path):
         trained_checkpoint(tmp_path)
     (tmp_path / "model_0000002.pth").write_bytes(b"x")
     write_last_checkpoint(tmp_path, "model_0000002.pth")
-    assert read_last_checkpoint(tmp_path) == trained_checkpoint(tmp_path) == tmp_path / "model_0000002.pth"
+    periodic = tmp_path / "model_0000002.pth"
+    assert read_last_checkpoint(tmp_path) == trained_checkpoint(tmp_path) == periodic
     (tmp_path / "model_final.pth").write_bytes(b"x")
     assert trained_checkpoint(tmp_path) == tmp_path / "model_final.pth"
     write_last_checkpoint(tmp_path, "gone.pth")
