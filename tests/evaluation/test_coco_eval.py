@@ -48,7 +48,8 @@ def test_fake_results_reproduce_the_published_stats(tmp_path, capsys):
                                "--output-dir", str(tmp_path / "ev")])
     assert [round(metrics[k], 3) for k in KEYS] == PUBLISHED
     assert len(metrics["per_class"]) == 80
-    assert metrics["per_class"]["fire hydrant"]["AP"] is None  # no ground truth of that class in these images
+    # no ground truth of that class in these images
+    assert metrics["per_class"]["fire hydrant"]["AP"] is None
     # the file has the one eval/metrics.json layout (resdet.run_dir): per-class numbers flattened
     written = json.loads((tmp_path / "ev/metrics.json").read_text())
     assert written["detections"] == str(folder / "instances_val2014_fakebbox100_results.json")
