@@ -1,4 +1,4 @@
-"""Fast R-CNN stage: sample proposals, pool features, classify and refine; post-process detections."""
+"""Fast R-CNN stage: sample proposals, pool, classify and refine; post-process detections."""
 from __future__ import annotations
 
 from typing import Literal
@@ -26,13 +26,14 @@ class RoIHeads(nn.Module):
     summed box loss of foreground samples divided by the number of samples.
     Inference: per class, boxes decoded and clipped, scores > ``score_thresh`` and sides >=
     ``min_box_size`` kept, NMS per class at ``nms_thresh``, the best ``detections_per_image`` kept.
+    ``smooth_l1_beta`` has no default: ``model.roi_heads.smooth_l1_beta`` is the one source.
     """
 
     def __init__(self, *, pooler: RoIPooler, box_head: nn.Module, predictor: BoxPredictor,
                  box_coder: BoxCoder, matcher: Matcher, batch_size_per_image: int,
                  positive_fraction: float, score_thresh: float, nms_thresh: float,
                  detections_per_image: int, min_box_size: float = 0.0,
-                 box_loss: Literal["smooth_l1", "l1"] = "smooth_l1", smooth_l1_beta: float = 1.0) -> None:
+                 box_loss: Literal["smooth_l1", "l1"] = "smooth_l1", smooth_l1_beta: float) -> None:
         super().__init__()
         self.pooler = pooler
         self.box_head = box_head
@@ -54,7 +55,7 @@ class RoIHeads(nn.Module):
 
     def forward(self, features: list[Tensor], proposals: Proposals, image_sizes: Tensor,
                 targets: GroundTruth | None = None) -> tuple[Detections | None, dict[str, Tensor]]:
-        """Features per pooled level; image_sizes (B, 2) float (h, w). Training returns (None, losses)."""
+        """Features per pooled level; image_sizes (B, 2) float (h, w). Training: (None, losses)."""
         if self.training:
             if targets is None:
                 raise ValueError("the RoI heads need targets in training mode")
@@ -72,22 +73,27 @@ class RoIHeads(nn.Module):
         iou = pairwise_iou(boxes[:, None, :], gt.boxes[image_index])[:, 0, :]
         iou = iou.masked_fill(~gt.valid[image_index], -1.0)
         matched, labels = self.matcher(iou, image_index, num_images)
-        fg, bg = sample_balanced(labels, image_index, num_images, per_image=self.batch_size_per_image,
+        fg, bg = sample_balanced(labels, image_index, num_images,
+                                 per_image=self.batch_size_per_image,
                                  positive_fraction=self.positive_fraction)
         sampled = (fg | bg).nonzero(as_tuple=True)[0]
-        boxes, image_index, matched, fg = boxes[sampled], image_index[sampled], matched[sampled], fg[sampled]
+        boxes, image_index = boxes[sampled], image_index[sampled]
+        matched, fg = matched[sampled], fg[sampled]
         classes = torch.where(fg, gt.labels[image_index, matched], self.num_classes)
-        logits, deltas = self.box_predictor(self.box_head(self.pooler(features, boxes, image_index)))
+        logits, deltas = self.box_predictor(self.box_head(self.pooler(features, boxes,
+                                                                      image_index)))
         loss_cls = cross_entropy(logits, classes)
         fg_index = fg.nonzero(as_tuple=True)[0]
         # (R, C*4) -> (R, C, 4), then the deltas of each foreground sample's own class
         fg_deltas = deltas.view(len(deltas), -1, 4)[fg_index, classes[fg_index]]
-        target = self.box_coder.encode(boxes[fg_index], gt.boxes[image_index[fg_index], matched[fg_index]])
+        target = self.box_coder.encode(boxes[fg_index],
+                                       gt.boxes[image_index[fg_index], matched[fg_index]])
         loss_box = box_regression_loss(fg_deltas, target, kind=self.box_loss,
                                        beta=self.smooth_l1_beta) / max(len(sampled), 1)
         return {"loss_cls": loss_cls, "loss_box": loss_box}
 
-    def _detect(self, logits: Tensor, deltas: Tensor, proposals: Proposals, image_sizes: Tensor) -> Detections:
+    def _detect(self, logits: Tensor, deltas: Tensor, proposals: Proposals,
+                image_sizes: Tensor) -> Detections:
         num_classes = self.num_classes
         scores = torch.softmax(logits, dim=-1)[:, :num_classes]
         sizes = image_sizes[proposals.image_index]
@@ -96,7 +102,8 @@ class RoIHeads(nn.Module):
                            sizes[:, 0:1], sizes[:, 1:2])
         keep = (scores > self.score_thresh) & min_side_at_least(boxes, self.min_box_size)
         roi, label = keep.nonzero(as_tuple=True)
-        boxes, scores, image_index = boxes[roi, label], scores[roi, label], proposals.image_index[roi]
+        boxes, scores, image_index = boxes[roi, label], scores[roi,
+                                                               label], proposals.image_index[roi]
         kept = nms_per_image(boxes, scores, label, num_classes, image_index, image_sizes.shape[0],
                              self.nms_thresh, self.detections_per_image)
         return Detections(boxes=boxes[kept], scores=scores[kept], labels=label[kept],

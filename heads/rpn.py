@@ -1,4 +1,4 @@
-"""Region proposal network: a shared conv head over every level, anchor matching, losses, proposals."""
+"""Region proposal network: a conv head shared by the levels, anchor matching, losses, proposals."""
 from __future__ import annotations
 
 from typing import Literal
@@ -17,7 +17,7 @@ from heads.structures import GroundTruth, Proposals
 
 
 class RPNHead(nn.Module):
-    """3x3 conv + ReLU shared by all levels, then 1x1 convs for A objectness logits and 4A deltas."""
+    """3x3 conv + ReLU shared by all levels, then 1x1 convs: A objectness logits and 4A deltas."""
 
     def __init__(self, *, in_channels: int, num_anchors: int) -> None:
         super().__init__()
@@ -37,25 +37,29 @@ class RPNHead(nn.Module):
             # (N, A, H, W) -> (N, H*W*A)
             logits.append(self.cls_logits(t).permute(0, 2, 3, 1).reshape(n, -1))
             # (N, A*4, H, W) -> (N, A, 4, H, W) -> (N, H*W*A, 4)
-            deltas.append(self.bbox_pred(t).view(n, -1, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4))
+            deltas.append(self.bbox_pred(t).view(n, -1, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n,
+                                                                                                -1,
+                                                                                                4))
         return logits, deltas
 
 
 class RPN(nn.Module):
-    """Anchors + head -> proposals for every image; in training also ``loss_rpn_cls``/``loss_rpn_box``.
+    """Anchors + head -> proposals for every image; in training also
+    ``loss_rpn_cls``/``loss_rpn_box``.
 
     Proposals: per image and level the ``pre_nms_top_n`` best anchors, decoded, clipped to the
     image, boxes with a side below ``min_box_size`` or a score below ``score_thresh`` dropped, NMS
     per level at ``nms_thresh``, then the ``post_nms_top_n`` best of each image. Counts are
-    ``(train, test)`` pairs. Losses are normalised by the number of sampled anchors.
+    ``(train, test)`` pairs. Losses are normalised by the number of sampled anchors;
+    ``smooth_l1_beta`` has no default (the config's ``model.rpn.smooth_l1_beta`` is the one source;
+    0 makes smooth L1 an L1 loss, detectron2's choice).
     """
 
     def __init__(self, *, head: RPNHead, anchor_generator: AnchorGenerator, box_coder: BoxCoder,
                  matcher: Matcher, batch_size_per_image: int, positive_fraction: float,
                  pre_nms_top_n: tuple[int, int], post_nms_top_n: tuple[int, int],
                  nms_thresh: float, min_box_size: float, score_thresh: float = 0.0,
-                 box_loss: Literal["smooth_l1", "l1"] = "smooth_l1",
-                 smooth_l1_beta: float = 1.0 / 9) -> None:
+                 box_loss: Literal["smooth_l1", "l1"] = "smooth_l1", smooth_l1_beta: float) -> None:
         super().__init__()
         self.head = head
         self.anchor_generator = anchor_generator
@@ -82,7 +86,8 @@ class RPN(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("the RPN needs targets in training mode")
-            losses = self._losses(torch.cat(logits, 1), torch.cat(deltas, 1), torch.cat(anchors), targets)
+            losses = self._losses(torch.cat(logits, 1), torch.cat(deltas, 1), torch.cat(anchors),
+                                  targets)
         return proposals, losses
 
     @torch.no_grad()
@@ -96,7 +101,8 @@ class RPN(nn.Module):
             k = min(pre_n, lg.shape[1])
             score, idx = lg.topk(k, dim=1)  # (B, k)
             # (B, k, 4) deltas of the chosen anchors -> (B, k, 4) boxes
-            boxes = self.box_coder.decode(dl.gather(1, idx[..., None].expand(-1, -1, 4)), an[idx])[..., 0, :]
+            boxes = self.box_coder.decode(dl.gather(1, idx[..., None].expand(-1, -1, 4)),
+                                          an[idx])[..., 0, :]
             top_scores.append(score)
             top_boxes.append(boxes)
             top_levels.append(torch.full_like(idx, level))
@@ -105,12 +111,14 @@ class RPN(nn.Module):
         levels = torch.cat(top_levels, 1)
         keep = min_side_at_least(boxes, self.min_box_size) & (scores >= self.score_thresh)
         image_index, slot = keep.nonzero(as_tuple=True)
-        boxes, scores, levels = boxes[image_index, slot], scores[image_index, slot], levels[image_index, slot]
+        boxes, scores, levels = boxes[image_index, slot], scores[image_index,
+                                                                 slot], levels[image_index, slot]
         kept = nms_per_image(boxes, scores, levels, len(logits), image_index, num_images,
                              self.nms_thresh, post_n)
         return Proposals(boxes=boxes[kept], scores=scores[kept], image_index=image_index[kept])
 
-    def _losses(self, logits: Tensor, deltas: Tensor, anchors: Tensor, gt: GroundTruth) -> dict[str, Tensor]:
+    def _losses(self, logits: Tensor, deltas: Tensor, anchors: Tensor, gt: GroundTruth) -> dict[str,
+                                                                                                Tensor]:
         """logits (B, A), deltas (B, A, 4), anchors (A, 4)."""
         num_images, num_anchors = logits.shape
         # (1, A, 4) vs (B, G, 4) -> (B, A, G) -> (B*A, G)
@@ -118,7 +126,8 @@ class RPN(nn.Module):
         iou = iou.masked_fill(~gt.valid[:, None, :], -1.0).reshape(num_images * num_anchors, -1)
         image_index = torch.arange(num_images, device=logits.device).repeat_interleave(num_anchors)
         matched, labels = self.matcher(iou, image_index, num_images)
-        fg, bg = sample_balanced(labels, image_index, num_images, per_image=self.batch_size_per_image,
+        fg, bg = sample_balanced(labels, image_index, num_images,
+                                 per_image=self.batch_size_per_image,
                                  positive_fraction=self.positive_fraction)
         sampled = fg | bg
         normaliser = sampled.sum().clamp(min=1)
@@ -126,7 +135,8 @@ class RPN(nn.Module):
         loss_cls = binary_cross_entropy(logits[sampled], fg[sampled].to(logits.dtype)) / normaliser
         fg_index = fg.nonzero(as_tuple=True)[0]
         gt_slot = image_index[fg_index] * gt.boxes.shape[1] + matched[fg_index]
-        target = self.box_coder.encode(anchors[fg_index % num_anchors], gt.boxes.reshape(-1, 4)[gt_slot])
+        target = self.box_coder.encode(anchors[fg_index % num_anchors],
+                                       gt.boxes.reshape(-1, 4)[gt_slot])
         loss_box = box_regression_loss(deltas.reshape(-1, 4)[fg_index], target, kind=self.box_loss,
                                        beta=self.smooth_l1_beta) / normaliser
         return {"loss_rpn_cls": loss_cls, "loss_rpn_box": loss_box}

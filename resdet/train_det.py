@@ -6,12 +6,11 @@
 
 An output directory ends up with `config.yaml` (resolved), `metrics.jsonl`, TensorBoard events,
 `last_checkpoint` and the checkpoints it names, `model_final.pth`, `model_best.pth` and
-`eval/metrics.json` (`{"iteration", "metrics": {name: value}}`, the evaluator's keys flattened by
-`resdet.engine.detection.flat_metrics`; `--eval-only` writes `{"checkpoint", "metrics"}`).
+`eval/metrics.json` (training writes `{"iteration", "metrics"}`, `--eval-only` `{"checkpoint",
+"metrics"}`; the layout is `resdet.run_dir`'s).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,15 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from resdet.build import build_model, load_checkpoint
-from resdet.config import Config, ConfigError, save_config
+from resdet.config import Config, ConfigError
 from resdet.data.build import build_detection_dataset, build_train_loader
 from resdet.data.catalog import COCO_NAMES, VOC_NAMES, dataset_root
 from resdet.data.dataset import DetectionDataset
 from resdet.data.records import DatasetError
-from resdet.engine.checkpoint import trained_checkpoint
 from resdet.engine.detection import DetectorEvaluation, flat_metrics, headline
 from resdet.engine.setup import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import unwrap
-from resdet.utils.atomic import atomic_write_text
+from resdet.run_dir import eval_dir, trained_checkpoint, write_config, write_evaluation
 from resdet.utils.dist import init_distributed
 from resdet.utils.seed import seed_all
 
@@ -112,8 +110,9 @@ def train_detector(cfg: Config, datasets: DetectionDatasets, *, resume: bool = F
     out = Path(cfg.output_dir)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    model = prepare_model(build_model(cfg, _num_classes(cfg, datasets.train)), cfg.solver, dist)
+        write_config(cfg, out)
+    model = prepare_model(build_model(cfg, _num_classes(cfg, datasets.train)), cfg.solver, dist,
+                          channels_last=cfg.model.input.channels_last)
 
     evaluate_fn = None
     if datasets.test is not None:
@@ -166,7 +165,6 @@ def eval_only(cfg: Config, test_set: DetectionDataset, weights: str | Path | Non
     checkpoint = Path(weights) if weights is not None else trained_checkpoint(cfg.output_dir)
     metrics = evaluate_weights(cfg, test_set, checkpoint)
     if metrics is not None:
-        atomic_write_text(Path(cfg.output_dir) / "eval" / "metrics.json", json.dumps(
-            {"checkpoint": str(checkpoint), "metrics": flat_metrics(metrics)}, indent=2) + "\n")
+        write_evaluation(eval_dir(cfg.output_dir), metrics, checkpoint=checkpoint)
     return metrics
 

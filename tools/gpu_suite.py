@@ -94,7 +94,7 @@ def part_cifar(args: argparse.Namespace, work: Path) -> dict:
     folder = _tiny_cifar(work) if args.smoke else _cifar_folder(Path(args.cifar), work)
     device = "cpu" if args.smoke else "cuda"
     overrides = [f"data.path={folder}", f"output_dir={work / 'resnet20'}", "data.num_workers=0",
-                 "solver.channels_last=true", "test.eval_period=8000", "solver.log_period=500",
+                 "model.channels_last=true", "test.eval_period=8000", "solver.log_period=500",
                  f"solver.amp={'none' if args.smoke else 'bf16'}"]
     if args.smoke:
         overrides += ["model.depth=8", "solver.max_iter=4", "solver.steps=[2,3]", "solver.ims_per_batch=4",

@@ -1,5 +1,6 @@
-"""Fig. 6-style plot (He et al. 2015) of training (dashed) and test (solid) top-1 error over iterations,
-plain nets left, residual nets right, from the output directories of tools/pretrain_cls.py runs.
+"""Fig. 6-style plot (He et al. 2015) of training (dashed) and test (solid) top-1 error over
+iterations, plain nets left, residual nets right, from the output directories of
+tools/pretrain_cls.py runs.
 
     python tools/plot_curves.py output/cls_plain20_cifar10 output/cls_plain56_cifar10 \
         output/cls_resnet20_cifar10 output/cls_resnet56_cifar10 --out fig6.png
@@ -10,15 +11,19 @@ from __future__ import annotations
 
 import argparse
 
-from resdet.classification.curves import plot_error_curves, read_run
+from resdet.curves import plot_error_curves, read_run
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="output directories holding metrics.jsonl (and config.yaml)")
-    p.add_argument("--labels", nargs="+", help="one legend label per run (default: plain-20, ResNet-56, ...)")
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+",
+                   help="output directories holding metrics.jsonl (and config.yaml)")
+    p.add_argument("--labels", nargs="+",
+                   help="one legend label per run (default: plain-20, ResNet-56, ...)")
     p.add_argument("--out", default="error_curves.png", help="PNG to write")
-    p.add_argument("--smooth", type=int, default=1, help="moving average over this many logged training points")
+    p.add_argument("--smooth", type=int, default=1,
+                   help="moving average over this many logged training points")
     p.add_argument("--title", help="figure title")
     args = p.parse_args(argv)
     if args.labels and len(args.labels) != len(args.runs):

@@ -1,10 +1,11 @@
 """Draw ground truth and detections on dataset images, or plot loss/mAP curves of training runs.
 
     python tools/visualize.py boxes CONFIG --detections RESULTS.json --output-dir vis/ [--num 20]
-    python tools/visualize.py curves output/run_a output/run_b --output curves.png [--keys total_loss,AP50]
+    python tools/visualize.py curves output/run_a output/run_b --output curves.png \
+        [--keys total_loss,AP50]
 
-`boxes`: ground truth in green, detections (class and score) in red, one PNG per image at the image's size;
-RESULTS.json is the results format of `tools/eval_det.py --detections`.
+`boxes`: ground truth in green, detections (class and score) in red, one PNG per image at the
+image's size; RESULTS.json is the results format of `tools/eval_det.py --detections`.
 `curves`: one subplot per key, one line per run, from each run's `metrics.jsonl`.
 """
 from __future__ import annotations
@@ -14,9 +15,10 @@ import sys
 from pathlib import Path
 
 from resdet.config import load_config
+from resdet.curves import plot_curves, read_run, resolve_keys, run_labels
 from resdet.data.build import build_detection_dataset
 from resdet.evaluation import read_results
-from resdet.visualize import draw_dataset, group_detections, plot_curves, read_run, resolve_keys, run_labels
+from resdet.visualize import draw_dataset, group_detections
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,12 +26,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("boxes", help="ground truth and detections drawn on images, one PNG each")
     b.add_argument("config", help="YAML config; data.<split> names the images and ground truth")
-    b.add_argument("--detections", help="results-format JSON (image_id, category_id, bbox xywh, score); "
+    b.add_argument("--detections",
+                   help="results-format JSON (image_id, category_id, bbox xywh, score); "
                                         "without it only the ground truth is drawn")
-    b.add_argument("--split", choices=("train", "test"), default="test", help="which of data.train / data.test")
-    b.add_argument("--num", type=int, help="draw the first N images (default: 20, or all of --image-ids)")
-    b.add_argument("--image-ids", nargs="+", help="draw these images instead (ids as in the dataset)")
-    b.add_argument("--score-thresh", type=float, default=0.5, help="draw detections scoring at least this")
+    b.add_argument("--split", choices=("train", "test"), default="test",
+                   help="which of data.train / data.test")
+    b.add_argument("--num", type=int,
+                   help="draw the first N images (default: 20, or all of --image-ids)")
+    b.add_argument("--image-ids", nargs="+",
+                   help="draw these images instead (ids as in the dataset)")
+    b.add_argument("--score-thresh", type=float, default=0.5,
+                   help="draw detections scoring at least this")
     b.add_argument("--output-dir", required=True, help="where <image_id>.png files go")
     b.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     c = sub.add_parser("curves", help="loss and mAP curves of one or more runs")
@@ -41,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parsers = {"boxes": b, "curves": c}
     if not argv or argv[0] not in parsers:
         return p.parse_args(argv)  # prints usage and exits
-    # subparsers cannot parse intermixed options and positionals (config overrides), so the chosen one does
+    # subparsers cannot parse intermixed options and positionals (config overrides), so the chosen
+    # one does
     args = parsers[argv[0]].parse_intermixed_args(argv[1:])
     args.command = argv[0]
     if args.command == "boxes" and args.num is not None and args.num < 1:
@@ -63,7 +71,8 @@ def boxes(args: argparse.Namespace) -> list[Path]:
 
 def curves(args: argparse.Namespace) -> Path:
     runs = [read_run(d, label) for d, label in zip(args.runs, run_labels(args.runs))]
-    keys = resolve_keys(runs, [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None)
+    wanted = [k.strip() for k in args.keys.split(",") if k.strip()] if args.keys else None
+    keys = resolve_keys(runs, wanted)
     out = plot_curves(runs, keys, args.output)
     print(f"plotted {', '.join(keys)} for {len(runs)} run(s): {out}")
     return out

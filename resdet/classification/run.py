@@ -1,7 +1,6 @@
-"""One classification pretraining run (or evaluation) from a resolved `ClsConfig`; what the tool calls."""
+"""One classification pretraining run (or evaluation) from a resolved `ClsConfig`, for the tool."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +12,10 @@ from resdet.classification.loader import build_test_loader, build_train_loader
 from resdet.classification.model import build_classifier
 from resdet.classification.objective import ClassificationObjective
 from resdet.classification.trainer import build_classification_trainer
-from resdet.config.cls import ClsConfig, save_cls_config
+from resdet.config.cls import ClsConfig
 from resdet.data.cls_transforms import PixelNormalize
-from resdet.engine.checkpoint import trained_checkpoint
 from resdet.engine.setup import images_per_rank, prepare_model
-from resdet.utils.atomic import atomic_write_text
+from resdet.run_dir import eval_dir, trained_checkpoint, write_config, write_evaluation
 from resdet.utils.dist import init_distributed
 from resdet.utils.seed import seed_all
 
@@ -32,10 +30,12 @@ class PretrainResult:
     seconds: float
 
 
-def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, weights: str | None = None,
+def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False,
+             weights: str | None = None,
              progress: bool = True) -> PretrainResult:
     """Train `cfg` (resuming from `output_dir` with `resume`) and evaluate the final model, or with
-    `eval_only` evaluate `weights` (default: the run's `model_final.pth`, else its last checkpoint)."""
+    `eval_only` evaluate `weights` (default: the run's `model_final.pth`, else its last
+    checkpoint)."""
     start = time.perf_counter()
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
     seed_all(cfg.seed, dist.rank)
@@ -43,8 +43,8 @@ def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, w
     train_set, test_set = build_datasets(cfg.data, cfg.test.ten_crop)
     net = build_classifier(cfg.model, len(train_set.classes))
     test_batch = max(1, cfg.test.ims_per_batch // dist.world_size)
-    test_loader = build_test_loader(test_set, test_batch, num_workers=cfg.data.num_workers, rank=dist.rank,
-                                    world_size=dist.world_size)
+    test_loader = build_test_loader(test_set, test_batch, num_workers=cfg.data.num_workers,
+                                    rank=dist.rank, world_size=dist.world_size)
 
     if eval_only:
         checkpoint = Path(weights) if weights is not None else trained_checkpoint(out)
@@ -53,22 +53,21 @@ def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, w
         normalize = PixelNormalize(net.pixel_format).to(dist.device)
         metrics = evaluate_classifier(net, test_loader, normalize, dist.device, cfg.solver.amp)
         if dist.is_main:
-            atomic_write_text(out / "eval" / "metrics.json", json.dumps(
-                {"checkpoint": str(checkpoint), "metrics": metrics}, indent=2) + "\n")
+            write_evaluation(eval_dir(out), metrics, checkpoint=checkpoint)
         return PretrainResult(metrics, checkpoint, len(test_set), time.perf_counter() - start)
 
-    model = prepare_model(ClassificationObjective(net, cfg.solver.channels_last), cfg.solver, dist)
+    model = prepare_model(ClassificationObjective(net, cfg.model.channels_last), cfg.solver, dist,
+                          channels_last=cfg.model.channels_last)
     normalize = PixelNormalize(net.pixel_format).to(dist.device)
 
     def evaluate() -> dict[str, float]:
         return evaluate_classifier(net, test_loader, normalize, dist.device, cfg.solver.amp,
-                                   cfg.solver.channels_last)
+                                   cfg.model.channels_last)
 
     trainer = build_classification_trainer(cfg, model, None, dist, classes=train_set.classes,
                                            evaluate_fn=evaluate, progress=progress)
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_cls_config(cfg, out / "config.yaml")
+        write_config(cfg, out)
     trainer.resume_or_load(resume)
     # the sampler replays the global batches the resumed run has already consumed
     micro_batch = images_per_rank(cfg.solver, dist.world_size) * dist.world_size
@@ -77,4 +76,5 @@ def pretrain(cfg: ClsConfig, *, resume: bool = False, eval_only: bool = False, w
         world_size=dist.world_size, start_batch=trainer.iteration * cfg.solver.grad_accum,
         pad=cfg.data.pad, device=dist.device)
     metrics = trainer.train()
-    return PretrainResult(metrics, out / "model_final.pth", len(test_set), time.perf_counter() - start)
+    return PretrainResult(metrics, out / "model_final.pth", len(test_set),
+                          time.perf_counter() - start)

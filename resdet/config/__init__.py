@@ -1,4 +1,4 @@
-"""Typed configuration: `load_config(path, overrides)` -> `Config`; `save_config` writes it resolved.
+"""Typed configuration: `load_config(path, overrides)` -> `Config`; `save_config` writes it.
 
 Sections live in their own modules (`model`, `data`, `solver`); this module wires them together.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 from resdet.config.data import DataConfig
 from resdet.config.loader import ConfigError, load_typed, save_typed, typed_from_dict
 from resdet.config.model import ModelConfig
-from resdet.config.solver import SolverConfig, TestConfig
+from resdet.config.solver import SolverConfig, TestConfig, scale_schedule
 
 __all__ = ["Config", "ConfigError", "load_config", "save_config", "config_from_dict"]
 
@@ -28,8 +28,10 @@ class Config:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read `path` (following `_base_`), apply `key.sub=value` overrides, and check every key and type."""
-    return load_typed(Config, path, overrides)
+    """Read `path` (following `_base_`), apply `key.sub=value` overrides, check every key and type.
+
+    An override of `solver.max_iter` alone scales the schedule (see `resdet.config.solver`)."""
+    return load_typed(Config, path, overrides, adjust=scale_schedule)
 
 
 def config_from_dict(data: dict, source: str = "<dict>") -> Config:

@@ -1,7 +1,8 @@
 """Classification-pretraining config: `load_cls_config(path, overrides)` -> `ClsConfig`.
 
-A separate top-level config (the detection `Config` stays untouched) that shares the strict loader,
-`_base_` inheritance, `key.sub=value` overrides and the `solver:`/`test:` sections with detection recipes.
+A separate top-level config (the detection `Config` stays untouched) that shares the strict
+loader, `_base_` inheritance, `key.sub=value` overrides and the `solver:`/`test:` sections with
+detection recipes.
 """
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from resdet.config.loader import load_typed, save_typed, typed_from_dict
-from resdet.config.solver import SolverConfig, TestConfig
+from backbones.norm import NORMS
+from resdet.config.loader import load_typed, save_typed
+from resdet.config.model import Shortcut
+from resdet.config.solver import SolverConfig, TestConfig, scale_schedule
 
-__all__ = ["ClsConfig", "ClsDataConfig", "ClsModelConfig", "ClsSolverConfig", "ClsTestConfig", "load_cls_config",
-           "save_cls_config", "cls_config_from_dict"]
+__all__ = ["ClsConfig", "ClsDataConfig", "ClsModelConfig", "ClsSolverConfig", "ClsTestConfig",
+           "load_cls_config", "save_cls_config"]
+
+#: a classifier trains its norms, so FrozenBN is not a choice
+ClsNorm = Literal[tuple(n for n in NORMS if n != "FrozenBN")]
 
 #: folder of each dataset format under the datasets root, when `data.path` is not given
 DEFAULT_PATHS = {"cifar10": "cifar-10-batches-bin", "imagenet_folder": "imagenet"}
@@ -21,23 +27,26 @@ DEFAULT_PATHS = {"cifar10": "cifar-10-batches-bin", "imagenet_folder": "imagenet
 
 @dataclass
 class ClsModelConfig:
-    #: "imagenet": `ResNet(depth)` (7x7 stem, 4 stages); "cifar": `cifar_resnet(depth)` (6n+2, 3 stages)
+    #: "imagenet": `ResNet(depth)` (7x7 stem, 4 stages); "cifar": `cifar_resnet(depth)` (6n+2,
+    #: 3 stages)
     arch: Literal["imagenet", "cifar"] = "imagenet"
     depth: int = 18
     #: the plain twin: same layers, no shortcuts
     plain: bool = False
-    shortcut: Literal["A", "B", "C"] = "B"
+    shortcut: Shortcut = "B"
     #: bottlenecks only: stride on the first 1x1 (MSRA release) instead of the 3x3 (torchvision)
     stride_in_1x1: bool = False
-    norm: Literal["BN", "GN", "SyncBN"] = "BN"
+    norm: ClsNorm = "BN"
     zero_init_residual: bool = False
-    #: start from these weights (a path or "torchvision:<name>" / "timm:<name>"); null = from scratch
+    #: start from these weights (a path, "torchvision:<name>", "timm:<name>"); null = from scratch
     weights: str | None = None
+    #: run the classifier channels-last (NHWC): batches (training, test) and weights in that layout
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.arch == "cifar" and (self.depth < 8 or (self.depth - 2) % 6):
-            raise ValueError(f"model.depth: the CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, ...), "
-                             f"got {self.depth}")
+            raise ValueError(f"model.depth: the CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, "
+                             f"...), got {self.depth}")
 
 
 @dataclass
@@ -75,20 +84,21 @@ class ClsDataConfig:
     def __post_init__(self) -> None:
         if self.crop_size < 1 or self.pad < 0 or self.num_workers < 0:
             raise ValueError("data.crop_size must be >= 1, data.pad and data.num_workers >= 0")
-        if self.augment == "imagenet" and not self.crop_size <= self.short_side[0] <= self.short_side[1]:
-            raise ValueError(f"data.short_side {list(self.short_side)} must be increasing and start at or "
-                             f"above data.crop_size={self.crop_size}")
+        lo, hi = self.short_side
+        if self.augment == "imagenet" and not self.crop_size <= lo <= hi:
+            raise ValueError(f"data.short_side {list(self.short_side)} must be increasing and "
+                             f"start at or above data.crop_size={self.crop_size}")
         if self.format == "cifar10" and (self.augment, self.crop_size) != ("cifar", 32):
-            raise ValueError(f"data.format=cifar10 trains with data.augment=cifar and data.crop_size=32 "
-                             f"(got {self.augment}, {self.crop_size})")
+            raise ValueError(f"data.format=cifar10 trains with data.augment=cifar and "
+                             f"data.crop_size=32 (got {self.augment}, {self.crop_size})")
         if self.augment == "imagenet" and self.test_short_side < self.crop_size:
             raise ValueError(f"data.test_short_side={self.test_short_side} is below data.crop_size")
 
 
 @dataclass
 class ClsSolverConfig(SolverConfig):
-    #: "linear": the rate ramps from `warmup_factor * lr` to `lr` over `warmup_iters` (engine default);
-    #: "constant": it stays at `warmup_factor * lr` for `warmup_iters`, then jumps to `lr`
+    #: "linear": the rate ramps from `warmup_factor * lr` to `lr` over `warmup_iters` (engine
+    #: default); "constant": it stays at `warmup_factor * lr` for `warmup_iters`, then jumps to `lr`
     #: (the paper's ResNet-110 warm-up: 0.01 for about 400 iterations, then 0.1)
     warmup_method: Literal["linear", "constant"] = "linear"
 
@@ -96,7 +106,7 @@ class ClsSolverConfig(SolverConfig):
 @dataclass
 class ClsTestConfig(TestConfig):
     ims_per_batch: int = 256
-    #: average the logits of the 10 crops (corners, centre, and their mirror images); imagenet augment
+    #: average the logits of the 10 crops (corners, centre, their mirror images); imagenet augment
     ten_crop: bool = False
 
 
@@ -113,15 +123,12 @@ class ClsConfig:
 
 
 def load_cls_config(path: str | Path, overrides: list[str] | None = None) -> ClsConfig:
-    """Read `path` (following `_base_`), apply `key.sub=value` overrides, and check every key and type."""
-    return load_typed(ClsConfig, path, overrides)
+    """Read `path` (following `_base_`), apply `key.sub=value` overrides, check every key and type.
 
-
-def cls_config_from_dict(data: dict, source: str = "<dict>") -> ClsConfig:
-    """Build a `ClsConfig` from a plain mapping (e.g. the one stored in a checkpoint)."""
-    return typed_from_dict(ClsConfig, data, source)
+    An override of `solver.max_iter` alone scales the schedule (see `resdet.config.solver`)."""
+    return load_typed(ClsConfig, path, overrides, adjust=scale_schedule)
 
 
 def save_cls_config(cfg: ClsConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML that `load_cls_config` reads back to an equal `ClsConfig`."""
+    """Write the resolved config as YAML that `load_cls_config` reads back to an equal config."""
     save_typed(cfg, path)

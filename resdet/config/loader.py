@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -20,7 +21,7 @@ class ConfigError(ValueError):
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read one YAML mapping with `yaml.safe_load` (no `!!python/` tags), resolving `_base_` chains."""
+    """Read one YAML mapping with `yaml.safe_load` (no `!!python/` tags), following `_base_`."""
     return _read_with_bases(Path(path), ())
 
 
@@ -79,7 +80,7 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides; the value is parsed as safe YAML (`3`, `0.1`, `[1,2]`, `null`)."""
+    """Apply `a.b.c=value` overrides; a value is read as safe YAML (`3`, `0.1`, `[1,2]`, `null`)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"{source}: override {item!r} is not of the form key.sub=value")
@@ -95,12 +96,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
                 node[p] = _Sourced()
                 node[p].source = "command line"
             node = node[p]
-        node[parts[-1]] = _tag(value, Path("command line")) if isinstance(value, (dict, list)) else value
+        nested = isinstance(value, (dict, list))
+        node[parts[-1]] = _tag(value, Path("command line")) if nested else value
     return data
 
 
 def from_dict(cls: type[T], data: Any, key: str = "", source: str = "<config>") -> T:
-    """Build dataclass `cls` from a mapping, refusing unknown keys and values of the wrong type."""
+    """Build dataclass `cls` from a mapping, refusing unknown keys and values of the wrong type.
+
+    A key listed in the class attribute `RENAMED` (`{old name: where it went}`) is refused with a
+    message naming its new place.
+    """
     source = getattr(data, "source", source)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: {key or 'config'} must be a mapping, got {data!r}")
@@ -109,8 +115,11 @@ def from_dict(cls: type[T], data: Any, key: str = "", source: str = "<config>") 
     unknown = [k for k in data if k not in fields]
     if unknown:
         name = f"{key}.{unknown[0]}" if key else unknown[0]
-        raise ConfigError(f"{source}: unknown key {name!r} (allowed under {key or 'the top level'}: "
-                          f"{', '.join(sorted(fields))})")
+        renamed = getattr(cls, "RENAMED", {}).get(unknown[0])
+        if renamed:
+            raise ConfigError(f"{source}: key {name!r} is now {renamed}")
+        raise ConfigError(f"{source}: unknown key {name!r} (allowed under "
+                          f"{key or 'the top level'}: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _convert(hints[name], value, f"{key}.{name}" if key else name, source)
@@ -127,7 +136,6 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        errors = []
         for arg in get_args(tp):
             if arg is type(None):
                 if value is None:
@@ -135,8 +143,8 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
                 continue
             try:
                 return _convert(arg, value, key, source)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                continue
         raise ConfigError(f"{source}: {key}: {value!r} matches none of {_name(tp)}")
     if origin is typing.Literal:
         if value not in get_args(tp):
@@ -151,7 +159,8 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{source}: {key}: expected {len(args)} values, got {value!r}")
-            return tuple(_convert(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(_convert(a, v, f"{key}[{i}]", source)
+                         for i, (a, v) in enumerate(zip(args, value)))
         inner = args[0] if args else Any
         items = [_convert(inner, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -194,16 +203,21 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_typed(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+def load_typed(cls: type[T], path: str | Path, overrides: list[str] | None = None, *,
+               adjust: Callable[[T, dict[str, Any], list[str], str], Any] | None = None) -> T:
     """Read `path` (following `_base_`) into dataclass `cls`, then apply `key.sub=value` overrides.
 
     The file alone must be valid, so an error raised only with the overrides is blamed on them.
+    `adjust(file_cfg, data, overridden_keys, source)` may edit the mapping `data` after the
+    overrides, before it is checked (e.g. `resdet.config.solver.scale_schedule`).
     `cls` must have a `source` field (init=False) that receives the path.
     """
     data = read_yaml(path)
     cfg = from_dict(cls, data, source=str(path))
     if overrides:
         data = apply_overrides(data, list(overrides), str(path))
+        if adjust is not None:
+            adjust(cfg, data, [item.split("=", 1)[0].strip() for item in overrides], str(path))
         try:
             cfg = from_dict(cls, data, source=str(path))
         except ConfigError as e:

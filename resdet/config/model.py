@@ -8,21 +8,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from backbones.norm import NORMS
+from backbones.resnet import SHORTCUTS
+
+#: The choices as the backbones define them (`Literal[tuple]` is `Literal[*tuple]`): the loader
+#: checks values against these, with errors naming the key and the file.
+Norm = Literal[NORMS]
+Shortcut = Literal[SHORTCUTS]
+
 
 @dataclass
 class BackboneConfig:
     depth: int = 50
-    norm: Literal["BN", "FrozenBN", "GN", "SyncBN"] = "FrozenBN"
+    norm: Norm = "FrozenBN"
     freeze_at: int = 2
     stride_in_1x1: bool = False
-    shortcut: Literal["A", "B", "C"] = "B"
+    shortcut: Shortcut = "B"
     res5_dilation: int = 1
     #: epsilon of the FrozenBN layers (torchvision's COCO_V1 detector weights were made with 0.0)
     frozen_bn_eps: float = 1e-5
     #: compute each FrozenBN as its convolution's weight and bias (backbones.norm.conv_norm): the
     #: same function and gradients up to float rounding, one pass less over every feature map
     fold_frozen_bn: bool = True
-    #: anything `backbones.weights.load_pretrained` accepts ("torchvision:resnet50", a path), or null
+    #: what `backbones.weights.load_pretrained` accepts ("torchvision:resnet50", a path), or null
     weights: str | None = None
 
 
@@ -52,8 +60,9 @@ class InputConfig:
     min_size_test: int = 800
     max_size_test: int = 1333
     size_divisibility: int = 32
-    #: hand the backbone an NHWC (channels-last) batch: oneDNN (CPU) and tensor-core (GPU)
-    #: convolutions run faster in that layout; every convolution after it follows
+    #: run the detector channels-last (NHWC): the preprocessor lays the batch out NHWC and training
+    #: lays the weights out the same way (`resdet.engine.prepare_model`); oneDNN (CPU) and
+    #: tensor-core (GPU) convolutions run faster in that layout. The one layout knob of a detector
     channels_last: bool = True
 
 

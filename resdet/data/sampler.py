@@ -1,4 +1,4 @@
-"""Batch samplers: an infinite aspect-ratio-grouped one for training, a sharded sequential one for testing.
+"""Batch samplers: infinite and aspect-ratio-grouped for training, sharded sequential for testing.
 
 Training order is defined once, globally, and does not depend on the number of processes:
 epoch `e` visits a permutation drawn from `(seed, e)`; each index goes to the bucket of its group
@@ -9,9 +9,12 @@ batch `i` is exactly global batch `i` of a single process.
 
 Resuming: the stream is a pure function of the seed, so `start_iter=k` replays the first `k` global
 batches without yielding them (index arithmetic only) and continues with batch `k`, exactly what an
-uninterrupted run sees next. The engine passes the number of iterations it has completed; the
-sampler's own position (`state_dict()["position"]`, batches handed out so far) runs ahead of that by
-what a DataLoader prefetched. `load_state_dict({"position": k, ...})` is the same as `start_iter=k`.
+uninterrupted run sees next. The engine's loader factory receives the number of batches the rank has
+consumed, one per micro-step: `iterations * solver.grad_accum`, which is `start_iter` for a sampler
+whose `batch_size` is the micro-step's global batch `ims_per_batch // grad_accum` (what
+`resdet.train_det` builds). The sampler's own position (`state_dict()["position"]`, batches handed
+out so far) runs ahead of that by what a DataLoader prefetched, so the engine does not read it.
+`load_state_dict({"position": k, ...})` is the same as `start_iter=k`.
 """
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ class GroupedBatchSampler(Sampler[list[int]]):
         if len(group_ids) == 0:
             raise ValueError("GroupedBatchSampler: the dataset is empty")
         if batch_size <= 0 or batch_size % world_size:
-            raise ValueError(f"global batch size {batch_size} must be a positive multiple of world_size {world_size}")
+            raise ValueError(f"global batch size {batch_size} must be a positive multiple of "
+                             f"world_size {world_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
         if start_iter < 0:
@@ -81,19 +85,20 @@ class GroupedBatchSampler(Sampler[list[int]]):
             yield batch[lo:lo + per_rank]
 
     def state_dict(self) -> dict[str, int]:
-        """`position`: global batches handed out so far (from the start of training), plus the order's seed."""
+        """`position`: global batches handed out since training began, plus the order's seed."""
         return {"position": self.position, "seed": self.seed, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Make the next `iter()` start at global batch `state["position"]` of the same order."""
         if (state["seed"], state["batch_size"]) != (self.seed, self.batch_size):
-            raise ValueError(f"sampler state is for seed {state['seed']}, global batch {state['batch_size']}; "
-                             f"this sampler has seed {self.seed}, global batch {self.batch_size}")
+            raise ValueError(f"sampler state is for seed {state['seed']}, global batch "
+                             f"{state['batch_size']}; this sampler has seed {self.seed}, global "
+                             f"batch {self.batch_size}")
         self.start_iter = self.position = int(state["position"])
 
 
 class InferenceSampler(Sampler[int]):
-    """Each rank gets one contiguous shard of `range(size)`; shards cover every index exactly once."""
+    """Each rank gets one contiguous shard of `range(size)`; the shards cover each index once."""
 
     def __init__(self, size: int, rank: int = 0, world_size: int = 1) -> None:
         per, extra = divmod(size, world_size)

@@ -4,12 +4,13 @@ A checkpoint is a plain dict loadable with `torch.load(..., weights_only=True)`:
     {"format": "resdet", "kind": "detector", "model": state_dict, "optimizer": state_dict,
      "scheduler": state_dict, "scaler": state_dict, "iteration": int (completed iterations),
      "rng": {"python", "numpy", "torch", "cuda"} (rank 0), "rng_ranks": [one such dict per rank],
-     "sampler": {"position": batches consumed per rank, **sampler.state_dict()},
+     "sampler": {"position": batches this rank consumed (one per micro-step)},
      "best": {"metric", "value", "iteration"} | None,
      "config": dict, "pixel_format": dict | None}
 Periodic files are `model_{iteration:07d}.pth`; `model_final.pth` and `model_best.pth` are never
-pruned. The pointer is rewritten (atomically) only after the file it names is complete, so a crash
-at any moment leaves the pointer naming a whole, loadable checkpoint.
+pruned. The pointer (`last_checkpoint`, see `resdet.run_dir`) is rewritten (atomically) only after
+the file it names is complete, so a crash at any moment leaves the pointer naming a whole, loadable
+checkpoint.
 """
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from backbones.weights import load_torch_file
-from resdet.utils.atomic import atomic_torch_save, atomic_write_text
+from resdet.run_dir import read_last_checkpoint, trained_checkpoint, write_last_checkpoint
+from resdet.utils.atomic import atomic_torch_save
 
-POINTER = "last_checkpoint"
+__all__ = ["Checkpointer", "load_checkpoint_file", "periodic_name", "trained_checkpoint"]
+
 _PERIODIC = re.compile(r"^model_(\d{7})\.pth$")
 
 
@@ -39,17 +42,6 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def trained_checkpoint(output_dir: str | Path) -> Path:
-    """`model_final.pth` of a run, else the checkpoint its `last_checkpoint` names."""
-    final = Path(output_dir) / "model_final.pth"
-    if final.is_file():
-        return final
-    last = Checkpointer(output_dir).last()
-    if last is None:
-        raise FileNotFoundError(f"{output_dir}: no model_final.pth or last_checkpoint to evaluate; pass --weights")
-    return last
-
-
 class Checkpointer:
     """Writes and finds checkpoints in `directory`; only the main process writes (`is_main`)."""
 
@@ -66,20 +58,13 @@ class Checkpointer:
         if not self.is_main:
             return path
         atomic_torch_save(state, path)
-        atomic_write_text(self.directory / POINTER, name + "\n")
+        write_last_checkpoint(self.directory, name)
         self._prune()
         return path
 
     def last(self) -> Path | None:
         """The checkpoint the pointer names, or None when there is no pointer."""
-        pointer = self.directory / POINTER
-        if not pointer.is_file():
-            return None
-        name = pointer.read_text().strip()
-        path = self.directory / name
-        if not name or not path.is_file():
-            raise FileNotFoundError(f"{pointer} names {name!r}, which does not exist in {self.directory}")
-        return path
+        return read_last_checkpoint(self.directory)
 
     def load(self, path: str | Path) -> dict[str, Any]:
         return load_checkpoint_file(path)
@@ -88,7 +73,8 @@ class Checkpointer:
         """Periodic checkpoints on disk, oldest first."""
         if not self.directory.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := _PERIODIC.match(p.name))]
+        found = [(int(m.group(1)), p) for p in self.directory.iterdir()
+                 if (m := _PERIODIC.match(p.name))]
         return [p for _, p in sorted(found)]
 
     def _prune(self) -> None:

@@ -20,20 +20,8 @@ from resdet.data.dataset import DetectionDataset
 from resdet.engine.precision import autocast
 from resdet.evaluation.base import DetectionEvaluator
 from resdet.evaluation.build import build_evaluator
+from resdet.run_dir import flat_metrics  # noqa: F401  (the metrics.json layout's; imported from here too)
 from resdet.utils.dist import DistInfo, all_gather_object
-
-
-def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """An evaluator's `metrics.json` content as `{name: float}` for logs: the summary numbers as they
-    are, each class's numbers as `"<metric>/<class>"` (classes without ground truth are left out)."""
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        if key == "per_class":
-            for name, entry in value.items():
-                out.update({f"{k}/{name}": float(v) for k, v in entry.items() if v is not None})
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = float(value)
-    return out
 
 
 def label_mapping(model_classes: int, evaluator: DetectionEvaluator) -> torch.Tensor | None:

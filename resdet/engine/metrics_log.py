@@ -1,7 +1,9 @@
-"""Training log sinks on the main process: `metrics.jsonl`, TensorBoard events and a tqdm bar with ETA."""
+"""Training log sinks on the main process: `metrics.jsonl`, TensorBoard events, a tqdm bar (ETA).
+
+The file layout is `resdet.run_dir`'s; this module only appends to it.
+"""
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -9,12 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from resdet.utils.atomic import atomic_write_text
-
-
-def json_safe(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with NaN/inf numbers replaced by None, so files stay strict JSON."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
+from resdet.run_dir import metrics_log_line, metrics_log_path, reset_metrics_log
 
 
 class MetricsLog:
@@ -26,22 +23,19 @@ class MetricsLog:
 
     def __init__(self, output_dir: str | Path, *, max_iter: int, start_iter: int = 0,
                  progress: bool = True, tensorboard: bool = True) -> None:
-        self.path = Path(output_dir) / "metrics.jsonl"
+        self.path = metrics_log_path(output_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if start_iter > 0 and self.path.is_file():
-            kept = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("iteration", 0) <= start_iter]
-            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
-        elif start_iter == 0:
-            self.path.unlink(missing_ok=True)
+        reset_metrics_log(output_dir, start_iter)
         self._file = self.path.open("a", encoding="utf-8")
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # slow import, only where it is used
 
-            self._tb = SummaryWriter(log_dir=str(output_dir), purge_step=start_iter + 1 if start_iter else None)
+            self._tb = SummaryWriter(log_dir=str(output_dir),
+                                     purge_step=start_iter + 1 if start_iter else None)
         # redirected to a file, a bar redrawn ten times a second would flood the log
-        self._bar = tqdm(total=max_iter, initial=start_iter, disable=not progress, dynamic_ncols=True,
+        self._bar = tqdm(total=max_iter, initial=start_iter, disable=not progress,
+                         dynamic_ncols=True,
                          desc="train", unit="it", mininterval=0.1 if sys.stderr.isatty() else 30.0)
 
     def advance(self, n: int = 1, **postfix: float) -> None:
@@ -52,8 +46,7 @@ class MetricsLog:
 
     def write(self, iteration: int, values: dict[str, Any]) -> None:
         """Append `{"iteration": iteration, **values}` and add each finite number to TensorBoard."""
-        record = {"iteration": iteration, **json_safe(values)}
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(metrics_log_line(iteration, values))
         self._file.flush()
         if self._tb is not None:
             for k, v in values.items():

@@ -1,6 +1,7 @@
-"""From a resolved `Config` to a ready `Trainer`: device, SyncBN, channels_last, DDP, optimizer,
-schedule and checkpointer. `tools/train_det.py` calls `init_distributed`, builds the model and the
-data loader, then `build_trainer`.
+"""From a resolved `Config` (or `ClsConfig`) to a ready `Trainer`: device, SyncBN, memory layout,
+DDP (`prepare_model`), then optimizer, schedule and checkpointer (`build_trainer`). The run
+functions (`resdet.train_det.train_detector`, `resdet.classification.run.pretrain`) call
+`init_distributed`, build the model, `prepare_model`, the data loader, then `build_trainer`.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from resdet.config.solver import SolverConfig
 from resdet.engine.checkpoint import Checkpointer
 from resdet.engine.lr_schedule import WarmupSchedule
 from resdet.engine.optim import build_optimizer
-from resdet.engine.trainer import ResumableSampler, Trainer, unwrap
+from resdet.engine.trainer import Trainer, unwrap
 from resdet.utils.dist import DistInfo
 
 
@@ -26,38 +27,44 @@ def images_per_rank(solver: SolverConfig, world_size: int) -> int:
     """Images each rank feeds per forward pass: `ims_per_batch / (world_size * grad_accum)`."""
     parts = world_size * solver.grad_accum
     if solver.ims_per_batch % parts:
-        raise ValueError(f"solver.ims_per_batch={solver.ims_per_batch} is not divisible by world_size "
-                         f"({world_size}) * solver.grad_accum ({solver.grad_accum})")
+        raise ValueError(f"solver.ims_per_batch={solver.ims_per_batch} is not divisible by "
+                         f"world_size ({world_size}) * solver.grad_accum ({solver.grad_accum})")
     return solver.ims_per_batch // parts
 
 
-def prepare_model(model: nn.Module, solver: SolverConfig, dist: DistInfo) -> nn.Module:
-    """Move `model` to `dist.device`, apply `sync_bn` and `channels_last`, wrap in DDP when distributed.
+def prepare_model(model: nn.Module, solver: SolverConfig, dist: DistInfo, *,
+                  channels_last: bool = False) -> nn.Module:
+    """Move `model` to `dist.device`, apply `solver.sync_bn`, lay its 4-D weights out channels-last
+    when `channels_last`, and wrap it in DDP when distributed.
 
-    `channels_last` changes the layout of the model's 4-D weights; convolutions then run in NHWC,
-    which tensor cores prefer under AMP.
+    `channels_last` is the model's input layout (`model.input.channels_last` for detectors,
+    `model.channels_last` for classifiers): the batch arrives NHWC, and weights in the same layout
+    spare every convolution a conversion.
     """
     if solver.sync_bn and dist.distributed:
         if dist.device.type != "cuda":  # torch's SyncBatchNorm has no CPU kernel
-            raise ValueError(f"solver.sync_bn needs CUDA devices, got {dist.device}; set it to false on CPU")
+            raise ValueError(f"solver.sync_bn needs CUDA devices, got {dist.device}; set it to "
+                             "false on CPU")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(dist.device)
-    if solver.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if dist.distributed:
-        model = DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+        device_ids = [dist.local_rank] if dist.device.type == "cuda" else None
+        model = DistributedDataParallel(model, device_ids=device_ids,
                                         find_unused_parameters=solver.find_unused_parameters)
     return model
 
 
-def build_trainer(cfg: Config | ClsConfig, model: nn.Module, data_loader: Iterable | Callable[[int], Iterable] | None,
+def build_trainer(cfg: Config | ClsConfig, model: nn.Module,
+                  data_loader: Iterable | Callable[[int], Iterable] | None,
                   dist: DistInfo, *,
-                  sampler: ResumableSampler | None = None,
                   evaluate_fn: Callable[[], dict[str, float]] | None = None,
                   pixel_format: dict[str, Any] | None = None, progress: bool = True,
                   tensorboard: bool = True, trainer_cls: type[Trainer] = Trainer,
-                  schedule_cls: type[WarmupSchedule] = WarmupSchedule, **trainer_kwargs: Any) -> Trainer:
-    """A `trainer_cls` for `model` (already prepared by `prepare_model`) following `cfg.solver`/`cfg.test`.
+                  schedule_cls: type[WarmupSchedule] = WarmupSchedule,
+                  **trainer_kwargs: Any) -> Trainer:
+    """A `trainer_cls` for `model` (prepared by `prepare_model`) following `cfg.solver`/`cfg.test`.
 
     The optimizer's rate is `cfg.solver.lr` (the scaling rule of `resdet.config.solver`); the
     schedule is a `schedule_cls`; `trainer_kwargs` go to `trainer_cls` as they are.
@@ -66,16 +73,15 @@ def build_trainer(cfg: Config | ClsConfig, model: nn.Module, data_loader: Iterab
     images_per_rank(s, dist.world_size)
     optimizer = build_optimizer(unwrap(model), lr=s.lr, optimizer=s.optimizer, momentum=s.momentum,
                                 nesterov=s.nesterov, weight_decay=s.weight_decay,
-                                weight_decay_norm=s.weight_decay_norm, weight_decay_bias=s.weight_decay_bias)
+                                weight_decay_norm=s.weight_decay_norm,
+                                weight_decay_bias=s.weight_decay_bias)
     scheduler = schedule_cls(optimizer, max_iter=s.max_iter, method=s.lr_scheduler, steps=s.steps,
-                               gamma=s.gamma, warmup_iters=s.warmup_iters, warmup_factor=s.warmup_factor,
-                               final_factor=s.cosine_final_factor)
+                             gamma=s.gamma, warmup_iters=s.warmup_iters,
+                             warmup_factor=s.warmup_factor, final_factor=s.cosine_final_factor)
     checkpointer = Checkpointer(cfg.output_dir, keep_last=s.keep_last, is_main=dist.is_main)
-    return trainer_cls(model, data_loader, optimizer, scheduler, checkpointer, max_iter=s.max_iter,
-                   output_dir=cfg.output_dir, sampler=sampler, evaluate_fn=evaluate_fn,
-                   eval_period=cfg.test.eval_period, best_metric=cfg.test.best_metric,
-                   best_mode=cfg.test.best_mode, checkpoint_period=s.checkpoint_period,
-                   log_period=s.log_period, amp=s.amp, grad_accum=s.grad_accum,
-                   clip_grad_norm=s.clip_grad_norm, config=to_dict(cfg), pixel_format=pixel_format,
-                   device=dist.device, progress=progress and dist.is_main,
-                   tensorboard=tensorboard, **trainer_kwargs)
+    return trainer_cls(model, data_loader, optimizer, scheduler, checkpointer, solver=s,
+                       test=cfg.test,
+                       output_dir=cfg.output_dir, evaluate_fn=evaluate_fn, config=to_dict(cfg),
+                       pixel_format=pixel_format, device=dist.device,
+                       progress=progress and dist.is_main, tensorboard=tensorboard,
+                       **trainer_kwargs)

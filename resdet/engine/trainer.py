@@ -1,24 +1,18 @@
 """The iteration-based training loop: AMP, gradient accumulation and clipping, DDP, checkpoints,
 periodic evaluation with the best model kept, logs, and exact resume.
 
-Data contract. `data_loader` is an iterable (usually a `torch.utils.data.DataLoader`) that never runs
-out and yields `(images, targets)` per rank: `images: list[Tensor[3, H, W]]` (float RGB 0..1) and
-`targets: list[{"boxes": Tensor[N, 4] xyxy absolute pixels, "labels": Tensor[N]}]`. Each yielded batch
-is one micro-batch: `solver.ims_per_batch = world_size * grad_accum * len(images)`.
+Data contract. `data_loader` is an iterable (usually a `torch.utils.data.DataLoader`) that never
+runs out and yields `(images, targets)` per rank: `images: list[Tensor[3, H, W]]` (float RGB 0..1)
+and `targets: list[{"boxes": Tensor[N, 4] xyxy absolute pixels, "labels": Tensor[N]}]`. Each yielded
+batch is one micro-batch: `solver.ims_per_batch = world_size * grad_accum * len(images)`.
 
-Resuming the data order, either way:
-- `data_loader` may be a factory `start -> iterable`: `train()` calls it with the number of batches
-  this rank has already consumed (0 on a fresh run); pass it to a sampler that skips that many
-  batches (e.g. `resdet.data.build_train_loader(..., start_iter=start)` with the per-micro-step global
-  batch `ims_per_batch // grad_accum`). This is the simplest and is exact with DataLoader workers.
-- or `sampler`: an infinite, seeded, rank-sharded batch sampler feeding `data_loader`, with
-    `state_dict() -> dict` holding an int `"position"`: the number of batches this rank has been
-        given since training began, plus whatever else (seed, ...) fixes the order; the order must be
-        a function of that state (e.g. one permutation per epoch from `seed + epoch`), identical on
-        every rank apart from the rank and world size given to its constructor;
-    `load_state_dict(state)`: the next `iter()` starts at batch `state["position"]`.
-A `DataLoader` with workers pulls batches ahead of use, so the trainer does not trust the sampler's
-own position: it stores the number of batches it actually consumed as `"position"`.
+Resuming the data order: `data_loader` may be a factory `start -> iterable`. `train()` calls it
+with the number of batches this rank has already consumed (0 on a fresh run; one batch per
+micro-step, so `iteration * grad_accum` after a resume); pass it to a sampler that skips that many
+batches (e.g. `resdet.data.build_train_loader(..., start_iter=start)` with the per-micro-step global
+batch `ims_per_batch // grad_accum`). The count is the trainer's, not a sampler's: a `DataLoader`
+with workers pulls batches ahead of use. It is saved in the checkpoint as `sampler["position"]`.
+A plain iterable is used as it is (its order does not resume).
 Random augmentation resumes exactly when it runs in the main process (`num_workers=0`: the python,
 numpy and torch RNG states are restored) or when the dataset derives it from the sample (e.g. a
 generator seeded by seed, epoch and index); state kept inside worker processes is not checkpointed.
@@ -30,35 +24,36 @@ wrapped (see `resdet.engine.setup.prepare_model`).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import resource
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from resdet.config.solver import SolverConfig, TestConfig
 from resdet.engine.checkpoint import Checkpointer, periodic_name
-from resdet.engine.metrics_log import MetricsLog, json_safe
+from resdet.engine.metrics_log import MetricsLog
 from resdet.engine.precision import autocast, check_amp, grad_scaler
-from resdet.utils.atomic import atomic_torch_save, atomic_write_text
-from resdet.utils.dist import all_gather_object, all_reduce_mean, broadcast_object, get_rank, get_world_size
+from resdet.run_dir import eval_dir, write_best_metric, write_evaluation
+from resdet.utils.atomic import atomic_torch_save
+from resdet.utils.dist import (
+    all_gather_object,
+    all_reduce_mean,
+    broadcast_object,
+    get_rank,
+    get_world_size,
+)
 from resdet.utils.seed import get_rng_state, set_rng_state
 
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the message gives the iteration and every loss value."""
-
-
-class ResumableSampler(Protocol):
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -77,28 +72,24 @@ class Trainer:
 
     def __init__(self, model: nn.Module, data_loader: Iterable | Callable[[int], Iterable],
                  optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                 checkpointer: Checkpointer, *,
-                 max_iter: int, output_dir: str | Path, sampler: ResumableSampler | None = None,
-                 evaluate_fn: Callable[[], dict[str, float]] | None = None, eval_period: int = 0,
-                 best_metric: str | None = None, best_mode: str = "max", checkpoint_period: int = 5000,
-                 log_period: int = 20, amp: str = "none", grad_accum: int = 1,
-                 clip_grad_norm: float | None = None, config: dict[str, Any] | None = None,
-                 pixel_format: dict[str, Any] | None = None, device: torch.device | None = None,
-                 progress: bool = True, tensorboard: bool = True) -> None:
-        if max_iter < 1 or grad_accum < 1 or checkpoint_period < 1 or log_period < 1 or eval_period < 0:
-            raise ValueError("max_iter, grad_accum, checkpoint_period, log_period must be >= 1, eval_period >= 0")
-        if best_mode not in ("max", "min"):
-            raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
-        self.model, self.data_loader, self.sampler = model, data_loader, sampler
+                 checkpointer: Checkpointer, *, solver: SolverConfig,
+                 test: TestConfig | None = None,
+                 output_dir: str | Path, evaluate_fn: Callable[[], dict[str, float]] | None = None,
+                 config: dict[str, Any] | None = None, pixel_format: dict[str, Any] | None = None,
+                 device: torch.device | None = None, progress: bool = True,
+                 tensorboard: bool = True) -> None:
+        """`solver` gives the schedule length, periods, precision, accumulation and clipping;
+        `test` the evaluation period and the metric that picks `model_best.pth`. Both are checked
+        where they are built (`SolverConfig`/`TestConfig`); only what depends on the device is
+        checked here (fp16 needs CUDA)."""
+        self.model, self.data_loader = model, data_loader
         self.optimizer, self.scheduler, self.checkpointer = optimizer, scheduler, checkpointer
-        self.max_iter, self.output_dir = max_iter, Path(output_dir)
-        self.evaluate_fn, self.eval_period = evaluate_fn, eval_period
-        self.best_metric, self.best_mode = best_metric, best_mode
-        self.checkpoint_period, self.log_period = checkpoint_period, log_period
+        self.solver, self.test = solver, test if test is not None else TestConfig()
+        self.output_dir = Path(output_dir)
+        self.evaluate_fn = evaluate_fn
         self.device = device or next(unwrap(model).parameters()).device
-        check_amp(amp, self.device)
-        self.amp, self.grad_accum, self.clip_grad_norm = amp, grad_accum, clip_grad_norm
-        self.scaler = grad_scaler(amp, self.device)
+        check_amp(solver.amp, self.device)
+        self.scaler = grad_scaler(solver.amp, self.device)
         self.config = config or {}
         if pixel_format is None:  # a detector carries its input format (a `PixelFormat`)
             found = getattr(unwrap(model), "pixel_format", None)
@@ -115,12 +106,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """The full training state (see `resdet.engine.checkpoint`); a collective: call on every rank."""
+        """The full training state (`resdet.engine.checkpoint`); a collective: every rank calls."""
         rng_ranks = all_gather_object(get_rng_state())
-        sampler = {**(self.sampler.state_dict() if self.sampler is not None else {}), "position": self._consumed}
         return {**self._weights_state(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": rng_ranks[0], "rng_ranks": rng_ranks, "sampler": sampler}
+                "rng": rng_ranks[0], "rng_ranks": rng_ranks,
+                "sampler": {"position": self._consumed}}
 
     def _weights_state(self) -> dict[str, Any]:
         return {"format": "resdet", "kind": "detector", "model": unwrap(self.model).state_dict(),
@@ -137,14 +128,12 @@ class Trainer:
         self.iteration = int(ckpt["iteration"])
         self.best = ckpt.get("best")
         self._consumed = int(ckpt["sampler"]["position"])
-        if self.sampler is not None:
-            self.sampler.load_state_dict(ckpt["sampler"])
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
-        # With another world size the per-rank streams cannot be matched; the seeds set at start stay.
+        # With another world size the per-rank streams cannot be matched: the start seeds stay.
         self._pending_rng = ranks[self.rank] if len(ranks) == self.world_size else None
 
     def resume_or_load(self, resume: bool = True) -> bool:
-        """With `resume`, load the checkpoint `last_checkpoint` names, if any; True when one was loaded."""
+        """With `resume`, load the checkpoint `last_checkpoint` names, if any; True if one was."""
         path = self.checkpointer.last() if resume else None
         if path is None:
             return False
@@ -158,11 +147,11 @@ class Trainer:
 
     @property
     def batches_consumed(self) -> int:
-        """Batches this rank has taken from the data loader since training began (resumed included)."""
+        """Batches this rank took from the data loader since training began (resumed included)."""
         return self._consumed
 
     def save_checkpoint(self, name: str) -> Path:
-        """Write the full state to `output_dir/name` and point `last_checkpoint` at it (every rank calls)."""
+        """Write the state to `output_dir/name`, point `last_checkpoint` at it (all ranks call)."""
         return self.checkpointer.save(name, self.state_dict())
 
     # ------------------------------------------------------------------ loop
@@ -173,29 +162,32 @@ class Trainer:
         if callable(loader) and not hasattr(loader, "__iter__"):
             loader = loader(self._consumed)
         data = iter(loader)
-        if self._pending_rng is not None:  # after iter(): creating the iterator draws from torch's RNG
+        # after iter(): creating the iterator draws from torch's RNG
+        if self._pending_rng is not None:
             set_rng_state(self._pending_rng)
             self._pending_rng = None
         if self.is_main:
-            self._log = MetricsLog(self.output_dir, max_iter=self.max_iter, start_iter=self.iteration,
+            self._log = MetricsLog(self.output_dir, max_iter=self.solver.max_iter,
+                                   start_iter=self.iteration,
                                    progress=self.progress, tensorboard=self.tensorboard)
         window: list[dict[str, float]] = []
         try:
-            while self.iteration < self.max_iter:
+            while self.iteration < self.solver.max_iter:
                 record = self._run_step(data)
                 self.iteration += 1
                 window.append(record)
                 if self._log is not None:
                     self._log.advance(total_loss=record["total_loss"], lr=record["lr"])
-                    if self.iteration % self.log_period == 0 or self.iteration == self.max_iter:
+                    if (self.iteration % self.solver.log_period == 0
+                            or self.iteration == self.solver.max_iter):
                         self._log.write(self.iteration, _window_summary(window, self.device))
-                if self.iteration % self.log_period == 0:
+                if self.iteration % self.solver.log_period == 0:
                     window = []
-                if self.iteration == self.max_iter:
+                if self.iteration == self.solver.max_iter:
                     break
-                if self.eval_period and self.iteration % self.eval_period == 0:
+                if self.test.eval_period and self.iteration % self.test.eval_period == 0:
                     self.evaluate()
-                if self.iteration % self.checkpoint_period == 0:
+                if self.iteration % self.solver.checkpoint_period == 0:
                     self.save_checkpoint(periodic_name(self.iteration))
             self.save_checkpoint("model_final.pth")
             return self.evaluate() if self.evaluate_fn is not None else {}
@@ -209,36 +201,38 @@ class Trainer:
         data_time = 0.0
         sums: dict[str, float] = {}
         ddp = isinstance(self.model, DistributedDataParallel)
-        for micro in range(self.grad_accum):
+        for micro in range(self.solver.grad_accum):
             t = time.perf_counter()
             try:
                 batch = next(data)
             except StopIteration:
-                raise RuntimeError(f"the data loader ran out in iteration {self.iteration + 1}: the engine "
-                                   "needs an infinite sampler (see the sampler contract above)") from None
+                raise RuntimeError(f"the data loader ran out in iteration {self.iteration + 1}: "
+                                   "the engine needs an infinite sampler (see the data contract "
+                                   "above)") from None
             images, targets = _split_batch(batch)
             data_time += time.perf_counter() - t
             self._consumed += 1
             images = [im.to(self.device, non_blocking=True) for im in images]
             targets = [{k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
                         for k, v in tg.items()} for tg in targets]
-            last = micro == self.grad_accum - 1
+            last = micro == self.solver.grad_accum - 1
             with self.model.no_sync() if ddp and not last else contextlib.nullcontext():
-                with autocast(self.amp, self.device):
+                with autocast(self.solver.amp, self.device):
                     loss_dict = self.model(images, targets)
                 if not isinstance(loss_dict, dict) or not loss_dict:
                     raise TypeError(f"the model returned {type(loss_dict).__name__} in train mode; "
                                     "expected a non-empty dict of loss tensors")
                 total = sum(loss_dict.values())
                 values = self._checked_losses(loss_dict, total, micro)
-                self.scaler.scale(total / self.grad_accum).backward()
+                self.scaler.scale(total / self.solver.grad_accum).backward()
             for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v / self.grad_accum
+                sums[k] = sums.get(k, 0.0) + v / self.solver.grad_accum
         record = dict(sums)
-        if self.clip_grad_norm is not None:
+        if self.solver.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm))
+            record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params,
+                                                                       self.solver.clip_grad_norm))
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -256,15 +250,17 @@ class Trainer:
                               + [total.detach().float().reshape(())])
         values = dict(zip(names, all_reduce_mean(stacked).tolist()))
         if not all(math.isfinite(v) for v in values.values()):
-            where = f" (micro-batch {micro + 1}/{self.grad_accum})" if self.grad_accum > 1 else ""
+            accum = self.solver.grad_accum
+            where = f" (micro-batch {micro + 1}/{accum})" if accum > 1 else ""
             listed = ", ".join(f"{k}={v:.6g}" for k, v in values.items())
-            raise NonFiniteLossError(f"non-finite loss at iteration {self.iteration + 1}{where}: {listed}; "
-                                     f"training stopped, the last checkpoint is left as it was")
+            raise NonFiniteLossError(f"non-finite loss at iteration {self.iteration + 1}{where}: "
+                                     f"{listed}; training stopped, the last checkpoint is left "
+                                     "as it was")
         return values
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
-        """Run `evaluate_fn`, write `eval/metrics.json`, log it, and keep `model_best.pth` on improvement."""
+        """Run `evaluate_fn`, write `eval/metrics.json`, log it, keep `model_best.pth` if better."""
         if self.evaluate_fn is None:
             raise ValueError("no evaluate_fn was given to the Trainer")
         self.model.eval()
@@ -273,11 +269,10 @@ class Trainer:
                 result = self.evaluate_fn()
         finally:
             self.model.train()
-        metrics = broadcast_object({k: float(v) for k, v in (result or {}).items()} if self.is_main else None)
+        metrics = broadcast_object({k: float(v) for k,
+                                    v in (result or {}).items()} if self.is_main else None)
         if self.is_main:
-            eval_dir = self.output_dir / "eval"
-            atomic_write_text(eval_dir / "metrics.json",
-                              json.dumps({"iteration": self.iteration, "metrics": json_safe(metrics)}, indent=2) + "\n")
+            write_evaluation(eval_dir(self.output_dir), metrics, iteration=self.iteration)
             if self._log is not None:
                 self._log.write(self.iteration, {f"eval/{k}": v for k, v in metrics.items()})
             self._update_best(metrics)
@@ -287,25 +282,26 @@ class Trainer:
     def _update_best(self, metrics: dict[str, float]) -> None:
         if not metrics:
             return
-        name = self.best_metric or next(iter(metrics))
+        name = self.test.best_metric or next(iter(metrics))
         if name not in metrics:
-            raise KeyError(f"test.best_metric {name!r} is not among the evaluation results {sorted(metrics)}")
+            raise KeyError(f"test.best_metric {name!r} is not among the evaluation results "
+                           f"{sorted(metrics)}")
         value = metrics[name]
         if math.isnan(value):
             return
         if self.best is not None:
             old = self.best["value"]
-            if not (value > old if self.best_mode == "max" else value < old):
+            if not (value > old if self.test.best_mode == "max" else value < old):
                 return
         self.best = {"metric": name, "value": value, "iteration": self.iteration}
         atomic_torch_save(self._weights_state(), self.output_dir / "model_best.pth")
-        atomic_write_text(self.output_dir / "best_metric.json", json.dumps(self.best, indent=2) + "\n")
+        write_best_metric(self.output_dir, self.best)
 
 
 def _split_batch(batch: Any) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        raise TypeError("the data loader must yield (images, targets): a list of [3, H, W] tensors and a "
-                        f"list of target dicts; got {type(batch).__name__}")
+        raise TypeError("the data loader must yield (images, targets): a list of [3, H, W] "
+                        f"tensors and a list of target dicts; got {type(batch).__name__}")
     return batch[0], batch[1]
 
 

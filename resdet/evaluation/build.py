@@ -49,12 +49,3 @@ def evaluate_detections(cfg: Config, results: list[dict[str, Any]], source: str 
     evaluator = build_evaluator(dataset)
     evaluator.load_results(results, source)
     return evaluator.evaluate(), evaluator
-
-
-def write_metrics(metrics: dict[str, Any], output_dir: str | Path) -> Path:
-    """Write `metrics.json` into `output_dir` (created) and return its path."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
-    return path

@@ -12,7 +12,8 @@ def write(p: Path, text: str) -> Path:
 
 
 def test_base_inheritance_and_overrides(tmp_path):
-    write(tmp_path / "base.yaml", "model:\n  backbone:\n    depth: 101\nsolver:\n  base_lr: 0.01\n  max_iter: 7\n")
+    write(tmp_path / "base.yaml",
+          "model:\n  backbone:\n    depth: 101\nsolver:\n  base_lr: 0.01\n  max_iter: 7\n")
     child = write(tmp_path / "child.yaml", "_base_: base.yaml\nsolver:\n  max_iter: 10\n")
     cfg = load_config(child, ["solver.base_lr=0.5", "model.backbone.norm=GN", "solver.steps=[3,6]"])
     assert cfg.model.backbone.depth == 101          # from the base
@@ -57,3 +58,38 @@ def test_base_cycle_and_missing(tmp_path):
         load_config(tmp_path / "a.yaml")
     with pytest.raises(ConfigError, match="not found"):
         load_config(write(tmp_path / "c.yaml", "_base_: nowhere.yaml\n"))
+
+
+def test_choices_come_from_the_backbone_constants(tmp_path):
+    from typing import get_args, get_type_hints
+
+    from backbones.norm import NORMS
+    from backbones.resnet import SHORTCUTS
+    from resdet.config.cls import ClsModelConfig, load_cls_config
+    from resdet.config.model import BackboneConfig
+
+    hints, cls_hints = get_type_hints(BackboneConfig), get_type_hints(ClsModelConfig)
+    assert get_args(hints["norm"]) == NORMS and get_args(hints["shortcut"]) == SHORTCUTS
+    assert get_args(cls_hints["shortcut"]) == SHORTCUTS
+    assert set(get_args(cls_hints["norm"])) == set(NORMS) - {"FrozenBN"}
+    path = write(tmp_path / "cls.yaml", "model:\n  shortcut: D\n")
+    with pytest.raises(ConfigError,
+                       match=rf"{path}: model.shortcut: 'D' is not one of \['A', 'B', 'C'\]"):
+        load_cls_config(path)
+
+
+def test_a_moved_key_names_its_new_place(tmp_path):
+    path = write(tmp_path / "old.yaml", "solver:\n  channels_last: true\n")
+    with pytest.raises(ConfigError, match=rf"{path}: key 'solver.channels_last' is now "
+                                          r"model.input.channels_last \(detection\)"):
+        load_config(path)
+
+
+def test_box_loss_beta_has_one_source():
+    """The heads have no `smooth_l1_beta` default of their own: the config's value is used."""
+    from resdet import build_model
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "demo_shapes.yaml",
+                      ["model.rpn.smooth_l1_beta=0.25", "model.roi_heads.smooth_l1_beta=0.5"])
+    model = build_model(cfg, num_classes=3, load_weights=False)
+    assert (model.rpn.smooth_l1_beta, model.roi_heads.smooth_l1_beta) == (0.25, 0.5)

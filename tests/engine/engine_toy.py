@@ -1,5 +1,6 @@
-"""Test helpers: a tiny detector-shaped model, a toy dataset with random augmentation, a resumable
-rank-sharded batch sampler, and a `make_trainer` that wires them to the engine.
+"""Test helpers: a tiny detector-shaped model, a toy dataset with random augmentation, a
+rank-sharded batch sampler that starts at a given batch, and a `make_trainer` that wires them to
+the engine.
 
 Also runnable as a script (`python engine_toy.py nan OUTPUT_DIR`) for the exit-code test.
 """
@@ -9,15 +10,14 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resdet.config.solver import SolverConfig, TestConfig
 from resdet.config import Config
+from resdet.config.solver import SolverConfig, TestConfig
 from resdet.engine import Trainer, build_trainer, images_per_rank, prepare_model
 from resdet.utils.dist import DistInfo, exit_on_failure, init_distributed, shutdown_distributed
 from resdet.utils.seed import seed_all
@@ -27,12 +27,13 @@ SIZE = 8
 
 
 class ToyDetector(nn.Module):
-    """conv -> norm -> pool -> dropout -> (class logits, box); torchvision-like loss dict in training.
+    """conv -> norm -> pool -> dropout -> (class logits, box); a torchvision-like loss dict.
 
     `fail_at` = (forward call number, "nan" | "raise") injects a NaN loss or an exception.
     """
 
-    def __init__(self, norm: str = "bn", dropout: float = 0.2, fail_at: tuple[int, str] | None = None) -> None:
+    def __init__(self, norm: str = "bn", dropout: float = 0.2,
+                 fail_at: tuple[int, str] | None = None) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 6, 3, padding=1)
         self.norm = {"bn": nn.BatchNorm2d(6), "gn": nn.GroupNorm(2, 6), "none": nn.Identity()}[norm]
@@ -42,18 +43,21 @@ class ToyDetector(nn.Module):
         self.fail_at = fail_at
         self.calls = 0
 
-    def forward(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None):
+    def forward(self, images: list[torch.Tensor],
+                targets: list[dict[str, torch.Tensor]] | None = None):
         x = torch.stack(images)                                  # (N, 3, H, W)
         x = F.relu(self.norm(self.conv(x))).mean(dim=(2, 3))     # (N, 6)
         x = self.drop(x)
         logits, boxes = self.cls(x), self.box(x) * SIZE
         if not self.training:
-            return [{"boxes": b[None], "scores": lg.softmax(0).max()[None], "labels": lg.argmax()[None]}
+            return [{"boxes": b[None], "scores": lg.softmax(0).max()[None],
+                     "labels": lg.argmax()[None]}
                     for b, lg in zip(boxes, logits)]
         self.calls += 1
         labels = torch.cat([t["labels"] for t in targets])
         gt = torch.cat([t["boxes"] for t in targets])
-        losses = {"loss_cls": F.cross_entropy(logits, labels), "loss_box": F.smooth_l1_loss(boxes / SIZE, gt / SIZE)}
+        losses = {"loss_cls": F.cross_entropy(logits, labels),
+                  "loss_box": F.smooth_l1_loss(boxes / SIZE, gt / SIZE)}
         if self.fail_at is not None and self.calls == self.fail_at[0]:
             if self.fail_at[1] == "raise":
                 raise RuntimeError(f"injected failure at forward call {self.calls}")
@@ -62,7 +66,7 @@ class ToyDetector(nn.Module):
 
 
 class ToyDataset(torch.utils.data.Dataset):
-    """Fixed random images; each read flips with python's RNG and adds numpy noise (tests RNG resume)."""
+    """Fixed random images; a read flips with python's RNG, adds numpy noise (tests RNG resume)."""
 
     def __init__(self, augment: bool = True) -> None:
         self.augment = augment
@@ -88,9 +92,11 @@ class ToyDataset(torch.utils.data.Dataset):
 
 class ToySampler(torch.utils.data.Sampler):
     """Infinite batch sampler: global batch `p` of epoch `e` = permutation(seed + e)[slot p], rank r
-    takes its `batch_size` slice. `state_dict()` = {"seed", "position"}; the engine's contract."""
+    takes its `batch_size` slice; starts at batch `start` (what the engine's loader factory
+    gets)."""
 
-    def __init__(self, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
+    def __init__(self, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 start: int = 0) -> None:
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.position = start
 
@@ -98,16 +104,11 @@ class ToySampler(torch.utils.data.Sampler):
         per_epoch = NUM_IMAGES // (self.batch_size * self.world_size)
         while True:
             epoch, slot = divmod(self.position, per_epoch)
-            perm = torch.randperm(NUM_IMAGES, generator=torch.Generator().manual_seed(self.seed + epoch))
+            perm = torch.randperm(NUM_IMAGES,
+                                  generator=torch.Generator().manual_seed(self.seed + epoch))
             start = (slot * self.world_size + self.rank) * self.batch_size
             self.position += 1
             yield perm[start: start + self.batch_size].tolist()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.seed, self.position = int(state["seed"]), int(state["position"])
 
 
 def collate(batch):
@@ -116,11 +117,10 @@ def collate(batch):
 
 def make_trainer(output_dir: str | Path, solver: SolverConfig, *, model: nn.Module | None = None,
                  dist: DistInfo | None = None, evaluate_fn=None, test: TestConfig | None = None,
-                 tensorboard: bool = False, augment: bool = True, loader_factory: bool = False) -> Trainer:
-    """A Trainer on the toy data through `build_trainer`: `solver.ims_per_batch` is the global batch.
+                 tensorboard: bool = False, augment: bool = True) -> Trainer:
+    """A Trainer on the toy data through `build_trainer` (`solver.ims_per_batch`: global batch).
 
-    The data order resumes through the sampler's state dict, or with `loader_factory` through a
-    `start -> DataLoader` factory (the `start_iter` style)."""
+    The data order resumes through a `start -> DataLoader` factory (the `start_iter` style)."""
     dist = dist or DistInfo(0, 1, 0, torch.device("cpu"))
     cfg = Config(solver=solver, test=test or TestConfig(), output_dir=str(output_dir))
     model = prepare_model(model if model is not None else ToyDetector(), solver, dist)
@@ -128,14 +128,10 @@ def make_trainer(output_dir: str | Path, solver: SolverConfig, *, model: nn.Modu
     def loader(start: int = 0) -> torch.utils.data.DataLoader:
         batches = ToySampler(images_per_rank(solver, dist.world_size), seed=7, rank=dist.rank,
                              world_size=dist.world_size, start=start)
-        return torch.utils.data.DataLoader(ToyDataset(augment), batch_sampler=batches, collate_fn=collate)
+        return torch.utils.data.DataLoader(ToyDataset(augment), batch_sampler=batches,
+                                           collate_fn=collate)
 
-    if loader_factory:
-        data, sampler = loader, None
-    else:
-        data = loader()
-        sampler = data.batch_sampler
-    return build_trainer(cfg, model, data, dist, sampler=sampler, evaluate_fn=evaluate_fn, progress=False,
+    return build_trainer(cfg, model, loader, dist, evaluate_fn=evaluate_fn, progress=False,
                          tensorboard=tensorboard)
 
 
@@ -160,7 +156,8 @@ def ddp_worker(rank: int, world_size: int, port: int, output_dir: str, solver: S
 if __name__ == "__main__" and sys.argv[1] == "nan":
     def _nan_run() -> None:
         seed_all(0)
-        solver = SolverConfig(max_iter=8, base_lr=0.05, ims_per_batch=4, checkpoint_period=2, log_period=1)
+        solver = SolverConfig(max_iter=8, base_lr=0.05, ims_per_batch=4, checkpoint_period=2,
+                              log_period=1)
         make_trainer(sys.argv[2], solver, model=ToyDetector(fail_at=(5, "nan"))).train()
 
     exit_on_failure(_nan_run)

@@ -160,4 +160,7 @@ def test_voc_mini_perfect_detections_through_eval_det(tmp_path):
     for name in present:  # every box found once (the difficult chairs' hits are ignored, not counted)
         assert metrics["per_class"][name] == {"AP50_voc07": 1.0, "AP50": 1.0, "AP": 1.0}
     assert metrics["mAP50"] == metrics["mAP50_voc07"] == metrics["mAP"] == 1.0
-    assert json.loads((tmp_path / "metrics.json").read_text())["per_class"]["cow"]["AP"] is None
+    assert metrics["per_class"]["cow"]["AP"] is None
+    # the resdet.run_dir layout: per-class numbers flattened
+    written = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert "AP/cow" not in written and written["AP/car"] == 1.0

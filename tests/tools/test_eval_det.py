@@ -12,6 +12,7 @@ from tiny_runs import NARROW_HEADS, input_size, shapes
 from resdet.build import build_model
 from resdet.config import load_config
 from resdet.evaluation.coco_evaluator import STAT_KEYS
+from resdet.run_dir import flat_metrics
 from resdet.train_det import load_datasets
 from tools import eval_det
 
@@ -44,8 +45,9 @@ def test_weights_writes_metrics_and_detections_that_rescore_identically(checkpoi
     dets = tmp_path / "dets.json"
     metrics = eval_det.main([config, "--weights", str(checkpoint), "--save-detections", str(dets),
                          "--output-dir", str(tmp_path / "a"), *TINY])
-    written = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    assert set(STAT_KEYS) <= set(written) and written == json.loads(json.dumps(metrics))
+    written = json.loads((tmp_path / "a" / "metrics.json").read_text())  # the one layout of resdet.run_dir
+    assert written["checkpoint"] == str(checkpoint) and set(STAT_KEYS) <= set(written["metrics"])
+    assert written["metrics"] == json.loads(json.dumps(flat_metrics(metrics)))
 
     records = json.loads(dets.read_text())
     assert records and {tuple(sorted(r)) for r in records} == {("bbox", "category_id", "image_id", "score")}
@@ -62,6 +64,7 @@ def test_weights_writes_metrics_and_detections_that_rescore_identically(checkpoi
     rescored = eval_det.main([config, "--detections", str(dets), "--output-dir", str(tmp_path / "b"), *TINY])
     for k in STAT_KEYS:
         assert rescored[k] == pytest.approx(metrics[k], abs=1e-9), k
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["detections"] == str(dets)
 
 
 def test_weights_that_do_not_fit_the_config_are_refused(checkpoint, tmp_path):

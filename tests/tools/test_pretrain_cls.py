@@ -127,7 +127,7 @@ def write_run(run_dir: Path, depth: int, plain: bool, train: list[tuple[int, flo
 def test_plot_curves_tool(tmp_path, capsys):
     from matplotlib.image import imread
 
-    from resdet.classification.curves import moving_average, read_run
+    from resdet.curves import moving_average, read_run
 
     write_run(tmp_path / "p56", 56, True, [(10, 90.0), (20, 70.0), (30, 60.0)], [(20, 75.0), (30, 65.0)])
     write_run(tmp_path / "r56", 56, False, [(10, 80.0), (20, 40.0), (30, 20.0)], [(20, 45.0), (30, 30.0)])
