@@ -295,17 +295,12 @@ def share_weights(ours: nn.Module, reference: nn.Module) -> bool:
     function, so the race measures the implementations only. Returns False (ours unchanged) when
     ours cannot take torchvision's weights (another architecture).
     """
-    import tempfile
+    from resdet.checkpoints import load_detector_state
 
-    from resdet.build import load_checkpoint
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "torchvision.pth"
-        torch.save(reference.state_dict(), path)
-        try:
-            load_checkpoint(ours, path)
-        except ValueError:
-            return False
+    try:
+        load_detector_state(ours, reference.state_dict(), "the torchvision reference")
+    except ValueError:
+        return False
     return True
 
 
