@@ -16,7 +16,7 @@ from pathlib import Path
 from resdet.config import ConfigError, load_config
 from resdet.data.records import DatasetError
 from resdet.evaluation import evaluate_detections, read_results, write_metrics
-from resdet.train_det import evaluate_weights, load_datasets
+from resdet.detection_run import evaluate_weights, load_datasets
 from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 
 

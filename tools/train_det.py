@@ -17,7 +17,7 @@ import time
 from resdet.config import ConfigError, load_config
 from resdet.data.records import DatasetError
 from resdet.engine.detection import headline
-from resdet.train_det import check_weights_present, eval_only, load_datasets, train_detector
+from resdet.detection_run import check_weights_present, eval_only, load_datasets, train_detector
 from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 
 

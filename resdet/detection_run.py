@@ -1,8 +1,11 @@
-"""One detector training run (or evaluation) from a resolved `Config`; what `tools/train_det.py` calls.
+"""One detector training run, or an evaluation, from a resolved `Config`: what the command lines
+`tools/train_det.py` and `tools/eval_det.py` call.
 
     datasets = load_datasets(cfg)              # before anything heavy: a missing dataset fails here
-    train_detector(cfg, datasets, resume=...)  # on every rank; evaluates on data.test periodically and at the end
-    evaluate_weights(cfg, datasets.test, CKPT) # --eval-only
+    train_detector(cfg, datasets, resume=...)  # on every rank; evaluates on data.test periodically
+                                               # and at the end
+    eval_only(cfg, datasets.test, CKPT)        # train_det.py --eval-only: evaluate, write eval/
+    evaluate_weights(cfg, datasets.test, CKPT) # tools/eval_det.py: evaluate, print the table
 
 An output directory ends up with `config.yaml` (resolved), `metrics.jsonl`, TensorBoard events,
 `last_checkpoint` and the checkpoints it names, `model_final.pth`, `model_best.pth` and
@@ -25,7 +28,7 @@ from resdet.data.catalog import COCO_NAMES, VOC_NAMES, dataset_root
 from resdet.data.dataset import DetectionDataset
 from resdet.data.records import DatasetError
 from resdet.engine.checkpoint import trained_checkpoint
-from resdet.engine.detection import DetectorEvaluation, flat_metrics, headline
+from resdet.engine.detection import InferenceRunner, flat_metrics, headline
 from resdet.engine.setup import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import unwrap
 from resdet.utils.atomic import atomic_write_text
@@ -117,7 +120,7 @@ def train_detector(cfg: Config, datasets: DetectionDatasets, *, resume: bool = F
 
     evaluate_fn = None
     if datasets.test is not None:
-        evaluation = DetectorEvaluation(datasets.test, cfg.data, dist, amp=cfg.solver.amp)
+        evaluation = InferenceRunner(datasets.test, cfg.data, dist, amp=cfg.solver.amp)
 
         def evaluate_fn() -> dict[str, float]:
             metrics = evaluation(unwrap(model))
@@ -150,7 +153,7 @@ def evaluate_weights(cfg: Config, test_set: DetectionDataset, weights: str | Pat
     model = build_model(cfg, num_classes, load_weights=False)
     load_checkpoint(model, weights)
     model.to(dist.device).eval()
-    evaluation = DetectorEvaluation(test_set, cfg.data, dist, amp=cfg.solver.amp)
+    evaluation = InferenceRunner(test_set, cfg.data, dist, amp=cfg.solver.amp)
     metrics = evaluation(model)
     if metrics is not None:
         print(evaluation.summary(metrics))
