@@ -31,6 +31,7 @@ from resdet.engine.checkpoint import trained_checkpoint
 from resdet.engine.detection import InferenceRunner, flat_metrics, headline
 from resdet.engine.setup import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import unwrap
+from resdet.pretrained import cached_path, is_named
 from resdet.utils.atomic import atomic_write_text
 from resdet.utils.dist import init_distributed
 from resdet.utils.seed import seed_all
@@ -75,8 +76,15 @@ def check_datasets_present(cfg: Config, splits: tuple[str, ...] = ("train", "tes
 
 def check_weights_present(cfg: Config) -> None:
     """Raise a one-line `ConfigError` when `model.backbone.weights` names a file that does not exist
-    (`torchvision:<name>` / `timm:<name>` are resolved by `backbones.weights`)."""
+    or an unknown `resdet:<name>` (`torchvision:<name>` / `timm:<name>` are resolved by
+    `backbones.weights`; a known `resdet:<name>` is produced on first use by `resdet.pretrained`)."""
     weights = cfg.model.backbone.weights
+    if is_named(weights):
+        try:
+            cached_path(weights)
+        except ValueError as e:
+            raise ConfigError(f"{cfg.source}: model.backbone.weights: {e}") from None
+        return
     if weights and not weights.startswith(("torchvision:", "timm:")) and not Path(weights).is_file():
         raise ConfigError(f"{cfg.source}: model.backbone.weights {weights!r} not found (looked for "
                           f"{Path(weights).absolute()}); a classification checkpoint comes from "

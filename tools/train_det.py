@@ -1,6 +1,7 @@
 """Train a Faster R-CNN detector, evaluating it on the config's test set.
 
-    python tools/train_det.py configs/demo_shapes.yaml            # CPU demo: shapes data, about 10 min
+    python tools/train_det.py configs/demo_shapes.yaml            # CPU demo: shapes data; the first
+                                                                  # run also pretrains resdet:shapes_r18
     python tools/train_det.py CONFIG [--output-dir DIR] [--resume] [key.sub=value ...]
     torchrun --nproc-per-node 8 tools/train_det.py CONFIG ...     # same run, DDP
     python tools/train_det.py CONFIG --eval-only [--weights CKPT]  # evaluate only
