@@ -11,7 +11,6 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
 from torchvision.ops import FrozenBatchNorm2d
 
 from backbones.norm import check_norm, conv_norm, fold_frozen_norms, freeze, make_norm

@@ -12,8 +12,7 @@ import torch
 
 from backbones.resnet import ResNet
 from backbones.spec import TORCHVISION_PIXELS
-from resdet import build_model, load_config
-from resdet import pretrained
+from resdet import build_model, load_config, pretrained
 from resdet.config import ConfigError
 from resdet.detection_run import check_weights_present
 
