@@ -43,7 +43,8 @@ NAMED_SOURCES: dict[str, NamedSource] = {
     "shapes_r18": NamedSource(
         config=_CONFIGS / "cls_shapes.yaml", overrides=(),
         description="ResNet-18 pretrained on the generated shapes classification set "
-                    "(configs/cls_shapes.yaml; about 2 minutes on 2 idle CPU cores, once)"),
+                    "(configs/cls_shapes.yaml; once: minutes on idle CPUs, up to an hour on "
+                    "busy ones)"),
 }
 
 
