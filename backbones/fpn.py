@@ -13,9 +13,14 @@ this module                            torchvision ``backbone.fpn``
 =====================================  ====================================
 
 ``i`` indexes ``in_features`` from the highest resolution (res2) down.
+
+Levels are named by their stride, as DESIGN.md and detectron2 do: ``p<k>`` has stride 2^k
+(``res2..res5`` at strides 4..32 give ``p2..p5``; the CIFAR nets' res2..res4 at 1, 2, 4 give
+``p0..p2``). The input strides must double from one level to the next.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch.nn.functional as F
@@ -57,14 +62,17 @@ class FPN(nn.Module):
     """Wraps ``bottom_up`` and returns a pyramid with the same ``output_specs`` contract.
 
     Input (N, 3, H, W) as ``bottom_up`` expects (its ``pixel_format`` is forwarded). Output
-    ``{"p<k>": (N, out_channels, H/stride, W/stride)}`` for every ``res<k>`` in ``in_features``,
-    highest resolution first, then the top block: ``"maxpool"`` adds ``p<k+1>`` by 1x1 max pool
+    ``{"p<k>": (N, out_channels, H/2^k, W/2^k)}`` for every feature in ``in_features`` (named by
+    its stride 2^k; ``level_names`` lists them, one per input feature), highest resolution first,
+    then the top block: ``"maxpool"`` adds ``p<k+1>`` by 1x1 max pool
     with stride 2 on the coarsest output (Faster R-CNN FPN: res2..res5 -> p2..p6); ``"p6p7"`` adds
     ``p<k+1>, p<k+2>`` by :class:`LastLevelP6P7` (RetinaNet: res3..res5 -> p3..p7), fed with the
     coarsest FPN output (``top_block_input="p5"``) or the coarsest backbone map (``"c5"``).
     Top-down merging upsamples with nearest neighbour to the lateral map's exact size, so any
     input size works. ``norm`` ("" for none, else as :func:`backbones.norm.make_norm`) follows
-    every lateral and output conv, which then has no bias.
+    every lateral and output conv, which then has no bias. Input strides that are not powers of
+    two, or that do not double from one level to the next (e.g. res4 and res5 both at stride 16
+    with ``res5_dilation=2``), raise ``ValueError``.
     """
 
     def __init__(self, bottom_up: nn.Module,
@@ -97,23 +105,19 @@ class FPN(nn.Module):
         self.output_convs = nn.ModuleList(
             _conv_norm(out_channels, out_channels, 3, norm) for _ in in_features)
 
-        levels = [_level(f) for f in in_features]
-        output_specs = {f"p{lv}": FeatureSpec(out_channels, specs[f].stride)
-                        for lv, f in zip(levels, in_features)}
-        last_stride = specs[in_features[-1]].stride
+        levels = _levels([specs[f].stride for f in in_features], in_features)
+        #: the output name of each input feature, in ``in_features`` order
+        self.level_names: tuple[str, ...] = tuple(f"p{lv}" for lv in levels)
+        num_top = {"maxpool": 1, "p6p7": 2, None: 0}[top_block]
+        names = self.level_names + tuple(f"p{levels[-1] + i}" for i in range(1, num_top + 1))
         self.top_block: nn.Module | None = None
         self._top_block_kind = top_block
-        if top_block == "maxpool":
-            output_specs[f"p{levels[-1] + 1}"] = FeatureSpec(out_channels, last_stride * 2)
-        elif top_block == "p6p7":
+        if top_block == "p6p7":
             in_ch = out_channels if top_block_input == "p5" else specs[in_features[-1]].channels
             self.top_block = LastLevelP6P7(in_ch, out_channels)
-            output_specs[f"p{levels[-1] + 1}"] = FeatureSpec(out_channels, last_stride * 2)
-            output_specs[f"p{levels[-1] + 2}"] = FeatureSpec(out_channels, last_stride * 4)
-        if len(output_specs) != len(levels) + {"maxpool": 1, "p6p7": 2, None: 0}[top_block]:
-            raise ValueError(f"FPN output names collide for in_features {in_features}")
-        self.output_specs: dict[str, FeatureSpec] = output_specs
-        self.out_features = tuple(output_specs)
+        self.output_specs: dict[str, FeatureSpec] = {
+            name: FeatureSpec(out_channels, 2 ** int(name[1:])) for name in names}
+        self.out_features = names
 
     @property
     def pixel_format(self) -> PixelFormat:
@@ -138,11 +142,15 @@ class FPN(nn.Module):
         return dict(zip(self.out_features, results))
 
 
-def _level(feature: str) -> int:
-    """``res<k>`` -> k (the pyramid level ``p<k>``); ``stem`` counts as level 1."""
-    if feature == "stem":
-        return 1
-    if feature.startswith("res") and feature[3:].isdigit():
-        return int(feature[3:])
-    raise ValueError(f"FPN cannot name a pyramid level for feature {feature!r}; "
-                     f"allowed: stem, res2..res5")
+def _levels(strides: Sequence[int], features: Sequence[str]) -> list[int]:
+    """Input strides -> pyramid levels k (stride 2^k), checked to double from level to level."""
+    levels = [int(math.log2(s)) for s in strides]
+    if any(2 ** lv != s for lv, s in zip(levels, strides)):
+        raise ValueError(f"FPN input strides must be powers of two, got {list(strides)} for "
+                         f"{list(features)}")
+    for a, b, fa, fb in zip(levels, levels[1:], features, features[1:]):
+        if b != a + 1:
+            raise ValueError(f"FPN input strides must double from one level to the next, got "
+                             f"{fa} at stride {2 ** a} then {fb} at stride {2 ** b} "
+                             f"(in_features {list(features)}, strides {list(strides)})")
+    return levels

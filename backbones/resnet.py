@@ -11,11 +11,15 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import FrozenBatchNorm2d
 
-from backbones.norm import check_norm, conv_norm, freeze, make_norm
+from backbones.norm import check_norm, conv_norm, fold_frozen_norms, freeze, make_norm
 from backbones.spec import TORCHVISION_PIXELS, FeatureSpec, PixelFormat
 
 SHORTCUTS = ("A", "B", "C")
+#: Where option A's zero channels go: after the subsampled input ("end", fb.resnet.torch and the
+#: default) or split evenly before and after it ("both", the pytorch_resnet_cifar10 reproduction).
+PAD_PLACEMENTS = ("end", "both")
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -32,8 +36,12 @@ class _Block(nn.Module):
 
     ``shortcut`` is resolved per block by the stage builder: ``"none"`` (plain net), ``"identity"``,
     ``"pad"`` (option A: strided subsampling plus zero channels, no parameters) or ``"projection"``
-    (1x1 conv + norm, stored as ``downsample.0/.1`` like torchvision).
+    (1x1 conv + norm, stored as ``downsample.0/.1`` like torchvision). ``pad_placement`` (one of
+    :data:`PAD_PLACEMENTS`) says where option A puts its zero channels; it is a plain attribute
+    (no parameter or buffer), so a loader may switch it to match the weights it loads.
     """
+
+    pad_placement: str = "end"
 
     def _init_shortcut(self, in_channels: int, out_channels: int, stride: int, shortcut: str,
                        norm: str) -> None:
@@ -52,7 +60,10 @@ class _Block(nn.Module):
             out = out + x
         elif self.shortcut == "pad":
             sub = x[:, :, ::self.stride, ::self.stride]
-            out = out + F.pad(sub, (0, 0, 0, 0, 0, self.out_channels - sub.shape[1]))
+            extra = self.out_channels - sub.shape[1]
+            before = extra // 2 if self.pad_placement == "both" else 0
+            # (N, Cin, H/s, W/s) -> (N, C, H/s, W/s), zero channels before and/or after
+            out = out + F.pad(sub, (0, 0, 0, 0, before, extra - before))
         return self.relu(out)
 
 
@@ -130,8 +141,13 @@ class ResNetBase(nn.Module):
 
     Attributes: ``out_features``, ``output_specs``, ``num_classes``, ``norm``, ``block``
     (``BasicBlock`` or ``Bottleneck``), ``stride_in_1x1``, ``depth`` and ``pixel_format`` (the
-    input format the weights expect; ``TORCHVISION_PIXELS`` until
-    :func:`backbones.weights.load_pretrained` sets it).
+    input format the weights expect: the constructor's ``pixel_format`` until
+    :func:`backbones.weights.load_pretrained` sets it from the weights).
+
+    Frozen batch norms (``norm="FrozenBN"`` or stages frozen by ``freeze_at``) get
+    ``frozen_bn_eps``; with ``fold_frozen_bn`` each is folded into its convolution
+    (:func:`backbones.norm.conv_norm`: the same function up to float rounding). Both are set on
+    the modules themselves, so a stage taken out with :meth:`take_stage` keeps them.
 
     Subclasses supply the stem and the stage plan; use :class:`ResNet` or :func:`cifar_resnet`.
     """
@@ -139,12 +155,17 @@ class ResNetBase(nn.Module):
     def __init__(self, *, block: type[_Block], stem_channels: int, stem_stride: int,
                  stages: Sequence[tuple[int, int, int, int]], out_features: Sequence[str],
                  num_classes: int | None, norm: str, freeze_at: int, stride_in_1x1: bool,
-                 shortcut: str, plain: bool, zero_init_residual: bool) -> None:
+                 shortcut: str, plain: bool, zero_init_residual: bool,
+                 pixel_format: PixelFormat = TORCHVISION_PIXELS, frozen_bn_eps: float = 1e-5,
+                 fold_frozen_bn: bool = False, pad_placement: str = "end") -> None:
         """``stages``: per stage ``(channels, num_blocks, stride, dilation)``, named res2, ..."""
         super().__init__()
         check_norm(norm)
         if shortcut not in SHORTCUTS:
             raise ValueError(f"unknown shortcut {shortcut!r}; allowed: {', '.join(SHORTCUTS)}")
+        if pad_placement not in PAD_PLACEMENTS:
+            raise ValueError(f"unknown pad_placement {pad_placement!r}; allowed: "
+                             f"{', '.join(PAD_PLACEMENTS)}")
         names = ("stem",) + tuple(f"res{i + 2}" for i in range(len(stages)))
         out_features = tuple(out_features)
         for f in out_features:
@@ -164,7 +185,7 @@ class ResNetBase(nn.Module):
         self.block = block
         self.norm = norm
         self.stride_in_1x1 = stride_in_1x1
-        self.pixel_format: PixelFormat = TORCHVISION_PIXELS
+        self.pixel_format: PixelFormat = pixel_format
         num_built = len(stages) if num_classes is not None else max(
             names.index(f) for f in self.out_features)
 
@@ -192,6 +213,12 @@ class ResNetBase(nn.Module):
             self.fc = nn.Linear(in_channels, num_classes)
         self._init_weights(zero_init_residual)
         self._freeze(freeze_at)
+        for m in self.modules():
+            if isinstance(m, FrozenBatchNorm2d):
+                m.eps = frozen_bn_eps
+            elif isinstance(m, _Block):
+                m.pad_placement = pad_placement
+        fold_frozen_norms(self, fold_frozen_bn)
 
     def _build_stem(self, channels: int, norm: str) -> None:
         raise NotImplementedError
@@ -214,6 +241,21 @@ class ResNetBase(nn.Module):
             freeze(self.conv1)
         for stage in self._stage_names[:max(freeze_at - 1, 0)]:
             freeze(self.stage(stage))
+
+    @property
+    def pad_placement(self) -> str:
+        """Where the option-A shortcuts put their zero channels (see :data:`PAD_PLACEMENTS`)."""
+        placements = {m.pad_placement for m in self.modules() if isinstance(m, _Block)}
+        return placements.pop() if len(placements) == 1 else "end"
+
+    def set_pad_placement(self, placement: str) -> None:
+        """Switch every block's option-A zero-channel placement (no weight changes shape)."""
+        if placement not in PAD_PLACEMENTS:
+            raise ValueError(f"unknown pad_placement {placement!r}; allowed: "
+                             f"{', '.join(PAD_PLACEMENTS)}")
+        for m in self.modules():
+            if isinstance(m, _Block):
+                m.pad_placement = placement
 
     def stage(self, name: str) -> nn.Sequential:
         """The built stage ``name`` (``res2`` is ``layer1``)."""
@@ -278,14 +320,17 @@ class ResNet(ResNetBase):
     ``plain=True`` drops the shortcuts. ``freeze_at=k`` freezes the stem (k >= 1) and res2..res_k
     (detectron2 semantics; frozen batch norms become ``FrozenBatchNorm2d``). ``stride_in_1x1``
     only affects bottleneck blocks. ``zero_init_residual`` zeroes the last norm's scale in every
-    block. See :class:`ResNetBase` for the forward contract.
+    block. ``pixel_format`` (the input the weights expect), ``frozen_bn_eps`` and
+    ``fold_frozen_bn`` as in :class:`ResNetBase`. See :class:`ResNetBase` for the forward contract.
     """
 
     def __init__(self, depth: int, *,
                  out_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
                  num_classes: int | None = None, norm: str = "BN", freeze_at: int = 0,
                  stride_in_1x1: bool = False, shortcut: str = "B", res5_dilation: int = 1,
-                 plain: bool = False, zero_init_residual: bool = False) -> None:
+                 plain: bool = False, zero_init_residual: bool = False,
+                 pixel_format: PixelFormat = TORCHVISION_PIXELS, frozen_bn_eps: float = 1e-5,
+                 fold_frozen_bn: bool = False) -> None:
         if depth not in _IMAGENET_LAYOUTS:
             raise ValueError(f"unknown ResNet depth {depth!r}; allowed: "
                              f"{', '.join(map(str, _IMAGENET_LAYOUTS))}")
@@ -297,7 +342,9 @@ class ResNet(ResNetBase):
         super().__init__(block=block, stem_channels=64, stem_stride=4, stages=stages,
                          out_features=out_features, num_classes=num_classes, norm=norm,
                          freeze_at=freeze_at, stride_in_1x1=stride_in_1x1, shortcut=shortcut,
-                         plain=plain, zero_init_residual=zero_init_residual)
+                         plain=plain, zero_init_residual=zero_init_residual,
+                         pixel_format=pixel_format, frozen_bn_eps=frozen_bn_eps,
+                         fold_frozen_bn=fold_frozen_bn)
         self.depth = depth
 
     def _build_stem(self, channels: int, norm: str) -> None:
@@ -311,13 +358,19 @@ class CifarResNet(ResNetBase):
     """The paper's CIFAR-10 nets (Section 4.2): depth 6n+2, a 3x3 conv stem with 16 channels at
     stride 1 (no pool), then three stages of n basic blocks with 16/32/64 channels. Features:
     ``stem`` (16 ch, stride 1), ``res2`` (16, 1), ``res3`` (32, 2), ``res4`` (64, 4).
+
+    ``pad_placement`` (option A only): the zero channels a shortcut adds where the width doubles
+    go after the subsampled input (``"end"``, as fb.resnet.torch) or half before and half after
+    it (``"both"``, as the pytorch_resnet_cifar10 reproduction). The same weights compute another
+    function under the other placement; :func:`backbones.weights.load_pretrained` sets the
+    placement a recognised checkpoint format was trained with.
     See :class:`ResNet` for the other options and :class:`ResNetBase` for the forward contract.
     """
 
     def __init__(self, depth: int, *, out_features: Sequence[str] = ("res2", "res3", "res4"),
                  num_classes: int | None = 10, norm: str = "BN", freeze_at: int = 0,
                  shortcut: str = "A", plain: bool = False,
-                 zero_init_residual: bool = False) -> None:
+                 zero_init_residual: bool = False, pad_placement: str = "end") -> None:
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(f"unknown CIFAR ResNet depth {depth!r}; allowed: 6n+2 with n >= 1 "
                              f"(paper: 20, 32, 44, 56, 110, 1202)")
@@ -326,7 +379,7 @@ class CifarResNet(ResNetBase):
                          stages=[(16, n, 1, 1), (32, n, 2, 1), (64, n, 2, 1)],
                          out_features=out_features, num_classes=num_classes, norm=norm,
                          freeze_at=freeze_at, stride_in_1x1=False, shortcut=shortcut, plain=plain,
-                         zero_init_residual=zero_init_residual)
+                         zero_init_residual=zero_init_residual, pad_placement=pad_placement)
         self.depth = depth
 
     def _build_stem(self, channels: int, norm: str) -> None:
@@ -339,11 +392,12 @@ class CifarResNet(ResNetBase):
 def cifar_resnet(depth: int, *, shortcut: str = "A", plain: bool = False,
                  num_classes: int | None = 10, norm: str = "BN",
                  out_features: Sequence[str] = ("res2", "res3", "res4"), freeze_at: int = 0,
-                 zero_init_residual: bool = False) -> CifarResNet:
-    """The paper's CIFAR ResNet (or plain net) of ``depth`` = 6n+2; see :class:`CifarResNet`."""
+                 zero_init_residual: bool = False, pad_placement: str = "end") -> CifarResNet:
+    """The paper's CIFAR ResNet (or plain net) of ``depth`` = 6n+2; see :class:`CifarResNet`
+    (``pad_placement``: where option A's zero channels go, ``"end"`` or ``"both"``)."""
     return CifarResNet(depth, out_features=out_features, num_classes=num_classes, norm=norm,
                        freeze_at=freeze_at, shortcut=shortcut, plain=plain,
-                       zero_init_residual=zero_init_residual)
+                       zero_init_residual=zero_init_residual, pad_placement=pad_placement)
 
 
 def resnet18(**kwargs) -> ResNet:

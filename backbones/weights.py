@@ -17,38 +17,45 @@ Accepted sources of :func:`load_pretrained`:
   detectron2 names (``stem.conv1.weight``, ``res2.0.conv1.norm.weight``, ``res2.0.shortcut.*``,
   optionally under ``backbone.bottom_up.``). Caffe batch norms hold only scale and bias; they are
   loaded with ``running_mean = 0`` and ``running_var = 1 - eps`` so the function is the same.
-- A resdet checkpoint: ``{"format": "resdet", "kind": "backbone" | "classifier" | "detector",
-  "model": state_dict, "pixel_format": PixelFormat.to_dict(), ...}``. For ``"detector"`` the
-  backbone lives under ``backbone.body.``, ``backbone.bottom_up.`` (FPN) or ``backbone.`` (C4) and a C4 detector's res5
-  under ``roi_heads.box_head.res5.`` (or ``roi_heads.res5.``).
+- A resdet checkpoint: ``{"format": "resdet", "kind": "backbone" | "classifier", "model":
+  state_dict, "pixel_format": PixelFormat.to_dict(), ...}``. A ``"detector"`` checkpoint loads only
+  with ``prefix`` (e.g. ``"backbone.bottom_up."``): where a detector keeps its backbone is the
+  detector's business, and :func:`resdet.checkpoints.load_backbone_weights` knows it.
+- A checkpoint of the pytorch_resnet_cifar10 reproduction (``resnet20-12fca82f.th``, ...):
+  ``{"state_dict": {"module.conv1.weight", ..., "module.linear.weight"}, "best_prec1": float}``,
+  RGB 0..1 pixels normalised by the ImageNet mean/std. Its option-A shortcuts put the zero channels
+  on both sides of the subsampled input, so a :func:`backbones.resnet.cifar_resnet` built with the
+  default ``pad_placement="end"`` is switched to ``"both"`` (``LoadReport.pad_placement``): the
+  loaded net computes the reference's function.
 
 ``prefix`` selects and strips the keys of a sub-module in any source (e.g. ``"backbone.body."``).
 Keys saved from an :class:`backbones.fpn.FPN` (``bottom_up.*``) load its ResNet; the FPN's own
 convs are reported as skipped. detectron2-named ``.pkl`` files are read as RGB torchvision
 pixels when their ``__author__`` is ``"torchvision"`` and as caffe pixels otherwise.
+
+Reading files is :mod:`backbones.weight_files`' job, renaming other releases' names
+:mod:`backbones.weight_names`'; this module assigns the result and reports what it did.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import io
 import os
-import pickle
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from backbones.resnet import Bottleneck
-from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
+from backbones.spec import PixelFormat
+from backbones.weight_files import load_torch_file, read_pkl, read_source
+from backbones.weight_names import (caffe_state, check_caffe_target, cifar_reference_state,
+                                    detectron2_state, format_keys, sub_state)
+
+__all__ = ["LoadReport", "load_pretrained", "load_state", "load_torch_file", "read_pkl",
+           "read_source", "sub_state", "detectron2_state"]
 
 _CLASSIFIER = "fc."
 _STAGE_MODULES = ("layer1", "layer2", "layer3", "layer4", "fc")
-_LIST_LIMIT = 20
 
 
 @dataclass
@@ -69,6 +76,8 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)
     classifier_not_loaded: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    #: the option-A zero-channel placement set on the model because the source needs it, or None
+    pad_placement: str | None = None
 
 
 def load_pretrained(model: nn.Module, source: str | os.PathLike, *,
@@ -83,10 +92,27 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike, *,
     or have another class count, and is then left as initialised. ``model.pixel_format`` is set
     from the source, or to ``pixel_format`` when given.
     """
-    target = model.bottom_up if hasattr(model, "bottom_up") else model
-    state, fmt, pixels = _read_source(str(source))
+    state, fmt, pixels = read_source(str(source))
     if fmt == "resdet-detector" and prefix is None:
-        state = _detector_backbone(state, str(source))
+        raise ValueError(f"{source} is a resdet detector checkpoint: pass prefix= (the detector's "
+                         f"backbone keys, e.g. 'backbone.bottom_up.'), or load it with "
+                         f"resdet.checkpoints.load_backbone_weights, which knows the layout")
+    return load_state(model, state, source_format=fmt, pixel_format=pixel_format or pixels,
+                      source=str(source), allow_missing_classifier=allow_missing_classifier,
+                      prefix=prefix)
+
+
+def load_state(model: nn.Module, state: Mapping[str, Any], *, source_format: str,
+               pixel_format: PixelFormat, source: str = "<state dict>",
+               allow_missing_classifier: bool = True, prefix: str | None = None) -> LoadReport:
+    """:func:`load_pretrained` for a state dict already in memory.
+
+    ``state``: parameter name -> tensor (or numpy array), named as ``source_format`` (a tag of
+    :data:`backbones.weight_files.SOURCE_FORMATS`) names them; ``pixel_format``: the input the
+    weights expect; ``source``: how errors and the report name it.
+    """
+    target = model.bottom_up if hasattr(model, "bottom_up") else model
+    state = dict(state)
     if prefix is not None:
         state = sub_state(state, prefix)
         if not state:
@@ -96,269 +122,26 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike, *,
         state = sub_state(state, "bottom_up.")
     else:
         skipped = []
-    if fmt == "caffe":
-        _check_caffe_target(target, str(source))
-        state = _caffe_state(state, target, str(source))
-    elif fmt == "detectron2":
-        state = detectron2_state(state, target, str(source))
-    report = LoadReport(source=str(source), source_format=fmt.removeprefix("resdet-"),
-                        pixel_format=pixel_format or pixels, skipped=skipped)
+    report = LoadReport(source=source, source_format=source_format.removeprefix("resdet-"),
+                        pixel_format=pixel_format, skipped=skipped)
+    if source_format == "caffe":
+        check_caffe_target(target, source)
+        state = caffe_state(state, target, source)
+    elif source_format == "detectron2":
+        state = detectron2_state(state, target, source)
+    elif source_format == "pytorch_resnet_cifar10":
+        state = cifar_reference_state(state)
+        # its option-A shortcuts pad on both sides: the same weights, the reference's function
+        if any(getattr(m, "shortcut", None) == "pad" for m in target.modules()):
+            report.pad_placement = "both"
     _assign(target, state, report, allow_missing_classifier)
+    if report.pad_placement is not None:
+        target.set_pad_placement(report.pad_placement)
     target.pixel_format = report.pixel_format
     return report
 
 
-# --------------------------------------------------------------------------- reading sources
-
-def _read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
-    """-> (flat state dict with torchvision-like or caffe names, format tag, pixel format)."""
-    if source.startswith("torchvision:"):
-        return _strip_module(_unwrap(load_torch_file(_torchvision_file(source)))), "torchvision", \
-            TORCHVISION_PIXELS
-    if source.startswith("timm:"):
-        return _timm_state(source[len("timm:"):])
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {source!r} not found (and not a 'torchvision:' or "
-                                f"'timm:' name)")
-    if path.suffix == ".pkl":
-        return read_pkl(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        return _strip_module(load_file(str(path))), "state_dict", TORCHVISION_PIXELS
-    obj = load_torch_file(path)
-    if isinstance(obj, Mapping) and obj.get("format") == "resdet":
-        for key in ("kind", "model", "pixel_format"):
-            if key not in obj:
-                raise ValueError(f"{path}: resdet checkpoint lacks the {key!r} entry")
-        if obj["kind"] not in ("backbone", "classifier", "detector"):
-            raise ValueError(f"{path}: unknown resdet checkpoint kind {obj['kind']!r}; allowed: "
-                             f"backbone, classifier, detector")
-        return dict(obj["model"]), f"resdet-{obj['kind']}", \
-            PixelFormat.from_dict(obj["pixel_format"])
-    return _strip_module(_unwrap(obj)), "state_dict", TORCHVISION_PIXELS
-
-
-def sub_state(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """The entries of ``state`` whose key starts with ``prefix``, keyed without it."""
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def load_torch_file(path: str | os.PathLike) -> Any:
-    """``torch.load`` onto the CPU with ``weights_only=True``: tensors and plain containers only; a file
-    that needs unsafe unpickling raises ``ValueError`` naming it."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(f"refusing to load {path}: it needs unsafe unpickling (arbitrary Python "
-                         f"objects), only tensors and plain containers are accepted. {e}") from e
-
-
-def _unwrap(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            if key in obj and isinstance(obj[key], Mapping):
-                return dict(obj[key])
-        return dict(obj)
-    raise ValueError(f"expected a state dict (a mapping of names to tensors), got {type(obj)}")
-
-
-def _strip_module(state: Mapping[str, Any]) -> dict[str, Any]:
-    if state and all(k.startswith("module.") for k in state):
-        return sub_state(state, "module.")
-    return dict(state)
-
-
-def _torchvision_file(source: str) -> Path:
-    import torchvision.models as tvm
-
-    name = source[len("torchvision:"):]
-    arch, _, tag = name.partition(".")
-    try:
-        enum = tvm.get_model_weights(arch)
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"unknown torchvision model {arch!r} in {source!r}") from e
-    tag = tag or "IMAGENET1K_V1"
-    if tag not in enum.__members__:
-        raise ValueError(f"unknown weights {tag!r} for torchvision {arch}; allowed: "
-                         f"{', '.join(enum.__members__)}")
-    url = enum[tag].url
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            torch.hub.download_url_to_file(url, str(path), progress=False)
-        except Exception as e:  # any network failure: name what to fetch and where to put it
-            raise RuntimeError(f"cannot download {url} ({e}); offline, download it elsewhere and "
-                               f"place it at {path}") from e
-    return path
-
-
-def _timm_state(name: str) -> tuple[dict[str, Any], str, PixelFormat]:
-    import timm
-
-    if not timm.is_model(name.partition(".")[0]):
-        raise ValueError(f"unknown timm model {name!r}")
-    try:
-        net = timm.create_model(name, pretrained=True)
-    except Exception as e:  # hub unreachable or file absent from the local cache
-        raise RuntimeError(f"cannot fetch timm weights {name!r} ({e}); offline, download the "
-                           f"checkpoint elsewhere and pass its path instead") from e
-    cfg = net.pretrained_cfg
-    pixels = PixelFormat("RGB", 1.0, tuple(cfg.get("mean", TORCHVISION_PIXELS.mean)),
-                         tuple(cfg.get("std", TORCHVISION_PIXELS.std)))
-    return net.state_dict(), "timm", pixels
-
-
-# ----------------------------------------------------------------------------- .pkl files
-
-_PKL_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
-    ("_codecs", "encode"),
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays inside builtin containers; refuses every other global."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _PKL_ALLOWED:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
-        if module.startswith("numpy.core") and importlib.util.find_spec("numpy._core"):
-            module = "numpy._core" + module[len("numpy.core"):]
-        return getattr(importlib.import_module(module), name)
-
-
-def read_pkl(path: Path) -> tuple[dict[str, Any], str, PixelFormat]:
-    """Read an MSRA/detectron2 ``.pkl`` with an unpickler that admits only numpy arrays and builtins.
-
-    Returns ``(arrays by name, naming scheme, recorded pixel format)``.
-    """
-    try:
-        obj = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
-    except pickle.UnpicklingError as e:
-        raise ValueError(f"refusing to load {path}: only numpy arrays in plain containers are "
-                         f"accepted in .pkl weights ({e})") from e
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a dict of arrays, got {type(obj).__name__}")
-    author = obj.get("__author__")
-    for key in ("blobs", "model"):
-        if isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    state = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
-    if any(k in state for k in ("conv1_w", "res_conv1_bn_s")):
-        return state, "caffe", CAFFE_PIXELS
-    if author == "torchvision":
-        return state, "detectron2", TORCHVISION_PIXELS
-    return state, "detectron2", CAFFE_PIXELS
-
-
-_CAFFE_BLOCK = re.compile(r"res(\d)_(\d+)_branch(1|2a|2b|2c)(_bn)?_([wbs])$")
-_CAFFE_BRANCH = {"1": ("downsample.0", "downsample.1"), "2a": ("conv1", "bn1"),
-                 "2b": ("conv2", "bn2"), "2c": ("conv3", "bn3")}
-_CAFFE_STEM = {"conv1_w": "conv1.weight", "res_conv1_bn_s": "bn1.weight",
-               "res_conv1_bn_b": "bn1.bias", "fc1000_w": "fc.weight", "fc1000_b": "fc.bias"}
-
-
-def _caffe_name(name: str) -> str | None:
-    """MSRA caffe blob name -> torchvision parameter name (None when not a ResNet weight)."""
-    if name in _CAFFE_STEM:
-        return _CAFFE_STEM[name]
-    m = _CAFFE_BLOCK.match(name)
-    if m is None:
-        return None
-    stage, block, branch, bn, kind = m.groups()
-    conv, norm = _CAFFE_BRANCH[branch]
-    if bn:
-        if kind == "w":
-            return None
-        return f"layer{int(stage) - 1}.{block}.{norm}.{'weight' if kind == 's' else 'bias'}"
-    return f"layer{int(stage) - 1}.{block}.{conv}.{'weight' if kind == 'w' else 'bias'}"
-
-
-def _check_caffe_target(target: nn.Module, source: str) -> None:
-    if getattr(target, "norm", "BN") == "GN":
-        raise ValueError(f"{source}: caffe batch-norm weights cannot be loaded into a GN network")
-    if getattr(target, "block", None) is Bottleneck and not getattr(target, "stride_in_1x1", False):
-        raise ValueError(f"{source}: MSRA/caffe bottleneck weights were trained with the stride "
-                         f"in the 1x1 conv; build the model with stride_in_1x1=True")
-
-
-def _bn_stats(target: nn.Module, norm_name: str) -> dict[str, Tensor]:
-    """Identity statistics for a scale/bias-only norm: running_var = 1 - eps cancels the eps."""
-    module = target.get_submodule(norm_name)
-    n = module.weight.shape[0]
-    return {f"{norm_name}.running_mean": torch.zeros(n),
-            f"{norm_name}.running_var": torch.full((n,), 1.0 - module.eps)}
-
-
-def _with_identity_stats(state: dict[str, Any], target: nn.Module) -> dict[str, Any]:
-    """Add identity running statistics for every norm whose scale the state sets."""
-    model_keys = target.state_dict().keys()
-    for key in [k for k in state if k.endswith(".weight")]:
-        norm = key[:-len(".weight")]
-        if f"{norm}.running_mean" in model_keys and f"{norm}.running_mean" not in state:
-            state.update(_bn_stats(target, norm))
-    return state
-
-
-def _caffe_state(blobs: dict[str, Any], target: nn.Module, source: str) -> dict[str, Any]:
-    state: dict[str, Any] = {}
-    unknown = []
-    for name, value in blobs.items():
-        if name.endswith("_momentum"):
-            continue
-        new = _caffe_name(name)
-        if new is None:
-            unknown.append(name)
-        else:
-            state[new] = value
-    if unknown:
-        raise ValueError(f"{source}: unknown caffe blobs: {_fmt(unknown)}")
-    return _with_identity_stats(state, target)
-
-
-_D2_RENAMES = ((r"^stem\.conv1\.norm\.", "bn1."), (r"^stem\.conv1\.", "conv1."),
-               (r"^res(\d)\.", lambda m: f"layer{int(m.group(1)) - 1}."),
-               (r"\.shortcut\.norm\.", ".downsample.1."), (r"\.shortcut\.", ".downsample.0."),
-               (r"\.conv(\d)\.norm\.", r".bn\1."), (r"^linear\.", "fc."))
-
-
-def detectron2_state(state: dict[str, Any], target: nn.Module, source: str) -> dict[str, Any]:
-    """Rename detectron2 ResNet keys (``stem.conv1``, ``res2.0.conv1.norm``...) to torchvision's."""
-    if any(k.startswith("backbone.bottom_up.") for k in state):
-        state = sub_state(state, "backbone.bottom_up.")
-    out = {}
-    for name, value in state.items():
-        for pattern, repl in _D2_RENAMES:
-            name = re.sub(pattern, repl, name)
-        out[name] = value
-    has_stats = any(k.endswith("running_mean") for k in out)
-    return out if has_stats else _with_identity_stats(out, target)
-
-
-def _detector_backbone(state: dict[str, Any], source: str) -> dict[str, Any]:
-    # FPN detectors hold the ResNet under backbone.bottom_up., C4 detectors under backbone.
-    for prefix in ("backbone.body.", "backbone.bottom_up.", "backbone."):
-        body = sub_state(state, prefix)
-        if body:
-            break
-    else:
-        raise ValueError(f"{source}: detector checkpoint has no 'backbone.' keys")
-    for res5 in ("roi_heads.box_head.res5.", "roi_heads.res5."):
-        body.update({"layer4." + k: v for k, v in sub_state(state, res5).items()})
-    return body
-
-
 # ------------------------------------------------------------------------------- assignment
-
-def _fmt(keys: list[str]) -> str:
-    more = f" ... and {len(keys) - _LIST_LIMIT} more" if len(keys) > _LIST_LIMIT else ""
-    return ", ".join(keys[:_LIST_LIMIT]) + more
-
 
 def _assign(target: nn.Module, source: dict[str, Any], report: LoadReport,
             allow_missing_classifier: bool) -> None:
@@ -398,11 +181,11 @@ def _assign(target: nn.Module, source: dict[str, Any], report: LoadReport,
         missing = [k for k in missing if not k.startswith(_CLASSIFIER)]
     problems = []
     if missing:
-        problems.append(f"missing keys ({len(missing)}): {_fmt(missing)}")
+        problems.append(f"missing keys ({len(missing)}): {format_keys(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_fmt(unexpected)}")
+        problems.append(f"unexpected keys ({len(unexpected)}): {format_keys(unexpected)}")
     if mismatched:
-        problems.append(f"shape mismatches ({len(mismatched)}): {_fmt(mismatched)}")
+        problems.append(f"shape mismatches ({len(mismatched)}): {format_keys(mismatched)}")
     if problems:
         raise ValueError(f"cannot load {report.source} into {type(target).__name__}: "
                          + "; ".join(problems))

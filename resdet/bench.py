@@ -1,9 +1,10 @@
-"""Throughput, latency, memory and FLOPs of a detector, optionally interleaved with torchvision's.
+"""Throughput, latency, memory and MFU of a detector, optionally interleaved with torchvision's.
 
 All figures are medians over timed iterations after a warm-up. Training throughput covers forward,
 backward and the optimizer step; inference covers `model(images)` in eval mode under `no_grad`.
 Peak memory is CUDA max-allocated on GPU and the process's peak resident set (VmHWM, reset before each
-phase) on CPU.
+phase) on CPU. FLOPs per image come from `resdet.flops.count_flops`, the counter
+tools/model_stats.py uses too; MFU is computed from them (`add_mfu`).
 """
 from __future__ import annotations
 
@@ -216,36 +217,6 @@ def interleaved(runners: dict[str, Runner], s: BenchSettings,
     return {name: r.finish() for name, r in runners.items()}
 
 
-class _TensorOutputs(nn.Module):
-    """Wraps a detector so a tracer sees tensor in, tensors out (fvcore needs that)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outs = self.model(list(batch.unbind(0)))
-        return tuple(o["boxes"] for o in outs)
-
-
-def count_gflops(model: nn.Module, image_size: tuple[int, int], device: str = "cpu") -> float:
-    """fvcore GFLOPs (one fused multiply-add = one flop, fvcore's convention) of one image in eval mode."""
-    import logging
-
-    from fvcore.nn import FlopCountAnalysis
-
-    was_training = model.training
-    model.eval()
-    x = torch.rand(1, 3, *image_size, device=device)
-    counter = FlopCountAnalysis(_TensorOutputs(model), (x,))
-    counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    logging.getLogger("fvcore").setLevel(logging.ERROR)
-    with torch.no_grad():
-        total = counter.total()
-    model.train(was_training)
-    return total / 1e9
-
-
 def peak_tflops(s: BenchSettings) -> float | None:
     """The device's dense peak for the benchmark's precision: `--peak-tflops`, else the known table."""
     if s.peak_tflops is not None:
@@ -295,17 +266,12 @@ def share_weights(ours: nn.Module, reference: nn.Module) -> bool:
     function, so the race measures the implementations only. Returns False (ours unchanged) when
     ours cannot take torchvision's weights (another architecture).
     """
-    import tempfile
+    from resdet.checkpoints import load_detector_state
 
-    from resdet.build import load_checkpoint
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "torchvision.pth"
-        torch.save(reference.state_dict(), path)
-        try:
-            load_checkpoint(ours, path)
-        except ValueError:
-            return False
+    try:
+        load_detector_state(ours, reference.state_dict(), "the torchvision reference")
+    except ValueError:
+        return False
     return True
 
 

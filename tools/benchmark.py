@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from resdet.bench import (BenchResult, BenchSettings, Runner, add_mfu, count_gflops, interleaved,
-                          paired_ratios, share_weights, size_overrides, torchvision_reference)
+from resdet.bench import (BenchResult, BenchSettings, Runner, add_mfu, interleaved, paired_ratios,
+                          share_weights, size_overrides, torchvision_reference)
+from resdet.flops import count_flops
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,7 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--iters", type=int, default=5, help="timed iterations (after --warmup)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--no-flops", action="store_true", help="skip the fvcore FLOP count")
+    p.add_argument("--no-flops", action="store_true",
+                   help="skip the FLOP count (resdet.flops: fvcore, RoI heads at the full "
+                        "proposal budget)")
     p.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: known-GPU table)")
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value, e.g. "
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = interleaved(runners, s, progress=lambda msg: print(f"[benchmark] {msg}", file=sys.stderr))
     if not a.no_flops:
         for name, m in models.items():
-            results[name].gflops_per_image = count_gflops(m, s.image_size, s.device)
+            results[name].gflops_per_image = count_flops(m, s.image_size, s.device).total
     for r in results.values():
         add_mfu(r, s)
     device_name = torch.cuda.get_device_name() if s.device.startswith("cuda") else platform.processor() or "cpu"

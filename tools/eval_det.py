@@ -15,9 +15,9 @@ import sys
 
 from resdet.config import ConfigError, load_config
 from resdet.data.records import DatasetError
+from resdet.detection_run import evaluate_weights, load_datasets
 from resdet.evaluation import evaluate_detections, read_results
 from resdet.run_dir import eval_dir, write_evaluation
-from resdet.train_det import evaluate_weights, load_datasets
 from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 
 

@@ -1,6 +1,7 @@
 """Train a Faster R-CNN detector, evaluating it on the config's test set.
 
-    python tools/train_det.py configs/demo_shapes.yaml            # CPU demo: shapes data, about 10 min
+    python tools/train_det.py configs/demo_shapes.yaml            # CPU demo: shapes data; the first
+                                                                  # run also pretrains resdet:shapes_r18
     python tools/train_det.py CONFIG [--output-dir DIR] [--resume] [key.sub=value ...]
     torchrun --nproc-per-node 8 tools/train_det.py CONFIG ...     # same run, DDP
     python tools/train_det.py CONFIG --eval-only [--weights CKPT]  # evaluate only
@@ -17,7 +18,7 @@ import time
 from resdet.config import ConfigError, load_config
 from resdet.data.records import DatasetError
 from resdet.engine.detection import headline
-from resdet.train_det import check_weights_present, eval_only, load_datasets, train_detector
+from resdet.detection_run import check_weights_present, eval_only, load_datasets, train_detector
 from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 
 

@@ -1,6 +1,6 @@
 """Training engine: optimizer and schedule, checkpoints, the iteration-based `Trainer`.
 
-What `resdet.train_det.train_detector` does on every rank (`tools/train_det.py` loads the config
+What `resdet.detection_run.train_detector` does on every rank (`tools/train_det.py` loads the config
 and the datasets, then calls it inside `exit_on_failure`: any failure ends every rank, code 1):
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)  # RANK/WORLD_SIZE/LOCAL_RANK
     seed_all(cfg.seed, dist.rank)                                # seed + rank

@@ -39,9 +39,10 @@ def label_mapping(model_classes: int, evaluator: DetectionEvaluator) -> torch.Te
                      f"(and its largest category id is {max(evaluator.category_ids)})")
 
 
-class DetectorEvaluation:
-    """Scores a detector on `dataset`: `evaluation(model)` -> the evaluator's metrics on rank 0, None
-    on other ranks. Every rank must call it (the shards are gathered).
+class InferenceRunner:
+    """Runs a detector over `dataset` and scores its detections with the dataset's
+    `DetectionEvaluator`: `runner(model)` -> the evaluator's metrics on rank 0, None on other ranks.
+    Every rank must call it (the shards are gathered).
 
     `model`: the bare detector (not the DDP wrapper: shards differ in length, and DDP's forward would
     wait for the other ranks); it is run as it is (the caller puts it in eval mode).

@@ -1,6 +1,6 @@
 """From a resolved `Config` (or `ClsConfig`) to a ready `Trainer`: device, SyncBN, memory layout,
 DDP (`prepare_model`), then optimizer, schedule and checkpointer (`build_trainer`). The run
-functions (`resdet.train_det.train_detector`, `resdet.classification.run.pretrain`) call
+functions (`resdet.detection_run.train_detector`, `resdet.classification.run.pretrain`) call
 `init_distributed`, build the model, `prepare_model`, the data loader, then `build_trainer`.
 """
 from __future__ import annotations

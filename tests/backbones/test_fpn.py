@@ -75,12 +75,12 @@ def test_resnet50_fpn_equals_torchvision_detection_backbone(image, randomize_nor
 
 @pytest.mark.parametrize("make", [
     lambda: FPN(ResNet(18)),
-    lambda: FPN(ResNet(18, res5_dilation=2), top_block="p6p7"),
+    lambda: FPN(ResNet(18, res5_dilation=2), ("res2", "res3", "res4"), top_block="p6p7"),
     lambda: FPN(ResNet(18, out_features=("res3", "res4", "res5")), ("res3", "res4", "res5"),
                 top_block="p6p7", top_block_input="c5"),
-    lambda: FPN(ResNet(18), ("res2", "res4"), out_channels=8, top_block=None, norm="BN"),
+    lambda: FPN(ResNet(18), ("res3", "res4"), out_channels=8, top_block=None, norm="BN"),
     lambda: FPN(cifar_resnet(8, num_classes=None), ("res2", "res3", "res4")),
-], ids=["r18", "r18-dc5-p6p7", "r18-c5-p6p7", "r18-sparse-bn", "cifar"])
+], ids=["r18", "r18-dc5-p6p7", "r18-c5-p6p7", "r18-two-levels-bn", "cifar"])
 def test_fpn_output_specs_equal_real_outputs(make):
     fpn = make().eval()
     with torch.no_grad():
@@ -99,3 +99,17 @@ def test_fpn_bad_input():
         FPN(ResNet(18), top_block="p7")
     with pytest.raises(ValueError, match="high to low"):
         FPN(ResNet(18), ("res4", "res3"))
+
+
+def test_fpn_levels_are_named_by_stride_and_strides_must_double():
+    fpn = FPN(ResNet(18))
+    assert fpn.level_names == ("p2", "p3", "p4", "p5")
+    assert {n: s.stride for n, s in fpn.output_specs.items()} == {f"p{k}": 2 ** k for k in range(2, 7)}
+    cifar = FPN(cifar_resnet(8, num_classes=None), ("res2", "res3", "res4"))
+    assert cifar.level_names == ("p0", "p1", "p2")  # strides 1, 2, 4
+    dc5 = FPN(ResNet(18, res5_dilation=2), ("res3", "res4"))
+    assert dc5.level_names == ("p3", "p4")
+    with pytest.raises(ValueError, match="res4 at stride 16 then res5 at stride 16"):
+        FPN(ResNet(18, res5_dilation=2))  # res5 is dilated: two levels at stride 16
+    with pytest.raises(ValueError, match="double"):
+        FPN(ResNet(18), ("res2", "res4"))

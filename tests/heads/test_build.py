@@ -178,7 +178,7 @@ def test_detectron2_anchor_order_is_permuted_for_c4():
     model = build_model(tiny_config("c4"), num_classes=3)
     a = model.rpn.head.cls_logits.out_channels
     assert a == 9
-    from resdet.build import _ratio_major_anchors
+    from resdet.checkpoints import _ratio_major_anchors
     d2_bias = torch.arange(a, dtype=torch.float32)         # d2 index s * 3 + r
     state = {"rpn.head.cls_logits.weight": torch.zeros(a, 4, 1, 1), "rpn.head.cls_logits.bias": d2_bias.clone(),
              "rpn.head.bbox_pred.weight": torch.zeros(4 * a, 4, 1, 1),
@@ -198,8 +198,8 @@ def test_detector_checkpoint_feeds_a_backbone(tmp_path, arch):
     torch.save({"format": "resdet", "kind": "detector", "model": det.state_dict(),
                 "pixel_format": det.pixel_format.to_dict()}, path)
     body = ResNet(18, out_features=("res4", "res5"), norm="FrozenBN").eval()
-    from backbones.weights import load_pretrained
-    load_pretrained(body, path)
+    from resdet.checkpoints import load_backbone_weights
+    load_backbone_weights(body, path)
     res5 = det.roi_heads.box_head.res5 if arch == "c4" else det.backbone.bottom_up.layer4
     for k, v in res5.state_dict().items():
         assert torch.equal(body.layer4.state_dict()[k], v), k

@@ -12,8 +12,8 @@ from tiny_runs import NARROW_HEADS, input_size, shapes
 from resdet.build import build_model
 from resdet.config import load_config
 from resdet.evaluation.coco_evaluator import STAT_KEYS
+from resdet.detection_run import load_datasets
 from resdet.run_dir import flat_metrics
-from resdet.train_det import load_datasets
 from tools import eval_det
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,8 +1,11 @@
-"""One detector training run (or evaluation) from a resolved `Config`; what `tools/train_det.py` calls.
+"""One detector training run, or an evaluation, from a resolved `Config`: what the command lines
+`tools/train_det.py` and `tools/eval_det.py` call.
 
     datasets = load_datasets(cfg)              # before anything heavy: a missing dataset fails here
-    train_detector(cfg, datasets, resume=...)  # on every rank; evaluates on data.test periodically and at the end
-    evaluate_weights(cfg, datasets.test, CKPT) # --eval-only
+    train_detector(cfg, datasets, resume=...)  # on every rank; evaluates on data.test periodically
+                                               # and at the end
+    eval_only(cfg, datasets.test, CKPT)        # train_det.py --eval-only: evaluate, write eval/
+    evaluate_weights(cfg, datasets.test, CKPT) # tools/eval_det.py: evaluate, print the table
 
 An output directory ends up with `config.yaml` (resolved), `metrics.jsonl`, TensorBoard events,
 `last_checkpoint` and the checkpoints it names, `model_final.pth`, `model_best.pth` and
@@ -23,9 +26,10 @@ from resdet.data.build import build_detection_dataset, build_train_loader
 from resdet.data.catalog import COCO_NAMES, VOC_NAMES, dataset_root
 from resdet.data.dataset import DetectionDataset
 from resdet.data.records import DatasetError
-from resdet.engine.detection import DetectorEvaluation, flat_metrics, headline
+from resdet.engine.detection import InferenceRunner, flat_metrics, headline
 from resdet.engine.setup import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import unwrap
+from resdet.pretrained import cached_path, is_named
 from resdet.run_dir import eval_dir, trained_checkpoint, write_config, write_evaluation
 from resdet.utils.dist import init_distributed
 from resdet.utils.seed import seed_all
@@ -70,8 +74,15 @@ def check_datasets_present(cfg: Config, splits: tuple[str, ...] = ("train", "tes
 
 def check_weights_present(cfg: Config) -> None:
     """Raise a one-line `ConfigError` when `model.backbone.weights` names a file that does not exist
-    (`torchvision:<name>` / `timm:<name>` are resolved by `backbones.weights`)."""
+    or an unknown `resdet:<name>` (`torchvision:<name>` / `timm:<name>` are resolved by
+    `backbones.weights`; a known `resdet:<name>` is produced on first use by `resdet.pretrained`)."""
     weights = cfg.model.backbone.weights
+    if is_named(weights):
+        try:
+            cached_path(weights)
+        except ValueError as e:
+            raise ConfigError(f"{cfg.source}: model.backbone.weights: {e}") from None
+        return
     if weights and not weights.startswith(("torchvision:", "timm:")) and not Path(weights).is_file():
         raise ConfigError(f"{cfg.source}: model.backbone.weights {weights!r} not found (looked for "
                           f"{Path(weights).absolute()}); a classification checkpoint comes from "
@@ -116,7 +127,7 @@ def train_detector(cfg: Config, datasets: DetectionDatasets, *, resume: bool = F
 
     evaluate_fn = None
     if datasets.test is not None:
-        evaluation = DetectorEvaluation(datasets.test, cfg.data, dist, amp=cfg.solver.amp)
+        evaluation = InferenceRunner(datasets.test, cfg.data, dist, amp=cfg.solver.amp)
 
         def evaluate_fn() -> dict[str, float]:
             metrics = evaluation(unwrap(model))
@@ -149,7 +160,7 @@ def evaluate_weights(cfg: Config, test_set: DetectionDataset, weights: str | Pat
     model = build_model(cfg, num_classes, load_weights=False)
     load_checkpoint(model, weights)
     model.to(dist.device).eval()
-    evaluation = DetectorEvaluation(test_set, cfg.data, dist, amp=cfg.solver.amp)
+    evaluation = InferenceRunner(test_set, cfg.data, dist, amp=cfg.solver.amp)
     metrics = evaluation(model)
     if metrics is not None:
         print(evaluation.summary(metrics))
