@@ -18,6 +18,7 @@ Levels are named by their stride, as DESIGN.md and detectron2 do: ``p<k>`` has s
 (``res2..res5`` at strides 4..32 give ``p2..p5``; the CIFAR nets' res2..res4 at 1, 2, 4 give
 ``p0..p2``). The input strides must double from one level to the next.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ TOP_BLOCKS = ("maxpool", "p6p7")
 
 
 def _conv_norm(in_channels: int, out_channels: int, kernel_size: int, norm: str) -> nn.Sequential:
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
-                     bias=not norm)
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not norm
+    )
     nn.init.kaiming_uniform_(conv.weight, a=1)
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
@@ -75,10 +77,15 @@ class FPN(nn.Module):
     with ``res5_dilation=2``), raise ``ValueError``.
     """
 
-    def __init__(self, bottom_up: nn.Module,
-                 in_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
-                 out_channels: int = 256, top_block: str | None = "maxpool", norm: str = "",
-                 top_block_input: str = "p5") -> None:
+    def __init__(
+        self,
+        bottom_up: nn.Module,
+        in_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
+        out_channels: int = 256,
+        top_block: str | None = "maxpool",
+        norm: str = "",
+        top_block_input: str = "p5",
+    ) -> None:
         super().__init__()
         specs: dict[str, FeatureSpec] = bottom_up.output_specs
         in_features = tuple(in_features)
@@ -86,14 +93,17 @@ class FPN(nn.Module):
             raise ValueError("FPN needs at least one input feature")
         for f in in_features:
             if f not in specs:
-                raise ValueError(f"FPN input feature {f!r} is not a bottom_up output; "
-                                 f"allowed: {', '.join(specs)}")
+                raise ValueError(
+                    f"FPN input feature {f!r} is not a bottom_up output; "
+                    f"allowed: {', '.join(specs)}"
+                )
         order = list(specs)
         if [order.index(f) for f in in_features] != sorted(order.index(f) for f in in_features):
             raise ValueError(f"in_features must go from high to low resolution, got {in_features}")
         if top_block is not None and top_block not in TOP_BLOCKS:
-            raise ValueError(f"unknown top_block {top_block!r}; allowed: "
-                             f"{', '.join(TOP_BLOCKS)} or None")
+            raise ValueError(
+                f"unknown top_block {top_block!r}; allowed: {', '.join(TOP_BLOCKS)} or None"
+            )
         if top_block_input not in ("p5", "c5"):
             raise ValueError(f"unknown top_block_input {top_block_input!r}; allowed: p5, c5")
 
@@ -101,9 +111,11 @@ class FPN(nn.Module):
         self.in_features = in_features
         self.top_block_input = top_block_input
         self.lateral_convs = nn.ModuleList(
-            _conv_norm(specs[f].channels, out_channels, 1, norm) for f in in_features)
+            _conv_norm(specs[f].channels, out_channels, 1, norm) for f in in_features
+        )
         self.output_convs = nn.ModuleList(
-            _conv_norm(out_channels, out_channels, 3, norm) for _ in in_features)
+            _conv_norm(out_channels, out_channels, 3, norm) for _ in in_features
+        )
 
         levels = _levels([specs[f].stride for f in in_features], in_features)
         #: the output name of each input feature, in ``in_features`` order
@@ -116,7 +128,8 @@ class FPN(nn.Module):
             in_ch = out_channels if top_block_input == "p5" else specs[in_features[-1]].channels
             self.top_block = LastLevelP6P7(in_ch, out_channels)
         self.output_specs: dict[str, FeatureSpec] = {
-            name: FeatureSpec(out_channels, 2 ** int(name[1:])) for name in names}
+            name: FeatureSpec(out_channels, 2 ** int(name[1:])) for name in names
+        }
         self.out_features = names
 
     @property
@@ -137,20 +150,24 @@ class FPN(nn.Module):
         if self._top_block_kind == "maxpool":
             results.append(F.max_pool2d(results[-1], kernel_size=1, stride=2))
         elif self._top_block_kind == "p6p7":
-            results.extend(self.top_block(results[-1] if self.top_block_input == "p5"
-                                          else bottom[-1]))
+            results.extend(
+                self.top_block(results[-1] if self.top_block_input == "p5" else bottom[-1])
+            )
         return dict(zip(self.out_features, results))
 
 
 def _levels(strides: Sequence[int], features: Sequence[str]) -> list[int]:
     """Input strides -> pyramid levels k (stride 2^k), checked to double from level to level."""
     levels = [int(math.log2(s)) for s in strides]
-    if any(2 ** lv != s for lv, s in zip(levels, strides)):
-        raise ValueError(f"FPN input strides must be powers of two, got {list(strides)} for "
-                         f"{list(features)}")
+    if any(2**lv != s for lv, s in zip(levels, strides)):
+        raise ValueError(
+            f"FPN input strides must be powers of two, got {list(strides)} for {list(features)}"
+        )
     for a, b, fa, fb in zip(levels, levels[1:], features, features[1:]):
         if b != a + 1:
-            raise ValueError(f"FPN input strides must double from one level to the next, got "
-                             f"{fa} at stride {2 ** a} then {fb} at stride {2 ** b} "
-                             f"(in_features {list(features)}, strides {list(strides)})")
+            raise ValueError(
+                f"FPN input strides must double from one level to the next, got "
+                f"{fa} at stride {2**a} then {fb} at stride {2**b} "
+                f"(in_features {list(features)}, strides {list(strides)})"
+            )
     return levels

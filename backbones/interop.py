@@ -3,6 +3,7 @@
 Nothing here runs at import time: detectron2 and mmdetection are imported only by the functions
 that need them, so ``import backbones.resnet`` never touches either library.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -33,9 +34,11 @@ class TorchvisionBackbone(nn.Module):
         channels = {s.channels for s in specs.values()}
         if len(channels) != 1:
             found = ", ".join(f"{k}: {s.channels}" for k, s in specs.items())
-            raise ValueError(f"torchvision detectors need one channel count for every feature "
-                             f"map, got {{{found}}}; wrap the backbone in an FPN or keep one "
-                             f"output feature")
+            raise ValueError(
+                f"torchvision detectors need one channel count for every feature "
+                f"map, got {{{found}}}; wrap the backbone in an FPN or keep one "
+                f"output feature"
+            )
         self.body = body
         self.out_channels: int = channels.pop()
         self._keys = keys
@@ -45,8 +48,10 @@ class TorchvisionBackbone(nn.Module):
         ``GeneralizedRCNNTransform`` that reproduce ``body.pixel_format``."""
         fmt = self.body.pixel_format
         order = slice(None, None, -1) if fmt.channel_order == "BGR" else slice(None)
-        return {"image_mean": [m / fmt.scale for m in fmt.mean[order]],
-                "image_std": [s / fmt.scale for s in fmt.std[order]]}
+        return {
+            "image_mean": [m / fmt.scale for m in fmt.mean[order]],
+            "image_std": [s / fmt.scale for s in fmt.std[order]],
+        }
 
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
         """(N, 3, H, W) normalised RGB -> OrderedDict{key: (N, out_channels, H/s, W/s)}."""
@@ -69,8 +74,10 @@ class FeatureInfo:
         self._specs = list(specs.values())
         for a, b in zip(self._specs, self._specs[1:]):
             if b.stride < a.stride:
-                raise ValueError(f"feature reductions must not decrease, got "
-                                 f"{[s.stride for s in self._specs]} for {self._names}")
+                raise ValueError(
+                    f"feature reductions must not decrease, got "
+                    f"{[s.stride for s in self._specs]} for {self._names}"
+                )
 
     def __len__(self) -> int:
         return len(self._specs)
@@ -96,8 +103,10 @@ class FeatureInfo:
 
     def get_dicts(self) -> list[dict[str, Any]]:
         """``[{"module": name, "num_chs": channels, "reduction": stride}, ...]`` as in timm."""
-        return [{"module": n, "num_chs": s.channels, "reduction": s.stride}
-                for n, s in zip(self._names, self._specs)]
+        return [
+            {"module": n, "num_chs": s.channels, "reduction": s.stride}
+            for n, s in zip(self._names, self._specs)
+        ]
 
 
 def feature_info(backbone: nn.Module) -> FeatureInfo:
@@ -127,8 +136,10 @@ def as_detectron2_backbone(body: nn.Module) -> nn.Module:
             return self.body(x)
 
         def output_shape(self) -> dict[str, ShapeSpec]:
-            return {k: ShapeSpec(channels=s.channels, stride=s.stride)
-                    for k, s in self.body.output_specs.items()}
+            return {
+                k: ShapeSpec(channels=s.channels, stride=s.stride)
+                for k, s in self.body.output_specs.items()
+            }
 
     return ResdetBackbone(body)
 

@@ -1,4 +1,5 @@
 """Normalisation layers selectable by name, and the conversion that freezes them."""
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ Parameter and buffer names follow torchvision's ``ResNet`` (``conv1, bn1, layer1
 blocks ``conv1, bn1, conv2, bn2, [conv3, bn3], downsample.0/.1``) so torchvision and timm state
 dicts load without renaming. Stages are exposed as features ``res2..res5`` (``layer1..layer4``).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -23,8 +24,9 @@ PAD_PLACEMENTS = ("end", "both")
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=dilation,
-                     dilation=dilation, bias=False)
+    return nn.Conv2d(
+        in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
+    )
 
 
 def _conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -43,14 +45,19 @@ class _Block(nn.Module):
 
     pad_placement: str = "end"
 
-    def _init_shortcut(self, in_channels: int, out_channels: int, stride: int, shortcut: str,
-                       norm: str) -> None:
+    def _init_shortcut(
+        self, in_channels: int, out_channels: int, stride: int, shortcut: str, norm: str
+    ) -> None:
         self.shortcut = shortcut
         self.stride = stride
         self.out_channels = out_channels
-        self.downsample = (nn.Sequential(_conv1x1(in_channels, out_channels, stride),
-                                         make_norm(norm, out_channels))
-                           if shortcut == "projection" else None)
+        self.downsample = (
+            nn.Sequential(
+                _conv1x1(in_channels, out_channels, stride), make_norm(norm, out_channels)
+            )
+            if shortcut == "projection"
+            else None
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def _merge(self, x: Tensor, out: Tensor) -> Tensor:
@@ -59,7 +66,7 @@ class _Block(nn.Module):
         elif self.shortcut == "identity":
             out = out + x
         elif self.shortcut == "pad":
-            sub = x[:, :, ::self.stride, ::self.stride]
+            sub = x[:, :, :: self.stride, :: self.stride]
             extra = self.out_channels - sub.shape[1]
             before = extra // 2 if self.pad_placement == "both" else 0
             # (N, Cin, H/s, W/s) -> (N, C, H/s, W/s), zero channels before and/or after
@@ -72,8 +79,17 @@ class BasicBlock(_Block):
 
     expansion = 1
 
-    def __init__(self, in_channels: int, channels: int, *, stride: int, dilation: int, norm: str,
-                 shortcut: str, stride_in_1x1: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        *,
+        stride: int,
+        dilation: int,
+        norm: str,
+        shortcut: str,
+        stride_in_1x1: bool = False,
+    ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(in_channels, channels, stride, dilation)
         self.bn1 = make_norm(norm, channels)
@@ -98,8 +114,17 @@ class Bottleneck(_Block):
 
     expansion = 4
 
-    def __init__(self, in_channels: int, channels: int, *, stride: int, dilation: int, norm: str,
-                 shortcut: str, stride_in_1x1: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        *,
+        stride: int,
+        dilation: int,
+        norm: str,
+        shortcut: str,
+        stride_in_1x1: bool = False,
+    ) -> None:
         super().__init__()
         out_channels = channels * self.expansion
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
@@ -152,20 +177,35 @@ class ResNetBase(nn.Module):
     Subclasses supply the stem and the stage plan; use :class:`ResNet` or :func:`cifar_resnet`.
     """
 
-    def __init__(self, *, block: type[_Block], stem_channels: int, stem_stride: int,
-                 stages: Sequence[tuple[int, int, int, int]], out_features: Sequence[str],
-                 num_classes: int | None, norm: str, freeze_at: int, stride_in_1x1: bool,
-                 shortcut: str, plain: bool, zero_init_residual: bool,
-                 pixel_format: PixelFormat = TORCHVISION_PIXELS, frozen_bn_eps: float = 1e-5,
-                 fold_frozen_bn: bool = False, pad_placement: str = "end") -> None:
+    def __init__(
+        self,
+        *,
+        block: type[_Block],
+        stem_channels: int,
+        stem_stride: int,
+        stages: Sequence[tuple[int, int, int, int]],
+        out_features: Sequence[str],
+        num_classes: int | None,
+        norm: str,
+        freeze_at: int,
+        stride_in_1x1: bool,
+        shortcut: str,
+        plain: bool,
+        zero_init_residual: bool,
+        pixel_format: PixelFormat = TORCHVISION_PIXELS,
+        frozen_bn_eps: float = 1e-5,
+        fold_frozen_bn: bool = False,
+        pad_placement: str = "end",
+    ) -> None:
         """``stages``: per stage ``(channels, num_blocks, stride, dilation)``, named res2, ..."""
         super().__init__()
         check_norm(norm)
         if shortcut not in SHORTCUTS:
             raise ValueError(f"unknown shortcut {shortcut!r}; allowed: {', '.join(SHORTCUTS)}")
         if pad_placement not in PAD_PLACEMENTS:
-            raise ValueError(f"unknown pad_placement {pad_placement!r}; allowed: "
-                             f"{', '.join(PAD_PLACEMENTS)}")
+            raise ValueError(
+                f"unknown pad_placement {pad_placement!r}; allowed: {', '.join(PAD_PLACEMENTS)}"
+            )
         names = ("stem",) + tuple(f"res{i + 2}" for i in range(len(stages)))
         out_features = tuple(out_features)
         for f in out_features:
@@ -186,8 +226,11 @@ class ResNetBase(nn.Module):
         self.norm = norm
         self.stride_in_1x1 = stride_in_1x1
         self.pixel_format: PixelFormat = pixel_format
-        num_built = len(stages) if num_classes is not None else max(
-            names.index(f) for f in self.out_features)
+        num_built = (
+            len(stages)
+            if num_classes is not None
+            else max(names.index(f) for f in self.out_features)
+        )
 
         specs = {"stem": FeatureSpec(stem_channels, stem_stride)}
         self._build_stem(stem_channels, norm)
@@ -199,8 +242,17 @@ class ResNetBase(nn.Module):
                 s = stride if b == 0 else 1
                 out_channels = channels * block.expansion
                 kind = _block_shortcut(shortcut, plain, s == 1 and in_channels == out_channels)
-                blocks.append(block(in_channels, channels, stride=s, dilation=dilation, norm=norm,
-                                    shortcut=kind, stride_in_1x1=stride_in_1x1))
+                blocks.append(
+                    block(
+                        in_channels,
+                        channels,
+                        stride=s,
+                        dilation=dilation,
+                        norm=norm,
+                        shortcut=kind,
+                        stride_in_1x1=stride_in_1x1,
+                    )
+                )
                 in_channels = out_channels
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             stride_so_far *= stride
@@ -239,7 +291,7 @@ class ResNetBase(nn.Module):
         if freeze_at >= 1:
             self.bn1 = freeze(self.bn1)
             freeze(self.conv1)
-        for stage in self._stage_names[:max(freeze_at - 1, 0)]:
+        for stage in self._stage_names[: max(freeze_at - 1, 0)]:
             freeze(self.stage(stage))
 
     @property
@@ -251,8 +303,9 @@ class ResNetBase(nn.Module):
     def set_pad_placement(self, placement: str) -> None:
         """Switch every block's option-A zero-channel placement (no weight changes shape)."""
         if placement not in PAD_PLACEMENTS:
-            raise ValueError(f"unknown pad_placement {placement!r}; allowed: "
-                             f"{', '.join(PAD_PLACEMENTS)}")
+            raise ValueError(
+                f"unknown pad_placement {placement!r}; allowed: {', '.join(PAD_PLACEMENTS)}"
+            )
         for m in self.modules():
             if isinstance(m, _Block):
                 m.pad_placement = placement
@@ -273,9 +326,11 @@ class ResNetBase(nn.Module):
         if self.num_classes is not None:
             raise ValueError("take_stage is not possible on a network with a classifier")
         if not self._stage_names or name != self._stage_names[-1]:
-            raise ValueError(f"can only take the deepest built stage "
-                             f"{self._stage_names[-1] if self._stage_names else None!r}, "
-                             f"not {name!r}")
+            raise ValueError(
+                f"can only take the deepest built stage "
+                f"{self._stage_names[-1] if self._stage_names else None!r}, "
+                f"not {name!r}"
+            )
         remaining = tuple(f for f in self.out_features if f != name)
         if not remaining:
             raise ValueError(f"taking {name!r} would leave no output feature")
@@ -324,27 +379,53 @@ class ResNet(ResNetBase):
     ``fold_frozen_bn`` as in :class:`ResNetBase`. See :class:`ResNetBase` for the forward contract.
     """
 
-    def __init__(self, depth: int, *,
-                 out_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
-                 num_classes: int | None = None, norm: str = "BN", freeze_at: int = 0,
-                 stride_in_1x1: bool = False, shortcut: str = "B", res5_dilation: int = 1,
-                 plain: bool = False, zero_init_residual: bool = False,
-                 pixel_format: PixelFormat = TORCHVISION_PIXELS, frozen_bn_eps: float = 1e-5,
-                 fold_frozen_bn: bool = False) -> None:
+    def __init__(
+        self,
+        depth: int,
+        *,
+        out_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
+        num_classes: int | None = None,
+        norm: str = "BN",
+        freeze_at: int = 0,
+        stride_in_1x1: bool = False,
+        shortcut: str = "B",
+        res5_dilation: int = 1,
+        plain: bool = False,
+        zero_init_residual: bool = False,
+        pixel_format: PixelFormat = TORCHVISION_PIXELS,
+        frozen_bn_eps: float = 1e-5,
+        fold_frozen_bn: bool = False,
+    ) -> None:
         if depth not in _IMAGENET_LAYOUTS:
-            raise ValueError(f"unknown ResNet depth {depth!r}; allowed: "
-                             f"{', '.join(map(str, _IMAGENET_LAYOUTS))}")
+            raise ValueError(
+                f"unknown ResNet depth {depth!r}; allowed: {', '.join(map(str, _IMAGENET_LAYOUTS))}"
+            )
         if res5_dilation not in (1, 2):
             raise ValueError(f"res5_dilation must be 1 or 2, got {res5_dilation!r}")
         block, counts = _IMAGENET_LAYOUTS[depth]
-        stages = [(64, counts[0], 1, 1), (128, counts[1], 2, 1), (256, counts[2], 2, 1),
-                  (512, counts[3], 2 // res5_dilation, res5_dilation)]
-        super().__init__(block=block, stem_channels=64, stem_stride=4, stages=stages,
-                         out_features=out_features, num_classes=num_classes, norm=norm,
-                         freeze_at=freeze_at, stride_in_1x1=stride_in_1x1, shortcut=shortcut,
-                         plain=plain, zero_init_residual=zero_init_residual,
-                         pixel_format=pixel_format, frozen_bn_eps=frozen_bn_eps,
-                         fold_frozen_bn=fold_frozen_bn)
+        stages = [
+            (64, counts[0], 1, 1),
+            (128, counts[1], 2, 1),
+            (256, counts[2], 2, 1),
+            (512, counts[3], 2 // res5_dilation, res5_dilation),
+        ]
+        super().__init__(
+            block=block,
+            stem_channels=64,
+            stem_stride=4,
+            stages=stages,
+            out_features=out_features,
+            num_classes=num_classes,
+            norm=norm,
+            freeze_at=freeze_at,
+            stride_in_1x1=stride_in_1x1,
+            shortcut=shortcut,
+            plain=plain,
+            zero_init_residual=zero_init_residual,
+            pixel_format=pixel_format,
+            frozen_bn_eps=frozen_bn_eps,
+            fold_frozen_bn=fold_frozen_bn,
+        )
         self.depth = depth
 
     def _build_stem(self, channels: int, norm: str) -> None:
@@ -367,19 +448,40 @@ class CifarResNet(ResNetBase):
     See :class:`ResNet` for the other options and :class:`ResNetBase` for the forward contract.
     """
 
-    def __init__(self, depth: int, *, out_features: Sequence[str] = ("res2", "res3", "res4"),
-                 num_classes: int | None = 10, norm: str = "BN", freeze_at: int = 0,
-                 shortcut: str = "A", plain: bool = False,
-                 zero_init_residual: bool = False, pad_placement: str = "end") -> None:
+    def __init__(
+        self,
+        depth: int,
+        *,
+        out_features: Sequence[str] = ("res2", "res3", "res4"),
+        num_classes: int | None = 10,
+        norm: str = "BN",
+        freeze_at: int = 0,
+        shortcut: str = "A",
+        plain: bool = False,
+        zero_init_residual: bool = False,
+        pad_placement: str = "end",
+    ) -> None:
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"unknown CIFAR ResNet depth {depth!r}; allowed: 6n+2 with n >= 1 "
-                             f"(paper: 20, 32, 44, 56, 110, 1202)")
+            raise ValueError(
+                f"unknown CIFAR ResNet depth {depth!r}; allowed: 6n+2 with n >= 1 "
+                f"(paper: 20, 32, 44, 56, 110, 1202)"
+            )
         n = (depth - 2) // 6
-        super().__init__(block=BasicBlock, stem_channels=16, stem_stride=1,
-                         stages=[(16, n, 1, 1), (32, n, 2, 1), (64, n, 2, 1)],
-                         out_features=out_features, num_classes=num_classes, norm=norm,
-                         freeze_at=freeze_at, stride_in_1x1=False, shortcut=shortcut, plain=plain,
-                         zero_init_residual=zero_init_residual, pad_placement=pad_placement)
+        super().__init__(
+            block=BasicBlock,
+            stem_channels=16,
+            stem_stride=1,
+            stages=[(16, n, 1, 1), (32, n, 2, 1), (64, n, 2, 1)],
+            out_features=out_features,
+            num_classes=num_classes,
+            norm=norm,
+            freeze_at=freeze_at,
+            stride_in_1x1=False,
+            shortcut=shortcut,
+            plain=plain,
+            zero_init_residual=zero_init_residual,
+            pad_placement=pad_placement,
+        )
         self.depth = depth
 
     def _build_stem(self, channels: int, norm: str) -> None:
@@ -389,15 +491,31 @@ class CifarResNet(ResNetBase):
         self.maxpool = nn.Identity()
 
 
-def cifar_resnet(depth: int, *, shortcut: str = "A", plain: bool = False,
-                 num_classes: int | None = 10, norm: str = "BN",
-                 out_features: Sequence[str] = ("res2", "res3", "res4"), freeze_at: int = 0,
-                 zero_init_residual: bool = False, pad_placement: str = "end") -> CifarResNet:
+def cifar_resnet(
+    depth: int,
+    *,
+    shortcut: str = "A",
+    plain: bool = False,
+    num_classes: int | None = 10,
+    norm: str = "BN",
+    out_features: Sequence[str] = ("res2", "res3", "res4"),
+    freeze_at: int = 0,
+    zero_init_residual: bool = False,
+    pad_placement: str = "end",
+) -> CifarResNet:
     """The paper's CIFAR ResNet (or plain net) of ``depth`` = 6n+2; see :class:`CifarResNet`
     (``pad_placement``: where option A's zero channels go, ``"end"`` or ``"both"``)."""
-    return CifarResNet(depth, out_features=out_features, num_classes=num_classes, norm=norm,
-                       freeze_at=freeze_at, shortcut=shortcut, plain=plain,
-                       zero_init_residual=zero_init_residual, pad_placement=pad_placement)
+    return CifarResNet(
+        depth,
+        out_features=out_features,
+        num_classes=num_classes,
+        norm=norm,
+        freeze_at=freeze_at,
+        shortcut=shortcut,
+        plain=plain,
+        zero_init_residual=zero_init_residual,
+        pad_placement=pad_placement,
+    )
 
 
 def resnet18(**kwargs) -> ResNet:

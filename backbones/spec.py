@@ -1,4 +1,5 @@
 """Metadata every backbone declares: the feature maps it returns and the pixel format it expects."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,17 +37,26 @@ class PixelFormat:
             raise ValueError(f"mean and std need 3 values each, got {self.mean} and {self.std}")
 
     def to_dict(self) -> dict:
-        return {"channel_order": self.channel_order, "scale": self.scale,
-                "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "channel_order": self.channel_order,
+            "scale": self.scale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "PixelFormat":
-        return cls(channel_order=d["channel_order"], scale=float(d["scale"]),
-                   mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]))
+        return cls(
+            channel_order=d["channel_order"],
+            scale=float(d["scale"]),
+            mean=tuple(float(v) for v in d["mean"]),
+            std=tuple(float(v) for v in d["std"]),
+        )
 
 
 #: torchvision and timm ImageNet weights: RGB in 0..1, normalised by ImageNet mean/std.
 TORCHVISION_PIXELS = PixelFormat()
 #: MSRA/caffe and detectron2 .pkl weights: BGR in 0..255 minus the pixel mean, unit std.
-CAFFE_PIXELS = PixelFormat(channel_order="BGR", scale=255.0,
-                           mean=(103.530, 116.280, 123.675), std=(1.0, 1.0, 1.0))
+CAFFE_PIXELS = PixelFormat(
+    channel_order="BGR", scale=255.0, mean=(103.530, 116.280, 123.675), std=(1.0, 1.0, 1.0)
+)

@@ -7,6 +7,7 @@ its naming scheme and the pixel format the weights expect. Torch files are read 
 unpickler that admits only numpy arrays in plain containers (:func:`read_pkl`). Renaming to our
 parameter names is :mod:`backbones.weight_names`' job, assigning :mod:`backbones.weights`'.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -24,9 +25,17 @@ from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
 from backbones.weight_names import sub_state
 
 #: naming-scheme tags :func:`read_source` returns (``resdet-<kind>`` for resdet checkpoints)
-SOURCE_FORMATS = ("torchvision", "timm", "state_dict", "caffe", "detectron2",
-                  "pytorch_resnet_cifar10", "resdet-backbone", "resdet-classifier",
-                  "resdet-detector")
+SOURCE_FORMATS = (
+    "torchvision",
+    "timm",
+    "state_dict",
+    "caffe",
+    "detectron2",
+    "pytorch_resnet_cifar10",
+    "resdet-backbone",
+    "resdet-classifier",
+    "resdet-detector",
+)
 
 
 def read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
@@ -36,18 +45,23 @@ def read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
     unpickling or holds no state dict.
     """
     if source.startswith("torchvision:"):
-        return _strip_module(_unwrap(load_torch_file(_torchvision_file(source)))), "torchvision", \
-            TORCHVISION_PIXELS
+        return (
+            _strip_module(_unwrap(load_torch_file(_torchvision_file(source)))),
+            "torchvision",
+            TORCHVISION_PIXELS,
+        )
     if source.startswith("timm:"):
-        return _timm_state(source[len("timm:"):])
+        return _timm_state(source[len("timm:") :])
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {source!r} not found (and not a 'torchvision:' or "
-                                f"'timm:' name)")
+        raise FileNotFoundError(
+            f"checkpoint {source!r} not found (and not a 'torchvision:' or 'timm:' name)"
+        )
     if path.suffix == ".pkl":
         return read_pkl(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
+
         return _strip_module(load_file(str(path))), "state_dict", TORCHVISION_PIXELS
     obj = load_torch_file(path)
     if _is_cifar_reference(obj):
@@ -57,10 +71,15 @@ def read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
             if key not in obj:
                 raise ValueError(f"{path}: resdet checkpoint lacks the {key!r} entry")
         if obj["kind"] not in ("backbone", "classifier", "detector"):
-            raise ValueError(f"{path}: unknown resdet checkpoint kind {obj['kind']!r}; allowed: "
-                             f"backbone, classifier, detector")
-        return dict(obj["model"]), f"resdet-{obj['kind']}", \
-            PixelFormat.from_dict(obj["pixel_format"])
+            raise ValueError(
+                f"{path}: unknown resdet checkpoint kind {obj['kind']!r}; allowed: "
+                f"backbone, classifier, detector"
+            )
+        return (
+            dict(obj["model"]),
+            f"resdet-{obj['kind']}",
+            PixelFormat.from_dict(obj["pixel_format"]),
+        )
     return _strip_module(_unwrap(obj)), "state_dict", TORCHVISION_PIXELS
 
 
@@ -71,9 +90,10 @@ def load_torch_file(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(f"refusing to load {path}: it needs unsafe unpickling (arbitrary Python "
-                         f"objects), only tensors and plain containers are accepted. {e}") from e
-
+        raise ValueError(
+            f"refusing to load {path}: it needs unsafe unpickling (arbitrary Python "
+            f"objects), only tensors and plain containers are accepted. {e}"
+        ) from e
 
 
 def _is_cifar_reference(obj: Any) -> bool:
@@ -83,8 +103,9 @@ def _is_cifar_reference(obj: Any) -> bool:
     if not isinstance(obj, Mapping) or "best_prec1" not in obj:
         return False
     state = obj.get("state_dict")
-    return isinstance(state, Mapping) and any(k.removeprefix("module.") == "linear.weight"
-                                              for k in state)
+    return isinstance(state, Mapping) and any(
+        k.removeprefix("module.") == "linear.weight" for k in state
+    )
 
 
 def _unwrap(obj: Any) -> dict[str, Any]:
@@ -105,7 +126,7 @@ def _strip_module(state: Mapping[str, Any]) -> dict[str, Any]:
 def _torchvision_file(source: str) -> Path:
     import torchvision.models as tvm
 
-    name = source[len("torchvision:"):]
+    name = source[len("torchvision:") :]
     arch, _, tag = name.partition(".")
     try:
         enum = tvm.get_model_weights(arch)
@@ -113,8 +134,10 @@ def _torchvision_file(source: str) -> Path:
         raise ValueError(f"unknown torchvision model {arch!r} in {source!r}") from e
     tag = tag or "IMAGENET1K_V1"
     if tag not in enum.__members__:
-        raise ValueError(f"unknown weights {tag!r} for torchvision {arch}; allowed: "
-                         f"{', '.join(enum.__members__)}")
+        raise ValueError(
+            f"unknown weights {tag!r} for torchvision {arch}; allowed: "
+            f"{', '.join(enum.__members__)}"
+        )
     url = enum[tag].url
     path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
     if not path.is_file():
@@ -122,8 +145,10 @@ def _torchvision_file(source: str) -> Path:
         try:
             torch.hub.download_url_to_file(url, str(path), progress=False)
         except Exception as e:  # any network failure: name what to fetch and where to put it
-            raise RuntimeError(f"cannot download {url} ({e}); offline, download it elsewhere and "
-                               f"place it at {path}") from e
+            raise RuntimeError(
+                f"cannot download {url} ({e}); offline, download it elsewhere and "
+                f"place it at {path}"
+            ) from e
     return path
 
 
@@ -135,20 +160,30 @@ def _timm_state(name: str) -> tuple[dict[str, Any], str, PixelFormat]:
     try:
         net = timm.create_model(name, pretrained=True)
     except Exception as e:  # hub unreachable or file absent from the local cache
-        raise RuntimeError(f"cannot fetch timm weights {name!r} ({e}); offline, download the "
-                           f"checkpoint elsewhere and pass its path instead") from e
+        raise RuntimeError(
+            f"cannot fetch timm weights {name!r} ({e}); offline, download the "
+            f"checkpoint elsewhere and pass its path instead"
+        ) from e
     cfg = net.pretrained_cfg
-    pixels = PixelFormat("RGB", 1.0, tuple(cfg.get("mean", TORCHVISION_PIXELS.mean)),
-                         tuple(cfg.get("std", TORCHVISION_PIXELS.std)))
+    pixels = PixelFormat(
+        "RGB",
+        1.0,
+        tuple(cfg.get("mean", TORCHVISION_PIXELS.mean)),
+        tuple(cfg.get("std", TORCHVISION_PIXELS.std)),
+    )
     return net.state_dict(), "timm", pixels
 
 
 # ----------------------------------------------------------------------------- .pkl files
 
 _PKL_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("collections", "OrderedDict"),
     ("_codecs", "encode"),
 }
 
@@ -160,7 +195,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         if (module, name) not in _PKL_ALLOWED:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
         if module.startswith("numpy.core") and importlib.util.find_spec("numpy._core"):
-            module = "numpy._core" + module[len("numpy.core"):]
+            module = "numpy._core" + module[len("numpy.core") :]
         return getattr(importlib.import_module(module), name)
 
 
@@ -172,8 +207,10 @@ def read_pkl(path: Path) -> tuple[dict[str, Any], str, PixelFormat]:
     try:
         obj = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
     except pickle.UnpicklingError as e:
-        raise ValueError(f"refusing to load {path}: only numpy arrays in plain containers are "
-                         f"accepted in .pkl weights ({e})") from e
+        raise ValueError(
+            f"refusing to load {path}: only numpy arrays in plain containers are "
+            f"accepted in .pkl weights ({e})"
+        ) from e
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a dict of arrays, got {type(obj).__name__}")
     author = obj.get("__author__")

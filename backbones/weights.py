@@ -36,6 +36,7 @@ pixels when their ``__author__`` is ``"torchvision"`` and as caffe pixels otherw
 Reading files is :mod:`backbones.weight_files`' job, renaming other releases' names
 :mod:`backbones.weight_names`'; this module assigns the result and reports what it did.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,11 +49,25 @@ from torch import Tensor, nn
 
 from backbones.spec import PixelFormat
 from backbones.weight_files import load_torch_file, read_pkl, read_source
-from backbones.weight_names import (caffe_state, check_caffe_target, cifar_reference_state,
-                                    detectron2_state, format_keys, sub_state)
+from backbones.weight_names import (
+    caffe_state,
+    check_caffe_target,
+    cifar_reference_state,
+    detectron2_state,
+    format_keys,
+    sub_state,
+)
 
-__all__ = ["LoadReport", "load_pretrained", "load_state", "load_torch_file", "read_pkl",
-           "read_source", "sub_state", "detectron2_state"]
+__all__ = [
+    "LoadReport",
+    "load_pretrained",
+    "load_state",
+    "load_torch_file",
+    "read_pkl",
+    "read_source",
+    "sub_state",
+    "detectron2_state",
+]
 
 _CLASSIFIER = "fc."
 _STAGE_MODULES = ("layer1", "layer2", "layer3", "layer4", "fc")
@@ -80,9 +95,14 @@ class LoadReport:
     pad_placement: str | None = None
 
 
-def load_pretrained(model: nn.Module, source: str | os.PathLike, *,
-                    allow_missing_classifier: bool = True, prefix: str | None = None,
-                    pixel_format: PixelFormat | None = None) -> LoadReport:
+def load_pretrained(
+    model: nn.Module,
+    source: str | os.PathLike,
+    *,
+    allow_missing_classifier: bool = True,
+    prefix: str | None = None,
+    pixel_format: PixelFormat | None = None,
+) -> LoadReport:
     """Copy the weights of ``source`` (see the module docstring) into ``model`` and return a report.
 
     ``model`` is a ResNet from :mod:`backbones.resnet`, or an :class:`backbones.fpn.FPN` whose
@@ -94,17 +114,32 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike, *,
     """
     state, fmt, pixels = read_source(str(source))
     if fmt == "resdet-detector" and prefix is None:
-        raise ValueError(f"{source} is a resdet detector checkpoint: pass prefix= (the detector's "
-                         f"backbone keys, e.g. 'backbone.bottom_up.'), or load it with "
-                         f"resdet.checkpoints.load_backbone_weights, which knows the layout")
-    return load_state(model, state, source_format=fmt, pixel_format=pixel_format or pixels,
-                      source=str(source), allow_missing_classifier=allow_missing_classifier,
-                      prefix=prefix)
+        raise ValueError(
+            f"{source} is a resdet detector checkpoint: pass prefix= (the detector's "
+            f"backbone keys, e.g. 'backbone.bottom_up.'), or load it with "
+            f"resdet.checkpoints.load_backbone_weights, which knows the layout"
+        )
+    return load_state(
+        model,
+        state,
+        source_format=fmt,
+        pixel_format=pixel_format or pixels,
+        source=str(source),
+        allow_missing_classifier=allow_missing_classifier,
+        prefix=prefix,
+    )
 
 
-def load_state(model: nn.Module, state: Mapping[str, Any], *, source_format: str,
-               pixel_format: PixelFormat, source: str = "<state dict>",
-               allow_missing_classifier: bool = True, prefix: str | None = None) -> LoadReport:
+def load_state(
+    model: nn.Module,
+    state: Mapping[str, Any],
+    *,
+    source_format: str,
+    pixel_format: PixelFormat,
+    source: str = "<state dict>",
+    allow_missing_classifier: bool = True,
+    prefix: str | None = None,
+) -> LoadReport:
     """:func:`load_pretrained` for a state dict already in memory.
 
     ``state``: parameter name -> tensor (or numpy array), named as ``source_format`` (a tag of
@@ -122,8 +157,12 @@ def load_state(model: nn.Module, state: Mapping[str, Any], *, source_format: str
         state = sub_state(state, "bottom_up.")
     else:
         skipped = []
-    report = LoadReport(source=source, source_format=source_format.removeprefix("resdet-"),
-                        pixel_format=pixel_format, skipped=skipped)
+    report = LoadReport(
+        source=source,
+        source_format=source_format.removeprefix("resdet-"),
+        pixel_format=pixel_format,
+        skipped=skipped,
+    )
     if source_format == "caffe":
         check_caffe_target(target, source)
         state = caffe_state(state, target, source)
@@ -143,15 +182,20 @@ def load_state(model: nn.Module, state: Mapping[str, Any], *, source_format: str
 
 # ------------------------------------------------------------------------------- assignment
 
-def _assign(target: nn.Module, source: dict[str, Any], report: LoadReport,
-            allow_missing_classifier: bool) -> None:
+
+def _assign(
+    target: nn.Module, source: dict[str, Any], report: LoadReport, allow_missing_classifier: bool
+) -> None:
     current = target.state_dict()
     built = {name for name, _ in target.named_children()}
     new: dict[str, Tensor] = {}
     unexpected, mismatched, mismatched_keys = [], [], set()
     for key, value in source.items():
-        tensor = torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) \
+        tensor = (
+            torch.from_numpy(np.ascontiguousarray(value))
+            if isinstance(value, np.ndarray)
             else value
+        )
         if not isinstance(tensor, Tensor):
             report.ignored.append(key)
         elif key.endswith("num_batches_tracked"):
@@ -170,12 +214,19 @@ def _assign(target: nn.Module, source: dict[str, Any], report: LoadReport,
                 report.classifier_not_loaded.append(key)
             else:
                 mismatched_keys.add(key)
-                mismatched.append(f"{key}: checkpoint {tuple(tensor.shape)} vs model "
-                                  f"{tuple(current[key].shape)}")
+                mismatched.append(
+                    f"{key}: checkpoint {tuple(tensor.shape)} vs model {tuple(current[key].shape)}"
+                )
         else:
             new[key] = tensor
-    missing = [k for k in current if k not in new and not k.endswith("num_batches_tracked")
-               and k not in report.classifier_not_loaded and k not in mismatched_keys]
+    missing = [
+        k
+        for k in current
+        if k not in new
+        and not k.endswith("num_batches_tracked")
+        and k not in report.classifier_not_loaded
+        and k not in mismatched_keys
+    ]
     if allow_missing_classifier:
         report.classifier_not_loaded += [k for k in missing if k.startswith(_CLASSIFIER)]
         missing = [k for k in missing if not k.startswith(_CLASSIFIER)]
@@ -187,7 +238,8 @@ def _assign(target: nn.Module, source: dict[str, Any], report: LoadReport,
     if mismatched:
         problems.append(f"shape mismatches ({len(mismatched)}): {format_keys(mismatched)}")
     if problems:
-        raise ValueError(f"cannot load {report.source} into {type(target).__name__}: "
-                         + "; ".join(problems))
+        raise ValueError(
+            f"cannot load {report.source} into {type(target).__name__}: " + "; ".join(problems)
+        )
     target.load_state_dict({**current, **new}, strict=True)
     report.loaded = sorted(new)

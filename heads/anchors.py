@@ -1,4 +1,5 @@
 """Anchor boxes: a few cell anchors per feature level, repeated at every feature-map location."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,7 +8,9 @@ import torch
 from torch import Tensor, nn
 
 
-def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float], round_to_int: bool) -> Tensor:
+def cell_anchors(
+    sizes: Sequence[float], aspect_ratios: Sequence[float], round_to_int: bool
+) -> Tensor:
     """Zero-centred anchors (len(ratios) * len(sizes), 4), ratio-major, each of area size**2 and
     ``height / width == ratio``."""
     sizes_t = torch.as_tensor(sizes, dtype=torch.float32)
@@ -36,14 +39,22 @@ class AnchorGenerator(nn.Module):
     then by cell anchor, matching the RPN head's output layout.
     """
 
-    def __init__(self, *, sizes: Sequence[Sequence[float]],
-                 aspect_ratios: Sequence[float] | Sequence[Sequence[float]], strides: Sequence[int],
-                 offset: float = 0.0, round_to_int: bool = False,
-                 stride_from_image_size: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        sizes: Sequence[Sequence[float]],
+        aspect_ratios: Sequence[float] | Sequence[Sequence[float]],
+        strides: Sequence[int],
+        offset: float = 0.0,
+        round_to_int: bool = False,
+        stride_from_image_size: bool = False,
+    ) -> None:
         super().__init__()
         if len(sizes) != len(strides):
-            raise ValueError(f"anchor sizes give {len(sizes)} levels but the features have "
-                             f"{len(strides)} ({list(strides)})")
+            raise ValueError(
+                f"anchor sizes give {len(sizes)} levels but the features have "
+                f"{len(strides)} ({list(strides)})"
+            )
         if aspect_ratios and not isinstance(aspect_ratios[0], (list, tuple)):
             aspect_ratios = [aspect_ratios] * len(sizes)
         if len(aspect_ratios) != len(sizes):
@@ -57,13 +68,18 @@ class AnchorGenerator(nn.Module):
         for i, c in enumerate(cells):
             self.register_buffer(f"cell{i}", c, persistent=False)
 
-    def forward(self, grid_sizes: Sequence[tuple[int, int]], image_size: tuple[int, int]) -> list[Tensor]:
+    def forward(
+        self, grid_sizes: Sequence[tuple[int, int]], image_size: tuple[int, int]
+    ) -> list[Tensor]:
         """Grid sizes (H_l, W_l) per level and the padded batch size (H, W) -> [(H_l*W_l*A_l, 4)]."""
         out = []
         for i, ((gh, gw), stride) in enumerate(zip(grid_sizes, self.strides)):
             cell: Tensor = getattr(self, f"cell{i}")
-            sy, sx = ((image_size[0] // gh, image_size[1] // gw) if self.stride_from_image_size
-                      else (stride, stride))
+            sy, sx = (
+                (image_size[0] // gh, image_size[1] // gw)
+                if self.stride_from_image_size
+                else (stride, stride)
+            )
             xs = (torch.arange(gw, device=cell.device, dtype=torch.float32) + self.offset) * sx
             ys = (torch.arange(gh, device=cell.device, dtype=torch.float32) + self.offset) * sy
             y, x = torch.meshgrid(ys, xs, indexing="ij")

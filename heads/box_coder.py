@@ -1,4 +1,5 @@
 """Box <-> delta coding of R-CNN: centre offsets relative to the reference size, log-space sizes."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,11 @@ class BoxCoder:
     xyxy, widths are ``x2 - x1`` (no +1). ``decode`` clamps dw, dh at ``scale_clamp``.
     """
 
-    def __init__(self, weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0),
-                 scale_clamp: float = DEFAULT_SCALE_CLAMP) -> None:
+    def __init__(
+        self,
+        weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0),
+        scale_clamp: float = DEFAULT_SCALE_CLAMP,
+    ) -> None:
         if len(weights) != 4 or any(w <= 0 for w in weights):
             raise ValueError(f"box coder weights must be 4 positive numbers, got {weights}")
         self.weights = tuple(float(w) for w in weights)
@@ -35,8 +39,15 @@ class BoxCoder:
         th = target[..., 3] - target[..., 1]
         tx = target[..., 0] + 0.5 * tw
         ty = target[..., 1] + 0.5 * th
-        return torch.stack((wx * (tx - rx) / rw, wy * (ty - ry) / rh,
-                            ww * torch.log(tw / rw), wh * torch.log(th / rh)), dim=-1)
+        return torch.stack(
+            (
+                wx * (tx - rx) / rw,
+                wy * (ty - ry) / rh,
+                ww * torch.log(tw / rw),
+                wh * torch.log(th / rh),
+            ),
+            dim=-1,
+        )
 
     def decode(self, deltas: Tensor, reference: Tensor) -> Tensor:
         """Deltas (R, K*4) for K boxes per reference box (R, 4) -> boxes (R, K, 4).

@@ -1,4 +1,5 @@
 """Per-region heads: the FPN two-fc head and the paper's C4 head (the backbone's res5 stage)."""
+
 from __future__ import annotations
 
 import torch
@@ -11,7 +12,9 @@ class FCHead(nn.Module):
     Layers are named ``fc6``, ``fc7``, ... as in the FPN and torchvision code.
     """
 
-    def __init__(self, *, in_channels: int, resolution: int, fc_dim: int = 1024, num_fc: int = 2) -> None:
+    def __init__(
+        self, *, in_channels: int, resolution: int, fc_dim: int = 1024, num_fc: int = 2
+    ) -> None:
         super().__init__()
         dim = in_channels * resolution * resolution
         self.names = [f"fc{6 + i}" for i in range(num_fc)]

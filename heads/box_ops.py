@@ -1,4 +1,5 @@
 """Box geometry on xyxy float boxes in absolute pixels: IoU, areas, clipping, size filters."""
+
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,9 @@ from torch import Tensor
 
 def box_area(boxes: Tensor) -> Tensor:
     """(..., 4) xyxy -> (...) areas (negative extents count as zero)."""
-    return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
+    return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(
+        min=0
+    )
 
 
 def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
@@ -20,7 +23,9 @@ def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
     wh = (rb - lt).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(a.dtype).tiny), torch.zeros_like(inter))
+    return torch.where(
+        union > 0, inter / union.clamp(min=torch.finfo(a.dtype).tiny), torch.zeros_like(inter)
+    )
 
 
 def clip_boxes(boxes: Tensor, heights: Tensor, widths: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
 """The Faster R-CNN detector: preprocessing -> backbone -> RPN -> RoI heads -> boxes per input image."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,14 +27,23 @@ class FasterRCNN(nn.Module):
     ``roi_features`` those the RoI pooler reads (``p2..p5`` or ``res4``).
     """
 
-    def __init__(self, *, backbone: nn.Module, rpn: RPN, roi_heads: RoIHeads,
-                 preprocessor: ImagePreprocessor, rpn_features: Sequence[str],
-                 roi_features: Sequence[str]) -> None:
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        rpn: RPN,
+        roi_heads: RoIHeads,
+        preprocessor: ImagePreprocessor,
+        rpn_features: Sequence[str],
+        roi_features: Sequence[str],
+    ) -> None:
         super().__init__()
         for name in list(rpn_features) + list(roi_features):
             if name not in backbone.output_specs:
-                raise ValueError(f"feature {name!r} is not a backbone output "
-                                 f"({', '.join(backbone.output_specs)})")
+                raise ValueError(
+                    f"feature {name!r} is not a backbone output "
+                    f"({', '.join(backbone.output_specs)})"
+                )
         self.backbone = backbone
         self.rpn = rpn
         self.roi_heads = roi_heads
@@ -49,25 +59,39 @@ class FasterRCNN(nn.Module):
     def pixel_format(self) -> PixelFormat:
         return self.backbone.pixel_format
 
-    def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
-                ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         if self.training and targets is None:
             raise ValueError("targets are required in training mode")
         validate_inputs(images, targets if self.training else None, self.num_classes)
-        batch, sizes, gt = self.preprocessor(images, targets if self.training else None, self.pixel_format)
+        batch, sizes, gt = self.preprocessor(
+            images, targets if self.training else None, self.pixel_format
+        )
         features = self.backbone(batch)
-        proposals, rpn_losses = self.rpn([features[f] for f in self.rpn_features], sizes,
-                                         tuple(batch.shape[-2:]), gt)
-        detections, roi_losses = self.roi_heads([features[f] for f in self.roi_features], proposals,
-                                                sizes, gt)
+        proposals, rpn_losses = self.rpn(
+            [features[f] for f in self.rpn_features], sizes, tuple(batch.shape[-2:]), gt
+        )
+        detections, roi_losses = self.roi_heads(
+            [features[f] for f in self.roi_features], proposals, sizes, gt
+        )
         if self.training:
             return {**rpn_losses, **roi_losses}
         assert detections is not None
         counts = torch.bincount(detections.image_index, minlength=len(images)).tolist()
         results = []
-        for img, size, boxes, scores, labels in zip(images, sizes.tolist(), detections.boxes.split(counts),
-                                                    detections.scores.split(counts),
-                                                    detections.labels.split(counts)):
-            results.append({"boxes": scale_boxes(boxes, [int(v) for v in size], img.shape[-2:]),
-                            "scores": scores, "labels": labels})
+        for img, size, boxes, scores, labels in zip(
+            images,
+            sizes.tolist(),
+            detections.boxes.split(counts),
+            detections.scores.split(counts),
+            detections.labels.split(counts),
+        ):
+            results.append(
+                {
+                    "boxes": scale_boxes(boxes, [int(v) for v in size], img.shape[-2:]),
+                    "scores": scores,
+                    "labels": labels,
+                }
+            )
         return results

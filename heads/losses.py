@@ -1,4 +1,5 @@
 """Detection losses, kept apart from the networks. Each returns a summed or averaged scalar."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -21,8 +22,9 @@ def l1(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target).abs().sum()
 
 
-def box_regression_loss(pred: Tensor, target: Tensor, *, kind: Literal["smooth_l1", "l1"],
-                        beta: float) -> Tensor:
+def box_regression_loss(
+    pred: Tensor, target: Tensor, *, kind: Literal["smooth_l1", "l1"], beta: float
+) -> Tensor:
     """Summed box loss over (K, 4) deltas; exactly 0 (with a graph) when K == 0."""
     return smooth_l1(pred, target, beta) if kind == "smooth_l1" else l1(pred, target)
 

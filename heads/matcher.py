@@ -1,4 +1,5 @@
 """IoU matching of predictions (anchors or proposals) to ground-truth boxes, for a whole batch at once."""
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,9 @@ class Matcher:
 
     def __init__(self, *, fg_iou: float, bg_iou: float, allow_low_quality: bool) -> None:
         if not 0.0 <= bg_iou <= fg_iou <= 1.0:
-            raise ValueError(f"need 0 <= bg_iou <= fg_iou <= 1, got bg_iou={bg_iou}, fg_iou={fg_iou}")
+            raise ValueError(
+                f"need 0 <= bg_iou <= fg_iou <= 1, got bg_iou={bg_iou}, fg_iou={fg_iou}"
+            )
         self.fg_iou = fg_iou
         self.bg_iou = bg_iou
         self.allow_low_quality = allow_low_quality
@@ -37,8 +40,10 @@ class Matcher:
         """
         r, g = iou.shape
         if g == 0:
-            return (torch.zeros(r, dtype=torch.int64, device=iou.device),
-                    torch.full((r,), BACKGROUND, dtype=torch.int8, device=iou.device))
+            return (
+                torch.zeros(r, dtype=torch.int64, device=iou.device),
+                torch.full((r,), BACKGROUND, dtype=torch.int8, device=iou.device),
+            )
         best, matched = iou.max(dim=1)
         labels = torch.full((r,), IGNORE, dtype=torch.int8, device=iou.device)
         labels[best >= self.fg_iou] = FOREGROUND
@@ -46,7 +51,8 @@ class Matcher:
         if self.allow_low_quality:
             # best IoU of every ground-truth slot over its image's predictions: (num_images, G)
             per_gt = iou.new_full((num_images, g), -1.0).scatter_reduce(
-                0, image_index[:, None].expand(r, g), iou, reduce="amax")
+                0, image_index[:, None].expand(r, g), iou, reduce="amax"
+            )
             target = per_gt[image_index]
             low_quality = ((iou == target) & (target > 0)).any(dim=1)
             labels[low_quality] = FOREGROUND

@@ -1,4 +1,5 @@
 """Non-maximum suppression for a whole batch: one batched NMS, then the best k of every image."""
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,16 @@ def top_k_per_image(order: Tensor, image_index: Tensor, num_images: int, k: int)
     return order[rank < k]
 
 
-def nms_per_image(boxes: Tensor, scores: Tensor, groups: Tensor, num_groups: int,
-                  image_index: Tensor, num_images: int, iou_threshold: float, k: int) -> Tensor:
+def nms_per_image(
+    boxes: Tensor,
+    scores: Tensor,
+    groups: Tensor,
+    num_groups: int,
+    image_index: Tensor,
+    num_images: int,
+    iou_threshold: float,
+    k: int,
+) -> Tensor:
     """NMS within each (image, group) pair, then the ``k`` best survivors of every image.
 
     Args:

@@ -1,4 +1,5 @@
 """RoI feature extraction: RoIAlign or RoIPool on one level, or on an FPN level chosen per box."""
+
 from __future__ import annotations
 
 import math
@@ -12,14 +13,22 @@ from torchvision.ops import roi_pool
 from heads.roi_align import roi_align
 
 
-def assign_levels(boxes: Tensor, min_level: int, max_level: int, canonical_size: float = 224.0,
-                  canonical_level: int = 4, eps: float = 1e-6) -> Tensor:
+def assign_levels(
+    boxes: Tensor,
+    min_level: int,
+    max_level: int,
+    canonical_size: float = 224.0,
+    canonical_level: int = 4,
+    eps: float = 1e-6,
+) -> Tensor:
     """FPN paper eq. (1): level ``floor(k0 + log2(sqrt(wh) / 224))`` clamped to the pyramid.
 
     (R, 4) boxes -> (R,) int64 index into the levels (0 = ``min_level``).
     """
     size = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
-    level = torch.floor(canonical_level + torch.log2(size / canonical_size) + torch.tensor(eps, dtype=size.dtype))
+    level = torch.floor(
+        canonical_level + torch.log2(size / canonical_size) + torch.tensor(eps, dtype=size.dtype)
+    )
     return level.clamp(min=min_level, max=max_level).to(torch.int64) - min_level
 
 
@@ -32,15 +41,27 @@ class RoIPooler(nn.Module):
     :func:`assign_levels`.
     """
 
-    def __init__(self, *, strides: Sequence[int], output_size: int, kind: Literal["align", "pool"] = "align",
-                 sampling_ratio: int = 0, aligned: bool = True, canonical_size: float = 224.0,
-                 canonical_level: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        strides: Sequence[int],
+        output_size: int,
+        kind: Literal["align", "pool"] = "align",
+        sampling_ratio: int = 0,
+        aligned: bool = True,
+        canonical_size: float = 224.0,
+        canonical_level: int = 4,
+    ) -> None:
         super().__init__()
         if kind not in ("align", "pool"):
             raise ValueError(f"pooler kind must be 'align' or 'pool', got {kind!r}")
         levels = [math.log2(s) for s in strides]
-        if any(lv != int(lv) for lv in levels) or any(b - a != 1 for a, b in zip(levels, levels[1:])):
-            raise ValueError(f"pooler strides must be consecutive powers of two, got {list(strides)}")
+        if any(lv != int(lv) for lv in levels) or any(
+            b - a != 1 for a, b in zip(levels, levels[1:])
+        ):
+            raise ValueError(
+                f"pooler strides must be consecutive powers of two, got {list(strides)}"
+            )
         self.scales = [1.0 / s for s in strides]
         self.min_level, self.max_level = int(levels[0]), int(levels[-1])
         self.output_size = output_size
@@ -58,13 +79,18 @@ class RoIPooler(nn.Module):
     def forward(self, features: list[Tensor], boxes: Tensor, image_index: Tensor) -> Tensor:
         """Per level (B, C, H_l, W_l); boxes (R, 4) xyxy input pixels; image index (R,) -> (R, C, S, S)."""
         if len(features) != len(self.scales):
-            raise ValueError(f"pooler built for {len(self.scales)} levels got {len(features)} feature maps")
+            raise ValueError(
+                f"pooler built for {len(self.scales)} levels got {len(features)} feature maps"
+            )
         rois = torch.cat((image_index[:, None].to(boxes.dtype), boxes), dim=1)
         if len(features) == 1:
             return self._pool(features[0], rois, self.scales[0])
-        levels = assign_levels(boxes, self.min_level, self.max_level, self.canonical_size,
-                               self.canonical_level)
-        out = features[0].new_zeros((len(boxes), features[0].shape[1], self.output_size, self.output_size))
+        levels = assign_levels(
+            boxes, self.min_level, self.max_level, self.canonical_size, self.canonical_level
+        )
+        out = features[0].new_zeros(
+            (len(boxes), features[0].shape[1], self.output_size, self.output_size)
+        )
         for level, (x, scale) in enumerate(zip(features, self.scales)):
             idx = (levels == level).nonzero(as_tuple=True)[0]
             out[idx] = self._pool(x, rois[idx], scale).to(out.dtype)

@@ -1,4 +1,5 @@
 """Detector input: validation, pixel normalisation, resizing, padding into one batch tensor."""
+
 from __future__ import annotations
 
 import math
@@ -12,44 +13,60 @@ from backbones.spec import PixelFormat
 from heads.structures import GroundTruth
 
 
-def validate_inputs(images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None,
-                    num_classes: int) -> None:
+def validate_inputs(
+    images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None, num_classes: int
+) -> None:
     """Raise ``ValueError`` naming the image index and the offending value for malformed input.
 
     Images: float tensors (3, H, W), H, W > 0. Targets: ``boxes`` (N, 4) finite xyxy with
     x2 > x1 and y2 > y1; ``labels`` (N,) integers in 0..num_classes-1.
     """
     if not isinstance(images, (list, tuple)) or not images:
-        raise ValueError(f"images must be a non-empty list of (3, H, W) tensors, got {type(images).__name__}")
+        raise ValueError(
+            f"images must be a non-empty list of (3, H, W) tensors, got {type(images).__name__}"
+        )
     for i, img in enumerate(images):
         if not isinstance(img, Tensor):
             raise ValueError(f"image {i}: expected a tensor, got {type(img).__name__}")
         if img.dim() != 3 or img.shape[0] != 3 or img.shape[1] == 0 or img.shape[2] == 0:
             raise ValueError(f"image {i}: expected shape [3, H, W], got {list(img.shape)}")
         if not img.is_floating_point():
-            raise ValueError(f"image {i}: expected a float tensor (RGB in 0..1), got dtype {img.dtype}")
+            raise ValueError(
+                f"image {i}: expected a float tensor (RGB in 0..1), got dtype {img.dtype}"
+            )
     if targets is None:
         return
     if len(targets) != len(images):
         raise ValueError(f"got {len(images)} images but {len(targets)} targets")
     for i, t in enumerate(targets):
         if not isinstance(t, dict) or "boxes" not in t or "labels" not in t:
-            raise ValueError(f"image {i}: target must be a dict with 'boxes' and 'labels', got {t!r}")
+            raise ValueError(
+                f"image {i}: target must be a dict with 'boxes' and 'labels', got {t!r}"
+            )
         boxes, labels = t["boxes"], t["labels"]
         if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"image {i}: boxes must be [N, 4], got "
-                             f"{list(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__}")
+            raise ValueError(
+                f"image {i}: boxes must be [N, 4], got "
+                f"{list(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__}"
+            )
         if not boxes.is_floating_point():
             raise ValueError(f"image {i}: boxes must be float, got dtype {boxes.dtype}")
         if not isinstance(labels, Tensor) or labels.shape != boxes.shape[:1]:
-            raise ValueError(f"image {i}: labels must be [{boxes.shape[0]}] to match the boxes, got "
-                             f"{list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__}")
+            raise ValueError(
+                f"image {i}: labels must be [{boxes.shape[0]}] to match the boxes, got "
+                f"{list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__}"
+            )
         if labels.is_floating_point() or labels.dtype == torch.bool:
             raise ValueError(f"image {i}: labels must be integers, got dtype {labels.dtype}")
     # One device sync for the value checks of the whole batch; details only when something is wrong.
-    bad = [(~torch.isfinite(t["boxes"]).all(1)) | (t["boxes"][:, 2] <= t["boxes"][:, 0])
-           | (t["boxes"][:, 3] <= t["boxes"][:, 1]) | (t["labels"] < 0) | (t["labels"] >= num_classes)
-           for t in targets]
+    bad = [
+        (~torch.isfinite(t["boxes"]).all(1))
+        | (t["boxes"][:, 2] <= t["boxes"][:, 0])
+        | (t["boxes"][:, 3] <= t["boxes"][:, 1])
+        | (t["labels"] < 0)
+        | (t["labels"] >= num_classes)
+        for t in targets
+    ]
     if not bool(torch.cat(bad).any()):
         return
     for i, (t, b) in enumerate(zip(targets, bad)):
@@ -57,9 +74,14 @@ def validate_inputs(images: Sequence[Tensor], targets: Sequence[dict[str, Tensor
             j = int(b.nonzero()[0])
             box, label = t["boxes"][j].tolist(), int(t["labels"][j])
             if not 0 <= label < num_classes:
-                raise ValueError(f"image {i}: label {label} (box {j}) out of range 0..{num_classes - 1}")
-            what = ("non-finite" if not all(map(math.isfinite, box))
-                    else "degenerate (needs x2 > x1 and y2 > y1)")
+                raise ValueError(
+                    f"image {i}: label {label} (box {j}) out of range 0..{num_classes - 1}"
+                )
+            what = (
+                "non-finite"
+                if not all(map(math.isfinite, box))
+                else "degenerate (needs x2 > x1 and y2 > y1)"
+            )
             raise ValueError(f"image {i}: box {j} {box} is {what}")
 
 
@@ -74,8 +96,16 @@ class ImagePreprocessor(nn.Module):
     ``channels_last`` lays the batch out NHWC (same values and shape, other strides).
     """
 
-    def __init__(self, *, min_size_train: Sequence[int], max_size_train: int, min_size_test: int,
-                 max_size_test: int, size_divisibility: int, channels_last: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        min_size_train: Sequence[int],
+        max_size_train: int,
+        min_size_test: int,
+        max_size_test: int,
+        size_divisibility: int,
+        channels_last: bool = False,
+    ) -> None:
         super().__init__()
         if not min_size_train:
             raise ValueError("min_size_train needs at least one size")
@@ -101,8 +131,12 @@ class ImagePreprocessor(nn.Module):
         std = torch.as_tensor(fmt.std, dtype=image.dtype, device=image.device)
         return (image * fmt.scale - mean[:, None, None]) / std[:, None, None]
 
-    def forward(self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None,
-                fmt: PixelFormat) -> tuple[Tensor, Tensor, GroundTruth | None]:
+    def forward(
+        self,
+        images: Sequence[Tensor],
+        targets: Sequence[dict[str, Tensor]] | None,
+        fmt: PixelFormat,
+    ) -> tuple[Tensor, Tensor, GroundTruth | None]:
         """-> batch (B, 3, H, W), image sizes (B, 2) float (h, w) after resizing, ground truth in
         network-input pixels (padded to the largest box count) or None."""
         resized, all_boxes = [], []
@@ -110,8 +144,13 @@ class ImagePreprocessor(nn.Module):
             min_size, max_size = self._target_sizes()
             h, w = img.shape[-2:]
             scale = min(min_size / min(h, w), max_size / max(h, w))
-            x = F.interpolate(self.normalise(img, fmt)[None], scale_factor=scale, mode="bilinear",
-                              recompute_scale_factor=True, align_corners=False)[0]
+            x = F.interpolate(
+                self.normalise(img, fmt)[None],
+                scale_factor=scale,
+                mode="bilinear",
+                recompute_scale_factor=True,
+                align_corners=False,
+            )[0]
             resized.append(x)
             if targets is not None:
                 all_boxes.append(scale_boxes(targets[i]["boxes"], (h, w), x.shape[-2:]))
@@ -119,11 +158,17 @@ class ImagePreprocessor(nn.Module):
         height = -(-max(x.shape[1] for x in resized) // d) * d
         width = -(-max(x.shape[2] for x in resized) // d) * d
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        batch = torch.empty((len(resized), 3, height, width), dtype=resized[0].dtype, device=resized[0].device,
-                            memory_format=layout).zero_()
+        batch = torch.empty(
+            (len(resized), 3, height, width),
+            dtype=resized[0].dtype,
+            device=resized[0].device,
+            memory_format=layout,
+        ).zero_()
         for b, x in zip(batch, resized):
-            b[:, :x.shape[1], :x.shape[2]].copy_(x)
-        sizes = torch.tensor([x.shape[-2:] for x in resized], dtype=torch.float32, device=batch.device)
+            b[:, : x.shape[1], : x.shape[2]].copy_(x)
+        sizes = torch.tensor(
+            [x.shape[-2:] for x in resized], dtype=torch.float32, device=batch.device
+        )
         gt = None
         if targets is not None:
             # at least one (invalid) slot, so that gathers by matched slot work for empty batches
@@ -132,16 +177,20 @@ class ImagePreprocessor(nn.Module):
             labels = torch.zeros((len(images), g), dtype=torch.int64, device=batch.device)
             valid = torch.zeros((len(images), g), dtype=torch.bool, device=batch.device)
             for i, (bx, t) in enumerate(zip(all_boxes, targets)):
-                boxes[i, :len(bx)] = bx
-                labels[i, :len(bx)] = t["labels"]
-                valid[i, :len(bx)] = True
+                boxes[i, : len(bx)] = bx
+                labels[i, : len(bx)] = t["labels"]
+                valid[i, : len(bx)] = True
             gt = GroundTruth(boxes=boxes, labels=labels, valid=valid)
         return batch, sizes, gt
 
 
 def scale_boxes(boxes: Tensor, old_size: Sequence[int], new_size: Sequence[int]) -> Tensor:
     """Rescale (N, 4) xyxy boxes from an image of ``old_size`` (h, w) to ``new_size`` (h, w)."""
-    ratio_h = torch.tensor(float(new_size[0]), dtype=torch.float32) / torch.tensor(float(old_size[0]), dtype=torch.float32)
-    ratio_w = torch.tensor(float(new_size[1]), dtype=torch.float32) / torch.tensor(float(old_size[1]), dtype=torch.float32)
+    ratio_h = torch.tensor(float(new_size[0]), dtype=torch.float32) / torch.tensor(
+        float(old_size[0]), dtype=torch.float32
+    )
+    ratio_w = torch.tensor(float(new_size[1]), dtype=torch.float32) / torch.tensor(
+        float(old_size[1]), dtype=torch.float32
+    )
     ratios = torch.stack((ratio_w, ratio_h, ratio_w, ratio_h)).to(boxes.device, boxes.dtype)
     return boxes * ratios

@@ -10,6 +10,7 @@ features, whose (N*H*W, C) view is free. Other devices keep torchvision's kernel
 CUDA are already fast). ``M`` has up to ``size**2 * 4 * grid_h * grid_w`` entries per roi, about 40
 bytes each while it is built (1,024 rois at 7x7, sampling 2: 0.8M entries, ~32 MB).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -20,8 +21,14 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from torchvision.ops import roi_align as tv_roi_align
 
 
-def roi_align(x: Tensor, rois: Tensor, output_size: int, spatial_scale: float, sampling_ratio: int,
-              aligned: bool) -> Tensor:
+def roi_align(
+    x: Tensor,
+    rois: Tensor,
+    output_size: int,
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
     """``torchvision.ops.roi_align`` for (N, C, H, W) features and (R, 5) rois ``(image, x1, y1, x2, y2)``
     in input pixels (scaled by ``spatial_scale``) -> (R, C, output_size, output_size), NHWC-strided
     when ``x`` is.
@@ -41,15 +48,32 @@ def _nhwc(x: Tensor) -> bool:
 
 class _RoIAlign(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: FunctionCtx, x: Tensor, rois: Tensor, output_size: int, spatial_scale: float,
-                sampling_ratio: int, aligned: bool) -> Tensor:
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        rois: Tensor,
+        output_size: int,
+        spatial_scale: float,
+        sampling_ratio: int,
+        aligned: bool,
+    ) -> Tensor:
         ctx.save_for_backward(rois)
-        ctx.geometry = (x.shape, x.dtype, x.is_contiguous(), output_size, spatial_scale, sampling_ratio, aligned)
+        ctx.geometry = (
+            x.shape,
+            x.dtype,
+            x.is_contiguous(),
+            output_size,
+            spatial_scale,
+            sampling_ratio,
+            aligned,
+        )
         if not _nhwc(x):
             return tv_roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
         n, c, h, w = x.shape
         compute = _compute_dtype(x.dtype)
-        m = _sparse(rois, (n, h, w), output_size, spatial_scale, sampling_ratio, aligned, compute, False)
+        m = _sparse(
+            rois, (n, h, w), output_size, spatial_scale, sampling_ratio, aligned, compute, False
+        )
         with torch.autocast("cpu", enabled=False):
             out = m @ x.to(compute).permute(0, 2, 3, 1).reshape(-1, c)
         return out.view(len(rois), output_size, output_size, c).permute(0, 3, 1, 2).to(x.dtype)
@@ -73,8 +97,16 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _sparse(rois: Tensor, grid: tuple[int, int, int], size: int, scale: float, sampling_ratio: int,
-            aligned: bool, dtype: torch.dtype, transpose: bool) -> Tensor:
+def _sparse(
+    rois: Tensor,
+    grid: tuple[int, int, int],
+    size: int,
+    scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+    dtype: torch.dtype,
+    transpose: bool,
+) -> Tensor:
     """RoIAlign's (R * size * size, N * H * W) matrix, or its transpose, as a CSR tensor of ``dtype``."""
     n, h, w = grid
     bins, cells = len(rois) * size * size, n * h * w
@@ -91,8 +123,15 @@ def _sparse(rois: Tensor, grid: tuple[int, int, int], size: int, scale: float, s
         return torch.sparse_csr_tensor(crow, keys % cells, vals, (bins, cells))
 
 
-def sampling_matrix(rois: Tensor, height: int, width: int, size: int, scale: float, sampling_ratio: int,
-                    aligned: bool) -> tuple[Tensor, Tensor, Tensor]:
+def sampling_matrix(
+    rois: Tensor,
+    height: int,
+    width: int,
+    size: int,
+    scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
     """The nonzeros of RoIAlign's (R * size * size, N * H * W) matrix as (rows, cols, values), values in rois' dtype.
 
     Row ``(r * size + i) * size + j`` is output bin (i, j) of roi r; column ``(b * H + y) * W + x``
@@ -122,7 +161,9 @@ def sampling_matrix(rois: Tensor, height: int, width: int, size: int, scale: flo
         image = rois[r, 0].long().view(k, 1, 1, 1, 1)
         cols = (image * height + iy.view(k, size, 1, -1, 1)) * width + ix.view(k, 1, size, 1, -1)
         vals = wy.view(k, size, 1, -1, 1) * wx.view(k, 1, size, 1, -1) / (gh * gw)
-        bins = torch.arange(size * size).view(1, size, size, 1, 1) + (r * size * size).view(k, 1, 1, 1, 1)
+        bins = torch.arange(size * size).view(1, size, size, 1, 1) + (r * size * size).view(
+            k, 1, 1, 1, 1
+        )
         parts.append((bins.expand_as(cols).reshape(-1), cols.reshape(-1), vals.reshape(-1)))
     if not parts:
         empty = torch.zeros(0, dtype=torch.int64)
@@ -131,7 +172,9 @@ def sampling_matrix(rois: Tensor, height: int, width: int, size: int, scale: flo
     return rows, cols, vals
 
 
-def _axis_weights(start: Tensor, bin_size: Tensor, size: int, grid: int, extent: int) -> tuple[Tensor, Tensor]:
+def _axis_weights(
+    start: Tensor, bin_size: Tensor, size: int, grid: int, extent: int
+) -> tuple[Tensor, Tensor]:
     """Along one axis: for k rois, the two cells and linear weights of each of the ``grid`` points
     of each of the ``size`` bins -> indices (k, size, 2 * grid) int64 and weights (k, size, 2 * grid)."""
     b = torch.arange(size, dtype=start.dtype).view(1, size, 1)

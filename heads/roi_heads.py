@@ -1,4 +1,5 @@
 """Fast R-CNN stage: sample proposals, pool, classify and refine; post-process detections."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -29,11 +30,23 @@ class RoIHeads(nn.Module):
     ``smooth_l1_beta`` has no default: ``model.roi_heads.smooth_l1_beta`` is the one source.
     """
 
-    def __init__(self, *, pooler: RoIPooler, box_head: nn.Module, predictor: BoxPredictor,
-                 box_coder: BoxCoder, matcher: Matcher, batch_size_per_image: int,
-                 positive_fraction: float, score_thresh: float, nms_thresh: float,
-                 detections_per_image: int, min_box_size: float = 0.0,
-                 box_loss: Literal["smooth_l1", "l1"] = "smooth_l1", smooth_l1_beta: float) -> None:
+    def __init__(
+        self,
+        *,
+        pooler: RoIPooler,
+        box_head: nn.Module,
+        predictor: BoxPredictor,
+        box_coder: BoxCoder,
+        matcher: Matcher,
+        batch_size_per_image: int,
+        positive_fraction: float,
+        score_thresh: float,
+        nms_thresh: float,
+        detections_per_image: int,
+        min_box_size: float = 0.0,
+        box_loss: Literal["smooth_l1", "l1"] = "smooth_l1",
+        smooth_l1_beta: float,
+    ) -> None:
         super().__init__()
         self.pooler = pooler
         self.box_head = box_head
@@ -53,19 +66,26 @@ class RoIHeads(nn.Module):
     def num_classes(self) -> int:
         return self.box_predictor.num_classes
 
-    def forward(self, features: list[Tensor], proposals: Proposals, image_sizes: Tensor,
-                targets: GroundTruth | None = None) -> tuple[Detections | None, dict[str, Tensor]]:
+    def forward(
+        self,
+        features: list[Tensor],
+        proposals: Proposals,
+        image_sizes: Tensor,
+        targets: GroundTruth | None = None,
+    ) -> tuple[Detections | None, dict[str, Tensor]]:
         """Features per pooled level; image_sizes (B, 2) float (h, w). Training: (None, losses)."""
         if self.training:
             if targets is None:
                 raise ValueError("the RoI heads need targets in training mode")
             return None, self._losses(features, proposals, targets, image_sizes.shape[0])
-        logits, deltas = self.box_predictor(self.box_head(self.pooler(features, proposals.boxes,
-                                                                   proposals.image_index)))
+        logits, deltas = self.box_predictor(
+            self.box_head(self.pooler(features, proposals.boxes, proposals.image_index))
+        )
         return self._detect(logits, deltas, proposals, image_sizes), {}
 
-    def _losses(self, features: list[Tensor], proposals: Proposals, gt: GroundTruth,
-                num_images: int) -> dict[str, Tensor]:
+    def _losses(
+        self, features: list[Tensor], proposals: Proposals, gt: GroundTruth, num_images: int
+    ) -> dict[str, Tensor]:
         gt_image, gt_slot = gt.valid.nonzero(as_tuple=True)
         boxes = torch.cat((proposals.boxes.detach(), gt.boxes[gt_image, gt_slot]))
         image_index = torch.cat((proposals.image_index, gt_image))
@@ -73,38 +93,62 @@ class RoIHeads(nn.Module):
         iou = pairwise_iou(boxes[:, None, :], gt.boxes[image_index])[:, 0, :]
         iou = iou.masked_fill(~gt.valid[image_index], -1.0)
         matched, labels = self.matcher(iou, image_index, num_images)
-        fg, bg = sample_balanced(labels, image_index, num_images,
-                                 per_image=self.batch_size_per_image,
-                                 positive_fraction=self.positive_fraction)
+        fg, bg = sample_balanced(
+            labels,
+            image_index,
+            num_images,
+            per_image=self.batch_size_per_image,
+            positive_fraction=self.positive_fraction,
+        )
         sampled = (fg | bg).nonzero(as_tuple=True)[0]
         boxes, image_index = boxes[sampled], image_index[sampled]
         matched, fg = matched[sampled], fg[sampled]
         classes = torch.where(fg, gt.labels[image_index, matched], self.num_classes)
-        logits, deltas = self.box_predictor(self.box_head(self.pooler(features, boxes,
-                                                                      image_index)))
+        logits, deltas = self.box_predictor(
+            self.box_head(self.pooler(features, boxes, image_index))
+        )
         loss_cls = cross_entropy(logits, classes)
         fg_index = fg.nonzero(as_tuple=True)[0]
         # (R, C*4) -> (R, C, 4), then the deltas of each foreground sample's own class
         fg_deltas = deltas.view(len(deltas), -1, 4)[fg_index, classes[fg_index]]
-        target = self.box_coder.encode(boxes[fg_index],
-                                       gt.boxes[image_index[fg_index], matched[fg_index]])
-        loss_box = box_regression_loss(fg_deltas, target, kind=self.box_loss,
-                                       beta=self.smooth_l1_beta) / max(len(sampled), 1)
+        target = self.box_coder.encode(
+            boxes[fg_index], gt.boxes[image_index[fg_index], matched[fg_index]]
+        )
+        loss_box = box_regression_loss(
+            fg_deltas, target, kind=self.box_loss, beta=self.smooth_l1_beta
+        ) / max(len(sampled), 1)
         return {"loss_cls": loss_cls, "loss_box": loss_box}
 
-    def _detect(self, logits: Tensor, deltas: Tensor, proposals: Proposals,
-                image_sizes: Tensor) -> Detections:
+    def _detect(
+        self, logits: Tensor, deltas: Tensor, proposals: Proposals, image_sizes: Tensor
+    ) -> Detections:
         num_classes = self.num_classes
         scores = torch.softmax(logits, dim=-1)[:, :num_classes]
         sizes = image_sizes[proposals.image_index]
         # (R, C*4) deltas from (R, 4) proposals -> (R, C, 4) boxes
-        boxes = clip_boxes(self.box_coder.decode(deltas, proposals.boxes),
-                           sizes[:, 0:1], sizes[:, 1:2])
+        boxes = clip_boxes(
+            self.box_coder.decode(deltas, proposals.boxes), sizes[:, 0:1], sizes[:, 1:2]
+        )
         keep = (scores > self.score_thresh) & min_side_at_least(boxes, self.min_box_size)
         roi, label = keep.nonzero(as_tuple=True)
-        boxes, scores, image_index = boxes[roi, label], scores[roi,
-                                                               label], proposals.image_index[roi]
-        kept = nms_per_image(boxes, scores, label, num_classes, image_index, image_sizes.shape[0],
-                             self.nms_thresh, self.detections_per_image)
-        return Detections(boxes=boxes[kept], scores=scores[kept], labels=label[kept],
-                          image_index=image_index[kept])
+        boxes, scores, image_index = (
+            boxes[roi, label],
+            scores[roi, label],
+            proposals.image_index[roi],
+        )
+        kept = nms_per_image(
+            boxes,
+            scores,
+            label,
+            num_classes,
+            image_index,
+            image_sizes.shape[0],
+            self.nms_thresh,
+            self.detections_per_image,
+        )
+        return Detections(
+            boxes=boxes[kept],
+            scores=scores[kept],
+            labels=label[kept],
+            image_index=image_index[kept],
+        )

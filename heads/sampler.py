@@ -1,4 +1,5 @@
 """Balanced foreground/background sampling per image, done for the whole batch in one pass."""
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,11 @@ def random_rank(mask: Tensor, image_index: Tensor, num_images: int) -> Tensor:
     entries (unmasked entries get ranks beyond every masked one of their image).
     """
     # Sort by image, then by a random key; masked entries of an image come first.
-    key = image_index.to(torch.float64) * 4 + (~mask).to(torch.float64) * 2 + torch.rand(
-        mask.shape, device=mask.device, dtype=torch.float64)
+    key = (
+        image_index.to(torch.float64) * 4
+        + (~mask).to(torch.float64) * 2
+        + torch.rand(mask.shape, device=mask.device, dtype=torch.float64)
+    )
     order = key.argsort()
     counts = torch.bincount(image_index, minlength=num_images)
     starts = counts.cumsum(0) - counts
@@ -24,8 +28,14 @@ def random_rank(mask: Tensor, image_index: Tensor, num_images: int) -> Tensor:
     return rank
 
 
-def sample_balanced(labels: Tensor, image_index: Tensor, num_images: int, *, per_image: int,
-                    positive_fraction: float) -> tuple[Tensor, Tensor]:
+def sample_balanced(
+    labels: Tensor,
+    image_index: Tensor,
+    num_images: int,
+    *,
+    per_image: int,
+    positive_fraction: float,
+) -> tuple[Tensor, Tensor]:
     """Pick up to ``per_image`` labelled predictions per image, at most ``positive_fraction`` of them
     foreground; background fills the rest.
 

@@ -1,4 +1,5 @@
 """Flat, batch-wide containers: every box carries the index of its image, so no per-image lists."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

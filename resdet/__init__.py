@@ -1,4 +1,5 @@
 """resdet: configs, model building, data, evaluation and the training engine around `backbones`/`heads`."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -14,8 +15,10 @@ def __getattr__(name: str) -> Any:
     # Lazy so that `import resdet.data` does not build the model stack.
     if name == "load_config":
         from resdet.config import load_config
+
         return load_config
     if name in ("build_model", "load_checkpoint"):
         import resdet.build as build
+
         return getattr(build, name)
     raise AttributeError(f"module 'resdet' has no attribute {name!r}")

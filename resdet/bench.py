@@ -6,6 +6,7 @@ Peak memory is CUDA max-allocated on GPU and the process's peak resident set (Vm
 phase) on CPU. FLOPs per image come from `resdet.flops.count_flops`, the counter
 tools/model_stats.py uses too; MFU is computed from them (`add_mfu`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -111,21 +112,23 @@ def _peak_mb(device: str) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Runner:
     """Times one detector; `step_train()`/`step_infer()` each run and time one iteration."""
 
-    def __init__(self, model: nn.Module, s: BenchSettings,
-                 label_offset: int = 0) -> None:
+    def __init__(self, model: nn.Module, s: BenchSettings, label_offset: int = 0) -> None:
         self.s = s
         self.model = model.to(s.device)
         if s.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.images, targets = synthetic_batch(s)
         # torchvision detectors reserve label 0 for background
-        self.targets = [{"boxes": t["boxes"], "labels": t["labels"] + label_offset} for t in targets]
+        self.targets = [
+            {"boxes": t["boxes"], "labels": t["labels"] + label_offset} for t in targets
+        ]
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
         self.scaler = torch.amp.GradScaler(enabled=s.amp == "fp16")
@@ -144,6 +147,7 @@ class Runner:
             self.scaler.scale(sum(losses.values())).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+
         dt, dc, peak = self._timed(body)
         self._train_peak = max(self._train_peak, peak)
         return dt, dc
@@ -156,6 +160,7 @@ class Runner:
         def body() -> None:
             with _autocast(self.s):
                 self.model(self.images)
+
         dt, dc, peak = self._timed(body)
         self._infer_peak = max(self._infer_peak, peak)
         return dt, dc
@@ -185,18 +190,23 @@ def paired_ratios(ours: BenchResult, reference: BenchResult) -> dict[str, float]
 
     Rounds are interleaved, so a per-round ratio compares two runs made under the same load.
     """
+
     def per_round(a: list[float], b: list[float]) -> float:
         return statistics.median(y / x for x, y in zip(a, b))
-    return {"train": ours.train_images_per_s / reference.train_images_per_s,
-            "infer": ours.infer_images_per_s / reference.infer_images_per_s,
-            "train_per_round": per_round(ours.train_times_s, reference.train_times_s),
-            "infer_per_round": per_round(ours.infer_times_s, reference.infer_times_s),
-            "train_cpu": statistics.median(reference.train_cpu_s) / statistics.median(ours.train_cpu_s),
-            "infer_cpu": statistics.median(reference.infer_cpu_s) / statistics.median(ours.infer_cpu_s)}
+
+    return {
+        "train": ours.train_images_per_s / reference.train_images_per_s,
+        "infer": ours.infer_images_per_s / reference.infer_images_per_s,
+        "train_per_round": per_round(ours.train_times_s, reference.train_times_s),
+        "infer_per_round": per_round(ours.infer_times_s, reference.infer_times_s),
+        "train_cpu": statistics.median(reference.train_cpu_s) / statistics.median(ours.train_cpu_s),
+        "infer_cpu": statistics.median(reference.infer_cpu_s) / statistics.median(ours.infer_cpu_s),
+    }
 
 
-def interleaved(runners: dict[str, Runner], s: BenchSettings,
-                progress: Callable[[str], None] = lambda _: None) -> dict[str, BenchResult]:
+def interleaved(
+    runners: dict[str, Runner], s: BenchSettings, progress: Callable[[str], None] = lambda _: None
+) -> dict[str, BenchResult]:
     """Warm up, then alternate one timed train and infer iteration per runner, `s.iters` rounds.
 
     Interleaving puts every runner under the same thermal, cache and background-load conditions.
@@ -208,8 +218,10 @@ def interleaved(runners: dict[str, Runner], s: BenchSettings,
         progress(f"warmed up {name}")
     for i in range(s.iters):
         for name, r in runners.items():
-            for times, cpu, step in ((r.result.train_times_s, r.result.train_cpu_s, r.step_train),
-                                     (r.result.infer_times_s, r.result.infer_cpu_s, r.step_infer)):
+            for times, cpu, step in (
+                (r.result.train_times_s, r.result.train_cpu_s, r.step_train),
+                (r.result.infer_times_s, r.result.infer_cpu_s, r.step_infer),
+            ):
                 wall, used = step()
                 times.append(wall)
                 cpu.append(used)
@@ -254,8 +266,9 @@ def torchvision_reference(s: BenchSettings) -> nn.Module:
 
     torch.manual_seed(s.seed)
     body = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), trainable_layers=3)
-    return FasterRCNN(body, num_classes=s.num_classes + 1,
-                      min_size=min(s.image_size), max_size=max(s.image_size))
+    return FasterRCNN(
+        body, num_classes=s.num_classes + 1, min_size=min(s.image_size), max_size=max(s.image_size)
+    )
 
 
 def share_weights(ours: nn.Module, reference: nn.Module) -> bool:
@@ -278,5 +291,9 @@ def share_weights(ours: nn.Module, reference: nn.Module) -> bool:
 def size_overrides(image_size: tuple[int, int]) -> list[str]:
     """Config overrides that make our detector keep an (h, w) `image_size` input at that size."""
     short, long = min(image_size), max(image_size)
-    return [f"model.input.min_size_train=[{short}]", f"model.input.max_size_train={long}",
-            f"model.input.min_size_test={short}", f"model.input.max_size_test={long}"]
+    return [
+        f"model.input.min_size_train=[{short}]",
+        f"model.input.max_size_train={long}",
+        f"model.input.min_size_test={short}",
+        f"model.input.max_size_test={long}",
+    ]

@@ -5,6 +5,7 @@ RoI pooler read, and the per-region box head) -> RPN -> RoI heads -> preprocessi
 anchor counts come from the backbone's `output_specs`, never from the config. Checkpoints of whole
 detectors are `resdet.checkpoints`' job (`load_checkpoint` is re-exported here).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,13 +37,15 @@ def pixel_format_of(m: ModelConfig) -> PixelFormat:
     """The `PixelFormat` named or spelled out by `model.pixel_format`."""
     p = m.pixel_format
     if isinstance(p, PixelFormatConfig):
-        return PixelFormat(channel_order=p.channel_order, scale=p.scale, mean=tuple(p.mean),
-                           std=tuple(p.std))
+        return PixelFormat(
+            channel_order=p.channel_order, scale=p.scale, mean=tuple(p.mean), std=tuple(p.std)
+        )
     return _NAMED_PIXELS[p]
 
 
-def build_model(cfg: Config, num_classes: int | None = None, *, load_weights: bool = True
-                ) -> FasterRCNN:
+def build_model(
+    cfg: Config, num_classes: int | None = None, *, load_weights: bool = True
+) -> FasterRCNN:
     """Build the Faster R-CNN that `cfg.model` describes.
 
     ``num_classes`` (foreground classes, from the dataset) wins over ``model.num_classes``.
@@ -52,19 +55,28 @@ def build_model(cfg: Config, num_classes: int | None = None, *, load_weights: bo
     m = cfg.model
     num_classes = num_classes if num_classes is not None else m.num_classes
     if num_classes is None or num_classes <= 0:
-        raise ValueError(f"{cfg.source}: the number of classes is unknown: pass num_classes (from "
-                         f"the dataset) or set model.num_classes (got {num_classes})")
+        raise ValueError(
+            f"{cfg.source}: the number of classes is unknown: pass num_classes (from "
+            f"the dataset) or set model.num_classes (got {num_classes})"
+        )
     resnet = _backbone(cfg, load_weights)
     parts = _c4_parts(resnet) if m.arch == "c4" else _fpn_parts(cfg, resnet)
     i = m.input
     return FasterRCNN(
-        backbone=parts.backbone, rpn=_rpn(cfg, parts),
+        backbone=parts.backbone,
+        rpn=_rpn(cfg, parts),
         roi_heads=_roi_heads(cfg, parts, num_classes),
         preprocessor=ImagePreprocessor(
-            min_size_train=i.min_size_train, max_size_train=i.max_size_train,
-            min_size_test=i.min_size_test, max_size_test=i.max_size_test,
-            size_divisibility=i.size_divisibility, channels_last=i.channels_last),
-        rpn_features=parts.rpn_features, roi_features=parts.roi_features)
+            min_size_train=i.min_size_train,
+            max_size_train=i.max_size_train,
+            min_size_test=i.min_size_test,
+            max_size_test=i.max_size_test,
+            size_divisibility=i.size_divisibility,
+            channels_last=i.channels_last,
+        ),
+        rpn_features=parts.rpn_features,
+        roi_features=parts.roi_features,
+    )
 
 
 @dataclass
@@ -87,15 +99,25 @@ def _backbone(cfg: Config, load_weights: bool) -> ResNet:
     m, b = cfg.model, cfg.model.backbone
     fmt = pixel_format_of(m)
     features = ("res4", "res5") if m.arch == "c4" else tuple(m.fpn.in_features)
-    resnet = ResNet(b.depth, out_features=features, norm=b.norm, freeze_at=b.freeze_at,
-                    stride_in_1x1=b.stride_in_1x1, shortcut=b.shortcut,
-                    res5_dilation=b.res5_dilation, pixel_format=fmt,
-                    frozen_bn_eps=b.frozen_bn_eps, fold_frozen_bn=b.fold_frozen_bn)
+    resnet = ResNet(
+        b.depth,
+        out_features=features,
+        norm=b.norm,
+        freeze_at=b.freeze_at,
+        stride_in_1x1=b.stride_in_1x1,
+        shortcut=b.shortcut,
+        res5_dilation=b.res5_dilation,
+        pixel_format=fmt,
+        frozen_bn_eps=b.frozen_bn_eps,
+        fold_frozen_bn=b.fold_frozen_bn,
+    )
     if b.weights and load_weights:
         report = load_backbone_weights(resnet, b.weights)
         if report.pixel_format != fmt:
-            raise ValueError(f"{cfg.source}: model.backbone.weights {b.weights!r} expect pixels "
-                             f"{report.pixel_format}, but model.pixel_format is {fmt}")
+            raise ValueError(
+                f"{cfg.source}: model.backbone.weights {b.weights!r} expect pixels "
+                f"{report.pixel_format}, but model.pixel_format is {fmt}"
+            )
     return resnet
 
 
@@ -111,13 +133,19 @@ def _fpn_parts(cfg: Config, resnet: ResNet) -> _Parts:
     """FPN: the RPN on every pyramid level, RoI pooling on the levels built from the ResNet's
     stages (``level_names``), and the two-fc box head."""
     f, r = cfg.model.fpn, cfg.model.roi_heads
-    fpn = FPN(resnet, in_features=tuple(f.in_features), out_channels=f.out_channels,
-              top_block=f.top_block)
+    fpn = FPN(
+        resnet, in_features=tuple(f.in_features), out_channels=f.out_channels, top_block=f.top_block
+    )
     roi_features = list(fpn.level_names)
-    head = FCHead(in_channels=fpn.output_specs[roi_features[0]].channels,
-                  resolution=r.pooler_resolution, fc_dim=r.fc_dim, num_fc=r.num_fc)
-    return _Parts(backbone=fpn, rpn_features=list(fpn.output_specs), roi_features=roi_features,
-                  box_head=head)
+    head = FCHead(
+        in_channels=fpn.output_specs[roi_features[0]].channels,
+        resolution=r.pooler_resolution,
+        fc_dim=r.fc_dim,
+        num_fc=r.num_fc,
+    )
+    return _Parts(
+        backbone=fpn, rpn_features=list(fpn.output_specs), roi_features=roi_features, box_head=head
+    )
 
 
 def _rpn(cfg: Config, parts: _Parts) -> RPN:
@@ -125,42 +153,66 @@ def _rpn(cfg: Config, parts: _Parts) -> RPN:
     a, p = cfg.model.anchors, cfg.model.rpn
     names = parts.rpn_features
     if len(a.sizes) != len(names):
-        raise ValueError(f"{cfg.source}: model.anchors.sizes has {len(a.sizes)} levels but the RPN "
-                         f"runs on {len(names)} feature maps ({', '.join(names)})")
+        raise ValueError(
+            f"{cfg.source}: model.anchors.sizes has {len(a.sizes)} levels but the RPN "
+            f"runs on {len(names)} feature maps ({', '.join(names)})"
+        )
     specs = parts.specs(names)
-    anchors = AnchorGenerator(sizes=a.sizes, aspect_ratios=a.aspect_ratios,
-                              strides=[s.stride for s in specs], offset=a.offset,
-                              round_to_int=a.round_to_int,
-                              stride_from_image_size=a.stride_from_image_size)
+    anchors = AnchorGenerator(
+        sizes=a.sizes,
+        aspect_ratios=a.aspect_ratios,
+        strides=[s.stride for s in specs],
+        offset=a.offset,
+        round_to_int=a.round_to_int,
+        stride_from_image_size=a.stride_from_image_size,
+    )
     if len(set(anchors.num_anchors)) != 1:
-        raise ValueError(f"{cfg.source}: model.anchors must give every level the same number of "
-                         f"anchors (the RPN head is shared), got {anchors.num_anchors}")
+        raise ValueError(
+            f"{cfg.source}: model.anchors must give every level the same number of "
+            f"anchors (the RPN head is shared), got {anchors.num_anchors}"
+        )
     channels = {s.channels for s in specs}
     if len(channels) != 1:
         raise ValueError(f"{cfg.source}: RPN features {names} have different channel counts")
-    return RPN(head=RPNHead(in_channels=channels.pop(), num_anchors=anchors.num_anchors[0]),
-               anchor_generator=anchors, box_coder=BoxCoder(p.box_coder_weights),
-               matcher=Matcher(fg_iou=p.fg_iou, bg_iou=p.bg_iou, allow_low_quality=True),
-               batch_size_per_image=p.batch_size_per_image, positive_fraction=p.positive_fraction,
-               pre_nms_top_n=(p.pre_nms_top_n_train, p.pre_nms_top_n_test),
-               post_nms_top_n=(p.post_nms_top_n_train, p.post_nms_top_n_test),
-               nms_thresh=p.nms_thresh, min_box_size=p.min_box_size, box_loss=p.box_loss,
-               smooth_l1_beta=p.smooth_l1_beta)
+    return RPN(
+        head=RPNHead(in_channels=channels.pop(), num_anchors=anchors.num_anchors[0]),
+        anchor_generator=anchors,
+        box_coder=BoxCoder(p.box_coder_weights),
+        matcher=Matcher(fg_iou=p.fg_iou, bg_iou=p.bg_iou, allow_low_quality=True),
+        batch_size_per_image=p.batch_size_per_image,
+        positive_fraction=p.positive_fraction,
+        pre_nms_top_n=(p.pre_nms_top_n_train, p.pre_nms_top_n_test),
+        post_nms_top_n=(p.post_nms_top_n_train, p.post_nms_top_n_test),
+        nms_thresh=p.nms_thresh,
+        min_box_size=p.min_box_size,
+        box_loss=p.box_loss,
+        smooth_l1_beta=p.smooth_l1_beta,
+    )
 
 
 def _roi_heads(cfg: Config, parts: _Parts, num_classes: int) -> RoIHeads:
     """Pooler over the RoI feature maps, the architecture's box head, the class/box predictor."""
     r = cfg.model.roi_heads
-    pooler = RoIPooler(strides=[s.stride for s in parts.specs(parts.roi_features)],
-                       output_size=r.pooler_resolution, kind=r.pooler,
-                       sampling_ratio=r.sampling_ratio, aligned=r.aligned)
+    pooler = RoIPooler(
+        strides=[s.stride for s in parts.specs(parts.roi_features)],
+        output_size=r.pooler_resolution,
+        kind=r.pooler,
+        sampling_ratio=r.sampling_ratio,
+        aligned=r.aligned,
+    )
     head = parts.box_head
-    return RoIHeads(pooler=pooler, box_head=head,
-                    predictor=BoxPredictor(in_channels=head.out_channels, num_classes=num_classes),
-                    box_coder=BoxCoder(r.box_coder_weights),
-                    matcher=Matcher(fg_iou=r.fg_iou, bg_iou=r.bg_iou, allow_low_quality=False),
-                    batch_size_per_image=r.batch_size_per_image,
-                    positive_fraction=r.positive_fraction, score_thresh=r.score_thresh,
-                    nms_thresh=r.nms_thresh, detections_per_image=r.detections_per_image,
-                    min_box_size=r.min_box_size, box_loss=r.box_loss,
-                    smooth_l1_beta=r.smooth_l1_beta)
+    return RoIHeads(
+        pooler=pooler,
+        box_head=head,
+        predictor=BoxPredictor(in_channels=head.out_channels, num_classes=num_classes),
+        box_coder=BoxCoder(r.box_coder_weights),
+        matcher=Matcher(fg_iou=r.fg_iou, bg_iou=r.bg_iou, allow_low_quality=False),
+        batch_size_per_image=r.batch_size_per_image,
+        positive_fraction=r.positive_fraction,
+        score_thresh=r.score_thresh,
+        nms_thresh=r.nms_thresh,
+        detections_per_image=r.detections_per_image,
+        min_box_size=r.min_box_size,
+        box_loss=r.box_loss,
+        smooth_l1_beta=r.smooth_l1_beta,
+    )

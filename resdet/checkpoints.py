@@ -8,6 +8,7 @@
   (:mod:`resdet.pretrained`), or the ResNet inside one of our detector checkpoints (this module
   knows where a detector keeps it; ``backbones`` does not).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,16 +21,25 @@ from torch import nn
 
 from backbones.fpn import FPN
 from backbones.spec import TORCHVISION_PIXELS, PixelFormat
-from backbones.weights import (LoadReport, detectron2_state, load_pretrained, load_state,
-                               load_torch_file, read_pkl, read_source, sub_state)
+from backbones.weights import (
+    LoadReport,
+    detectron2_state,
+    load_pretrained,
+    load_state,
+    load_torch_file,
+    read_pkl,
+    read_source,
+    sub_state,
+)
 from heads.faster_rcnn import FasterRCNN
 from resdet.pretrained import resolve_weights
 
 __all__ = ["load_checkpoint", "load_detector_state", "load_backbone_weights"]
 
 
-def load_backbone_weights(backbone: nn.Module, source: str | os.PathLike, **kwargs: Any
-                          ) -> LoadReport:
+def load_backbone_weights(
+    backbone: nn.Module, source: str | os.PathLike, **kwargs: Any
+) -> LoadReport:
     """Load ``source`` into ``backbone`` (a ResNet, or an FPN over one) and report what was done.
 
     ``source``: a ``resdet:<name>`` named source (produced into the cache on first use, see
@@ -43,8 +53,14 @@ def load_backbone_weights(backbone: nn.Module, source: str | os.PathLike, **kwar
         state, fmt, pixels = read_source(path)
         if fmt == "resdet-detector":
             pixel_format = kwargs.pop("pixel_format", None) or pixels
-            return load_state(backbone, _detector_backbone(state, path), source_format=fmt,
-                              pixel_format=pixel_format, source=path, **kwargs)
+            return load_state(
+                backbone,
+                _detector_backbone(state, path),
+                source_format=fmt,
+                pixel_format=pixel_format,
+                source=path,
+                **kwargs,
+            )
     return load_pretrained(backbone, path, **kwargs)
 
 
@@ -87,19 +103,27 @@ def load_checkpoint(model: FasterRCNN, path: str | os.PathLike) -> str:
     return load_detector_state(model, obj, str(path))
 
 
-def load_detector_state(model: FasterRCNN, obj: Mapping[str, Any],
-                        source: str = "<state dict>") -> str:
+def load_detector_state(
+    model: FasterRCNN, obj: Mapping[str, Any], source: str = "<state dict>"
+) -> str:
     """:func:`load_checkpoint` for a checkpoint already in memory (e.g. another detector's
     ``state_dict()``); ``source`` names it in errors. Returns the recognised format."""
     kind, state, recorded = _identify(obj, source)
     return _load_converted(model, kind, state, recorded, source)
 
 
-def _load_converted(model: FasterRCNN, kind: str, state: dict[str, torch.Tensor],
-                    recorded: PixelFormat | None, source: str) -> str:
+def _load_converted(
+    model: FasterRCNN,
+    kind: str,
+    state: dict[str, torch.Tensor],
+    recorded: PixelFormat | None,
+    source: str,
+) -> str:
     if recorded is not None and recorded != model.pixel_format:
-        raise ValueError(f"{source}: the checkpoint expects pixels {recorded}, but the model is "
-                         f"built for {model.pixel_format} (model.pixel_format in the config)")
+        raise ValueError(
+            f"{source}: the checkpoint expects pixels {recorded}, but the model is "
+            f"built for {model.pixel_format} (model.pixel_format in the config)"
+        )
     if kind == "torchvision":
         state = _from_torchvision(state, model, source)
     elif kind == "detectron2":
@@ -113,18 +137,23 @@ def _identify(obj: Any, path: str) -> tuple[str, dict[str, torch.Tensor], PixelF
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     if obj.get("format") == "resdet":
         if obj.get("kind") != "detector":
-            raise ValueError(f"{path}: a resdet {obj.get('kind')!r} checkpoint is not a detector; "
-                             f"load it with backbones.weights.load_pretrained")
+            raise ValueError(
+                f"{path}: a resdet {obj.get('kind')!r} checkpoint is not a detector; "
+                f"load it with backbones.weights.load_pretrained"
+            )
         return "resdet", dict(obj["model"]), PixelFormat.from_dict(obj["pixel_format"])
     state = obj["model"] if isinstance(obj.get("model"), Mapping) else obj
     state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if any(k.startswith("proposal_generator.") for k in state):
         return "detectron2", state, None
-    if (any(k.startswith("rpn.head.") for k in state)
-            and any(k.startswith("backbone.body.") for k in state)):
+    if any(k.startswith("rpn.head.") for k in state) and any(
+        k.startswith("backbone.body.") for k in state
+    ):
         return "torchvision", state, TORCHVISION_PIXELS
-    raise ValueError(f"{path}: not a resdet, torchvision or detectron2 detector checkpoint "
-                     f"(keys start {sorted(state)[:3]})")
+    raise ValueError(
+        f"{path}: not a resdet, torchvision or detectron2 detector checkpoint "
+        f"(keys start {sorted(state)[:3]})"
+    )
 
 
 def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: str) -> None:
@@ -133,11 +162,16 @@ def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: str)
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in own}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
-        raise ValueError(f"{path}: checkpoint does not fit the model; missing {missing[:10]}, "
-                         f"unexpected {unexpected[:10]}, shape mismatches {shapes[:10]}")
+        raise ValueError(
+            f"{path}: checkpoint does not fit the model; missing {missing[:10]}, "
+            f"unexpected {unexpected[:10]}, shape mismatches {shapes[:10]}"
+        )
     model.load_state_dict(state)
 
 
@@ -160,11 +194,13 @@ _TV_RENAMES = (
 )
 
 
-def _from_torchvision(state: dict[str, torch.Tensor], model: FasterRCNN,
-                      path: str) -> dict[str, torch.Tensor]:
+def _from_torchvision(
+    state: dict[str, torch.Tensor], model: FasterRCNN, path: str
+) -> dict[str, torch.Tensor]:
     if not isinstance(model.backbone, FPN):
-        raise ValueError(f"{path}: torchvision detector weights need an FPN model "
-                         f"(model.arch: fpn)")
+        raise ValueError(
+            f"{path}: torchvision detector weights need an FPN model (model.arch: fpn)"
+        )
     out = {}
     for key, value in state.items():
         for pattern, repl in _TV_RENAMES:
@@ -174,13 +210,16 @@ def _from_torchvision(state: dict[str, torch.Tensor], model: FasterRCNN,
     return out
 
 
-def _from_detectron2(state: dict[str, torch.Tensor], model: FasterRCNN,
-                     path: str) -> dict[str, torch.Tensor]:
+def _from_detectron2(
+    state: dict[str, torch.Tensor], model: FasterRCNN, path: str
+) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     if isinstance(model.backbone, FPN):
-        body = detectron2_state({k: v for k, v in state.items()
-                                 if k.startswith("backbone.bottom_up.")},
-                                model.backbone.bottom_up, path)
+        body = detectron2_state(
+            {k: v for k, v in state.items() if k.startswith("backbone.bottom_up.")},
+            model.backbone.bottom_up,
+            path,
+        )
         out.update({f"backbone.bottom_up.{k}": v for k, v in body.items()})
         # detectron2 names its FPN convs by level, fpn_lateral<k> for stride 2^k, as we name p<k>
         levels = {name[1:]: i for i, name in enumerate(model.backbone.level_names)}
@@ -192,20 +231,23 @@ def _from_detectron2(state: dict[str, torch.Tensor], model: FasterRCNN,
     else:
         body = detectron2_state(sub_state(state, "backbone."), model.backbone, path)
         out.update({f"backbone.{k}": v for k, v in body.items()})
-        head = {k[len("roi_heads."):]: v for k, v in state.items()
-                if k.startswith("roi_heads.res5.")}
+        head = {
+            k[len("roi_heads.") :]: v for k, v in state.items() if k.startswith("roi_heads.res5.")
+        }
         res5 = detectron2_state(head, model.roi_heads.box_head.res5, path)
-        out.update({f"roi_heads.box_head.res5.{k[len('layer4.'):]}": v for k, v in res5.items()})
-    renames = {"proposal_generator.rpn_head.conv.": "rpn.head.conv.",
-               "proposal_generator.rpn_head.objectness_logits.": "rpn.head.cls_logits.",
-               "proposal_generator.rpn_head.anchor_deltas.": "rpn.head.bbox_pred.",
-               "roi_heads.box_head.fc1.": "roi_heads.box_head.fc6.",
-               "roi_heads.box_head.fc2.": "roi_heads.box_head.fc7.",
-               "roi_heads.box_predictor.": "roi_heads.box_predictor."}
+        out.update({f"roi_heads.box_head.res5.{k[len('layer4.') :]}": v for k, v in res5.items()})
+    renames = {
+        "proposal_generator.rpn_head.conv.": "rpn.head.conv.",
+        "proposal_generator.rpn_head.objectness_logits.": "rpn.head.cls_logits.",
+        "proposal_generator.rpn_head.anchor_deltas.": "rpn.head.bbox_pred.",
+        "roi_heads.box_head.fc1.": "roi_heads.box_head.fc6.",
+        "roi_heads.box_head.fc2.": "roi_heads.box_head.fc7.",
+        "roi_heads.box_predictor.": "roi_heads.box_predictor.",
+    }
     for key, value in state.items():
         for old, new in renames.items():
             if key.startswith(old):
-                out[new + key[len(old):]] = value
+                out[new + key[len(old) :]] = value
     _ratio_major_anchors(out, model)
     return out
 

@@ -7,6 +7,7 @@ depth) from its `config.yaml`.
 - `plot_error_curves`: Fig. 6 of He et al. 2015, training error dashed and test error bold over
   iterations, plain nets left, residual nets right (tools/plot_curves.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -94,16 +95,21 @@ def read_run(run_dir: str | Path, label: str | None = None) -> RunCurves:
     if evaluation is not None and evaluation.iteration is not None:
         for key, value in evaluation.metrics.items():
             points.setdefault(f"eval/{key}", {}).setdefault(evaluation.iteration, _number(value))
-    series = {k: (np.array(sorted(p), dtype=np.int64),
-                  np.array([p[i] for i in sorted(p)], dtype=np.float64))
-              for k, p in points.items()}
+    series = {
+        k: (
+            np.array(sorted(p), dtype=np.int64),
+            np.array([p[i] for i in sorted(p)], dtype=np.float64),
+        )
+        for k, p in points.items()
+    }
     model = (read_config(run_dir) or {}).get("model") or {}
     plain, depth = model.get("plain"), model.get("depth")
     if label is None:
         kind = "plain" if plain else "ResNet"
         label = f"{kind}-{depth}" if isinstance(depth, int) else run_dir.name
-    return RunCurves(label, metrics_log_path(run_dir), series, plain,
-                     depth if isinstance(depth, int) else None)
+    return RunCurves(
+        label, metrics_log_path(run_dir), series, plain, depth if isinstance(depth, int) else None
+    )
 
 
 def run_labels(run_dirs: Sequence[str | Path]) -> list[str]:
@@ -119,16 +125,20 @@ def resolve_keys(runs: Sequence[RunCurves], keys: Sequence[str] | None = None) -
     if keys is None:
         chosen = [k for k in (*LOSS_KEYS, *METRIC_KEYS) if k in available]
         if not chosen:
-            raise ValueError(f"none of {', '.join(str(r.path) for r in runs)} logs a loss or mAP "
-                             f"key ({', '.join(LOSS_KEYS + METRIC_KEYS)}); pass --keys from: "
-                             f"{', '.join(sorted(available)) or '(none)'}")
+            raise ValueError(
+                f"none of {', '.join(str(r.path) for r in runs)} logs a loss or mAP "
+                f"key ({', '.join(LOSS_KEYS + METRIC_KEYS)}); pass --keys from: "
+                f"{', '.join(sorted(available)) or '(none)'}"
+            )
         return chosen
     chosen = []
     for key in keys:
         found = key if key in available else f"eval/{key}" if f"eval/{key}" in available else None
         if found is None:
-            raise ValueError(f"key {key!r} is in none of {', '.join(str(r.path) for r in runs)}; "
-                             f"logged keys: {', '.join(sorted(available)) or '(none)'}")
+            raise ValueError(
+                f"key {key!r} is in none of {', '.join(str(r.path) for r in runs)}; "
+                f"logged keys: {', '.join(sorted(available)) or '(none)'}"
+            )
         chosen.append(found)
     return chosen
 
@@ -143,8 +153,9 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def plot_curves(runs: Sequence[RunCurves], keys: Sequence[str], output: str | Path, *,
-                ncols: int = 3) -> Path:
+def plot_curves(
+    runs: Sequence[RunCurves], keys: Sequence[str], output: str | Path, *, ncols: int = 3
+) -> Path:
     """Write a PNG with one subplot per key (x: iteration), one line per run that logged the key."""
     plt = pyplot()
 
@@ -159,20 +170,27 @@ def plot_curves(runs: Sequence[RunCurves], keys: Sequence[str], output: str | Pa
             if key in run.series:
                 iters, values = run.series[key]
                 # evaluation points are sparse: mark them so a single evaluation still shows
-                ax.plot(iters, values, color=colour, label=run.label,
-                        marker="o" if key.startswith("eval/") else None,
-                        markersize=3, linewidth=1.2)
+                ax.plot(
+                    iters,
+                    values,
+                    color=colour,
+                    label=run.label,
+                    marker="o" if key.startswith("eval/") else None,
+                    markersize=3,
+                    linewidth=1.2,
+                )
         ax.set_title(key)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
     return save_figure(fig, output, dpi=100)
 
 
-def plot_error_curves(runs: list[RunCurves], out: str | Path, *, smooth: int = 1,
-                      title: str | None = None) -> Path:
+def plot_error_curves(
+    runs: list[RunCurves], out: str | Path, *, smooth: int = 1, title: str | None = None
+) -> Path:
     """Write a Fig. 6-style PNG: one panel per kind present (plain, residual), shared error axis,
     one colour per depth; training error (`train_error`, smoothed over `smooth` points) dashed, test
     error (`eval/top1_err`) bold. Every run must have logged `train_error`."""
@@ -182,20 +200,25 @@ def plot_error_curves(runs: list[RunCurves], out: str | Path, *, smooth: int = 1
         raise ValueError("no runs to plot")
     for r in runs:
         if not len(r.train_iter):
-            raise ValueError(f"{r.path}: no '{TRAIN_ERROR}' entries (written by "
-                             "tools/pretrain_cls.py)")
-    groups = [("plain", [r for r in runs if r.plain]),
-              ("residual", [r for r in runs if not r.plain])]
+            raise ValueError(
+                f"{r.path}: no '{TRAIN_ERROR}' entries (written by tools/pretrain_cls.py)"
+            )
+    groups = [
+        ("plain", [r for r in runs if r.plain]),
+        ("residual", [r for r in runs if not r.plain]),
+    ]
     groups = [(name, rs) for name, rs in groups if rs]
     depths = sorted({r.depth if r.depth is not None else -1 for r in runs})
     colours = {d: plt.cm.tab10(i % 10) for i, d in enumerate(depths)}
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(5.5 * len(groups), 4.2), sharey=True, squeeze=False
+    )
     for ax, (name, rs) in zip(axes[0], groups):
         for r in rs:
             colour = colours[r.depth if r.depth is not None else -1]
-            ax.plot(r.train_iter, moving_average(r.train_error, smooth), "--", color=colour,
-                    linewidth=1)
+            ax.plot(
+                r.train_iter, moving_average(r.train_error, smooth), "--", color=colour, linewidth=1
+            )
             if len(r.test_iter):
                 ax.plot(r.test_iter, r.test_error, "-", color=colour, linewidth=2, label=r.label)
             else:

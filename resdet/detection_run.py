@@ -12,6 +12,7 @@ An output directory ends up with `config.yaml` (resolved), `metrics.jsonl`, Tens
 `eval/metrics.json` (training writes `{"iteration", "metrics"}`, `--eval-only` `{"checkpoint",
 "metrics"}`; the layout is `resdet.run_dir`'s).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,9 +68,11 @@ def check_datasets_present(cfg: Config, splits: tuple[str, ...] = ("train", "tes
         for entry in getattr(cfg.data, split):
             path = _expected_path(entry, root)
             if path is not None and not path.is_file():
-                raise DatasetError(f"{cfg.source}: data.{split} dataset {entry!r} not found: expected "
-                                   f"{path.absolute()} (datasets root {root.absolute()}: data.root, else "
-                                   "$RESDET_DATASETS, else ./datasets; layout in README.md)")
+                raise DatasetError(
+                    f"{cfg.source}: data.{split} dataset {entry!r} not found: expected "
+                    f"{path.absolute()} (datasets root {root.absolute()}: data.root, else "
+                    "$RESDET_DATASETS, else ./datasets; layout in README.md)"
+                )
 
 
 def check_weights_present(cfg: Config) -> None:
@@ -83,10 +86,16 @@ def check_weights_present(cfg: Config) -> None:
         except ValueError as e:
             raise ConfigError(f"{cfg.source}: model.backbone.weights: {e}") from None
         return
-    if weights and not weights.startswith(("torchvision:", "timm:")) and not Path(weights).is_file():
-        raise ConfigError(f"{cfg.source}: model.backbone.weights {weights!r} not found (looked for "
-                          f"{Path(weights).absolute()}); a classification checkpoint comes from "
-                          "tools/pretrain_cls.py (see README.md)")
+    if (
+        weights
+        and not weights.startswith(("torchvision:", "timm:"))
+        and not Path(weights).is_file()
+    ):
+        raise ConfigError(
+            f"{cfg.source}: model.backbone.weights {weights!r} not found (looked for "
+            f"{Path(weights).absolute()}); a classification checkpoint comes from "
+            "tools/pretrain_cls.py (see README.md)"
+        )
 
 
 def load_datasets(cfg: Config, *, train: bool = True) -> DetectionDatasets:
@@ -97,21 +106,30 @@ def load_datasets(cfg: Config, *, train: bool = True) -> DetectionDatasets:
     check_datasets_present(cfg, ("train", "test") if train else ("test",))
     train_set = build_detection_dataset(cfg.data, "train") if train else None
     test_set = build_detection_dataset(cfg.data, "test") if cfg.data.test else None
-    if train_set is not None and test_set is not None and train_set.class_names != test_set.class_names:
-        raise DatasetError(f"{cfg.source}: data.train and data.test have different classes "
-                           f"({train_set.class_names} vs {test_set.class_names})")
+    if (
+        train_set is not None
+        and test_set is not None
+        and train_set.class_names != test_set.class_names
+    ):
+        raise DatasetError(
+            f"{cfg.source}: data.train and data.test have different classes "
+            f"({train_set.class_names} vs {test_set.class_names})"
+        )
     return DetectionDatasets(train_set, test_set)
 
 
 def _num_classes(cfg: Config, dataset: DetectionDataset) -> int:
     if cfg.model.num_classes is not None and cfg.model.num_classes != dataset.num_classes:
-        raise ValueError(f"{cfg.source}: model.num_classes={cfg.model.num_classes} but the dataset has "
-                         f"{dataset.num_classes} classes; leave model.num_classes null to take the dataset's")
+        raise ValueError(
+            f"{cfg.source}: model.num_classes={cfg.model.num_classes} but the dataset has "
+            f"{dataset.num_classes} classes; leave model.num_classes null to take the dataset's"
+        )
     return dataset.num_classes
 
 
-def train_detector(cfg: Config, datasets: DetectionDatasets, *, resume: bool = False,
-                   progress: bool = True) -> dict[str, float]:
+def train_detector(
+    cfg: Config, datasets: DetectionDatasets, *, resume: bool = False, progress: bool = True
+) -> dict[str, float]:
     """Train `cfg` on every rank (resuming from `output_dir` with `resume`); returns the final
     evaluation (flat metrics; `{}` without `data.test`)."""
     if datasets.train is None:
@@ -122,8 +140,12 @@ def train_detector(cfg: Config, datasets: DetectionDatasets, *, resume: bool = F
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_config(cfg, out)
-    model = prepare_model(build_model(cfg, _num_classes(cfg, datasets.train)), cfg.solver, dist,
-                          channels_last=cfg.model.input.channels_last)
+    model = prepare_model(
+        build_model(cfg, _num_classes(cfg, datasets.train)),
+        cfg.solver,
+        dist,
+        channels_last=cfg.model.input.channels_last,
+    )
 
     evaluate_fn = None
     if datasets.test is not None:
@@ -141,22 +163,36 @@ def train_detector(cfg: Config, datasets: DetectionDatasets, *, resume: bool = F
     train_set = datasets.train
 
     def loader(start: int) -> DataLoader:
-        return build_train_loader(train_set, cfg.data, micro_batch, seed=cfg.seed, rank=dist.rank,
-                                  world_size=dist.world_size, start_iter=start)
+        return build_train_loader(
+            train_set,
+            cfg.data,
+            micro_batch,
+            seed=cfg.seed,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            start_iter=start,
+        )
 
     trainer = build_trainer(cfg, model, loader, dist, evaluate_fn=evaluate_fn, progress=progress)
     trainer.resume_or_load(resume=resume)
     return trainer.train()
 
 
-def evaluate_weights(cfg: Config, test_set: DetectionDataset, weights: str | Path, *,
-                     detections_path: str | Path | None = None) -> dict[str, Any] | None:
+def evaluate_weights(
+    cfg: Config,
+    test_set: DetectionDataset,
+    weights: str | Path,
+    *,
+    detections_path: str | Path | None = None,
+) -> dict[str, Any] | None:
     """Load `weights` (any format `resdet.load_checkpoint` reads) into the model `cfg` describes and
     evaluate it on `test_set`, sharded over the ranks. Returns the evaluator's metrics on rank 0 (None
     elsewhere) and, with `detections_path`, writes the detections there in the results format."""
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
     seed_all(cfg.seed, dist.rank)
-    num_classes = cfg.model.num_classes if cfg.model.num_classes is not None else test_set.num_classes
+    num_classes = (
+        cfg.model.num_classes if cfg.model.num_classes is not None else test_set.num_classes
+    )
     model = build_model(cfg, num_classes, load_weights=False)
     load_checkpoint(model, weights)
     model.to(dist.device).eval()
@@ -170,7 +206,9 @@ def evaluate_weights(cfg: Config, test_set: DetectionDataset, weights: str | Pat
     return metrics
 
 
-def eval_only(cfg: Config, test_set: DetectionDataset, weights: str | Path | None) -> dict[str, Any] | None:
+def eval_only(
+    cfg: Config, test_set: DetectionDataset, weights: str | Path | None
+) -> dict[str, Any] | None:
     """`train_det.py --eval-only`: evaluate `weights` (default: this run's trained model) and write
     `output_dir/eval/metrics.json` as training does."""
     checkpoint = Path(weights) if weights is not None else trained_checkpoint(cfg.output_dir)
@@ -178,4 +216,3 @@ def eval_only(cfg: Config, test_set: DetectionDataset, weights: str | Path | Non
     if metrics is not None:
         write_evaluation(eval_dir(cfg.output_dir), metrics, checkpoint=checkpoint)
     return metrics
-

@@ -19,6 +19,7 @@ box decoding, top-k, NMS, RoIAlign/RoIPool sampling and the final per-class post
 The model is put in eval mode for the count and back in its previous mode afterwards; its
 modules, weights and settings are not touched.
 """
+
 from __future__ import annotations
 
 import logging
@@ -100,8 +101,9 @@ def _fvcore_gflops(module: nn.Module, x: Tensor) -> float:
         return counter.total() / 1e9
 
 
-def count_flops(model: nn.Module, image_size: tuple[int, int], device: str | torch.device = "cpu"
-                ) -> FlopCount:
+def count_flops(
+    model: nn.Module, image_size: tuple[int, int], device: str | torch.device = "cpu"
+) -> FlopCount:
     """fvcore GFLOPs of ``model`` (our ``FasterRCNN`` or torchvision's ``FasterRCNN``) on one
     random (3, H, W) image of ``image_size`` = (H, W); see the module docstring for what counts."""
     was_training = model.training

@@ -9,6 +9,7 @@ pretraining first, in this process: a one-line explanation, then the trainer's p
 result is moved into the cache atomically, so an interrupted run leaves no file behind and the
 next call starts over. Any other source is returned unchanged.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,10 +42,12 @@ class NamedSource:
 #: the named sources `resolve_weights` knows (tests shrink the overrides to seconds)
 NAMED_SOURCES: dict[str, NamedSource] = {
     "shapes_r18": NamedSource(
-        config=_CONFIGS / "cls_shapes.yaml", overrides=(),
+        config=_CONFIGS / "cls_shapes.yaml",
+        overrides=(),
         description="ResNet-18 pretrained on the generated shapes classification set "
-                    "(configs/cls_shapes.yaml; once: minutes on idle CPUs, up to an hour on "
-                    "busy ones)"),
+        "(configs/cls_shapes.yaml; once: minutes on idle CPUs, up to an hour on "
+        "busy ones)",
+    )
 }
 
 
@@ -56,10 +59,12 @@ def is_named(source: str | os.PathLike | None) -> bool:
 def cached_path(source: str) -> Path:
     """Where the named ``source`` lives: ``<cache>/pretrained/<name>.pth``; ``ValueError`` for an
     unknown name, listing the known ones."""
-    name = source[len(PREFIX):]
+    name = source[len(PREFIX) :]
     if name not in NAMED_SOURCES:
-        raise ValueError(f"unknown weight source {source!r}; known: "
-                         f"{', '.join(PREFIX + n for n in NAMED_SOURCES)}")
+        raise ValueError(
+            f"unknown weight source {source!r}; known: "
+            f"{', '.join(PREFIX + n for n in NAMED_SOURCES)}"
+        )
     return cache_root() / "pretrained" / f"{name}.pth"
 
 
@@ -85,13 +90,16 @@ def _produce(source: str, path: Path, progress: bool) -> None:
     from resdet.config.cls import load_cls_config
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise RuntimeError(f"{source} is not in the cache yet ({path}); produce it once in a "
-                           f"single process (e.g. python -c \"from resdet.pretrained import "
-                           f"resolve_weights; resolve_weights('{source}')\") before a "
-                           f"distributed run")
-    spec = NAMED_SOURCES[source[len(PREFIX):]]
-    print(f"{source}: not in the cache yet, training it now: {spec.description} -> {path}",
-          flush=True)
+        raise RuntimeError(
+            f"{source} is not in the cache yet ({path}); produce it once in a "
+            f'single process (e.g. python -c "from resdet.pretrained import '
+            f"resolve_weights; resolve_weights('{source}')\") before a "
+            f"distributed run"
+        )
+    spec = NAMED_SOURCES[source[len(PREFIX) :]]
+    print(
+        f"{source}: not in the cache yet, training it now: {spec.description} -> {path}", flush=True
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
     run_dir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))
@@ -104,6 +112,9 @@ def _produce(source: str, path: Path, progress: bool) -> None:
         torch.set_rng_state(states[0])
         np.random.set_state(states[1])
         random.setstate(states[2])
-    print(f"{source}: top-1 {result.metrics['top1']:.1f}% on {result.num_test_images} test "
-          f"images after {result.seconds / 60:.1f} min; saved to {path}", file=sys.stdout,
-          flush=True)
+    print(
+        f"{source}: top-1 {result.metrics['top1']:.1f}% on {result.num_test_images} test "
+        f"images after {result.seconds / 60:.1f} min; saved to {path}",
+        file=sys.stdout,
+        flush=True,
+    )

@@ -19,6 +19,7 @@
     best_metric.json   `{"metric", "value", "iteration"}` of `model_best.pth` (`write_best_metric`)
 Checkpoints themselves are `resdet.engine.checkpoint`'s; TensorBoard events are TensorBoard's.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,9 @@ def read_config(run_dir: str | Path) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------- metrics.jsonl
 def json_safe(values: dict[str, Any]) -> dict[str, Any]:
     """`values` with NaN/inf numbers replaced by None, so files stay strict JSON."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
-            for k, v in values.items()}
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()
+    }
 
 
 def metrics_log_path(run_dir: str | Path) -> Path:
@@ -84,8 +86,9 @@ def read_metrics_log(run_dir: str | Path) -> list[dict[str, Any]]:
     """
     path = metrics_log_path(run_dir)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no metrics log (is {Path(run_dir)} a training output "
-                                "directory?)")
+        raise FileNotFoundError(
+            f"{path}: no metrics log (is {Path(run_dir)} a training output directory?)"
+        )
     lines = path.read_text().splitlines()
     records = []
     for n, line in enumerate(lines, start=1):
@@ -99,9 +102,11 @@ def read_metrics_log(run_dir: str | Path) -> list[dict[str, Any]]:
                 continue
             raise ValueError(f"{path}:{n}: not JSON: {e}") from None
         iteration = record.get("iteration") if isinstance(record, dict) else None
-        if isinstance(iteration, bool) or not isinstance(iteration,
-                                                         (int,
-                                                          float)) or not math.isfinite(iteration):
+        if (
+            isinstance(iteration, bool)
+            or not isinstance(iteration, (int, float))
+            or not math.isfinite(iteration)
+        ):
             raise ValueError(f"{path}:{n}: expected an object with a numeric field 'iteration'")
         records.append(record)
     return records
@@ -149,15 +154,22 @@ def eval_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / EVAL_DIR
 
 
-def write_evaluation(directory: str | Path, metrics: dict[str, Any], *,
-                     iteration: int | None = None,
-                     checkpoint: str | Path | None = None,
-                     detections: str | Path | None = None) -> Path:
+def write_evaluation(
+    directory: str | Path,
+    metrics: dict[str, Any],
+    *,
+    iteration: int | None = None,
+    checkpoint: str | Path | None = None,
+    detections: str | Path | None = None,
+) -> Path:
     """Write `directory/metrics.json` (atomically; `directory` is usually `eval_dir(run_dir)`) and
     return its path. `metrics` may be an evaluator's nested result: it is flattened."""
     record: dict[str, Any] = {}
-    for name, value in (("iteration", iteration), ("checkpoint", checkpoint),
-                        ("detections", detections)):
+    for name, value in (
+        ("iteration", iteration),
+        ("checkpoint", checkpoint),
+        ("detections", detections),
+    ):
         if value is not None:
             record[name] = value if name == "iteration" else str(value)
     record["metrics"] = json_safe(flat_metrics(metrics))
@@ -186,14 +198,22 @@ def read_evaluation(directory: str | Path) -> Evaluation | None:
     if not isinstance(data.get("metrics"), dict):  # the evaluator's result itself (old eval_det.py)
         return Evaluation(flat_metrics(data), path=path)
     iteration = data.get("iteration")
-    if iteration is not None and (isinstance(iteration, bool) or not isinstance(iteration,
-                                                                                (int, float))):
+    if iteration is not None and (
+        isinstance(iteration, bool) or not isinstance(iteration, (int, float))
+    ):
         raise ValueError(f"{path}: field 'iteration' must be a number, got {iteration!r}")
-    metrics = {k: None if v is None else float(v) for k, v in data["metrics"].items()
-               if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))}
-    return Evaluation(metrics, None if iteration is None else int(iteration),
-                      data.get("checkpoint"),
-                      data.get("detections"), path=path)
+    metrics = {
+        k: None if v is None else float(v)
+        for k, v in data["metrics"].items()
+        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    }
+    return Evaluation(
+        metrics,
+        None if iteration is None else int(iteration),
+        data.get("checkpoint"),
+        data.get("detections"),
+        path=path,
+    )
 
 
 def write_best_metric(run_dir: str | Path, best: dict[str, Any]) -> Path:

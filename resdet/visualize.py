@@ -9,6 +9,7 @@ format uses (the decoded file, no resize).
 
 Curves of a run (losses, mAP, error) are `resdet.curves`'.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,6 @@ GT_WIDTH = 3
 PRED_WIDTH = 2
 
 
-
 @dataclass
 class ImageDetections:
     """Predictions on one image: `boxes` (K, 4) float32 xyxy absolute pixels of the decoded file,
@@ -45,63 +45,87 @@ class ImageDetections:
     labels: torch.Tensor
 
 
-def group_detections(results: list[dict[str, Any]], dataset: DetectionDataset,
-                     source: str = "<results>") -> dict[int | str, ImageDetections]:
+def group_detections(
+    results: list[dict[str, Any]], dataset: DetectionDataset, source: str = "<results>"
+) -> dict[int | str, ImageDetections]:
     """Check `results` (DESIGN's results format: COCO ids, or VOC id strings and 1-based class
     indices) against `dataset` and group them by `image_id`; errors name `source`, the record and
     the field."""
     names = " + ".join(s.name for s in dataset.sources)
     category_ids = {tuple(s.category_ids) for s in dataset.sources}
     if len(category_ids) != 1:
-        raise DatasetError(f"{names}: the entries number their categories differently; draw them "
-                           "one at a time")
+        raise DatasetError(
+            f"{names}: the entries number their categories differently; draw them one at a time"
+        )
     # the evaluators' own record checks and id mapping, without their one-COCO-file limit
-    checker = DetectionEvaluator(dataset.class_names, dataset.sources[0].category_ids,
-                                 [r.image_id for r in dataset.records], names)
+    checker = DetectionEvaluator(
+        dataset.class_names,
+        dataset.sources[0].category_ids,
+        [r.image_id for r in dataset.records],
+        names,
+    )
     checker.load_results(results, source)
     rows: dict[int | str, list[tuple[list[float], float, int]]] = {}
     for i, d in enumerate(checker.detections):
         if d["bbox"][2] < 0 or d["bbox"][3] < 0:
-            raise DatasetError(f"{source}: record {i}: field 'bbox' {d['bbox']!r} has a negative "
-                               "width or height (expected [x, y, w, h])")
-        rows.setdefault(d["image_id"],
-                        []).append((d["bbox"], d["score"], checker.label_of[d["category_id"]]))
+            raise DatasetError(
+                f"{source}: record {i}: field 'bbox' {d['bbox']!r} has a negative "
+                "width or height (expected [x, y, w, h])"
+            )
+        rows.setdefault(d["image_id"], []).append(
+            (d["bbox"], d["score"], checker.label_of[d["category_id"]])
+        )
     grouped = {}
     for image_id, dets in rows.items():
         xywh = torch.tensor([b for b, _, _ in dets], dtype=torch.float32).reshape(-1, 4)
-        grouped[image_id] = ImageDetections(box_convert(xywh, "xywh", "xyxy"),
-                                            torch.tensor([s for _, s, _ in dets],
-                                                         dtype=torch.float32),
-                                            torch.tensor([k for _, _, k in dets],
-                                                         dtype=torch.int64))
+        grouped[image_id] = ImageDetections(
+            box_convert(xywh, "xywh", "xyxy"),
+            torch.tensor([s for _, s, _ in dets], dtype=torch.float32),
+            torch.tensor([k for _, _, k in dets], dtype=torch.int64),
+        )
     return grouped
 
 
-def draw_detections(image: torch.Tensor, record: ImageRecord, class_names: Sequence[str],
-                    detections: ImageDetections | None = None,
-                    score_thresh: float = 0.5) -> torch.Tensor:
+def draw_detections(
+    image: torch.Tensor,
+    record: ImageRecord,
+    class_names: Sequence[str],
+    detections: ImageDetections | None = None,
+    score_thresh: float = 0.5,
+) -> torch.Tensor:
     """Draw `record`'s ground truth, then the detections scoring at least `score_thresh`.
 
     `image` is uint8 (3, H, W), the decoded file the record describes. Returns a new uint8 (3, H,
     W). VOC `difficult` objects are labelled "(difficult)", COCO crowd regions "crowd".
     """
-    gt_boxes = torch.as_tensor(np.concatenate([record.boxes, record.crowd_boxes]),
-                               dtype=torch.float32)
-    gt_text = [class_names[int(k)] + (" (difficult)" if diff else "")
-               for k, diff in zip(record.labels, record.difficult)]
+    gt_boxes = torch.as_tensor(
+        np.concatenate([record.boxes, record.crowd_boxes]), dtype=torch.float32
+    )
+    gt_text = [
+        class_names[int(k)] + (" (difficult)" if diff else "")
+        for k, diff in zip(record.labels, record.difficult)
+    ]
     gt_text += ["crowd"] * len(record.crowd_boxes)
     out = image
     if len(gt_boxes):
-        out = draw_bounding_boxes(out, gt_boxes, gt_text, colors=GT_COLOUR, width=GT_WIDTH,
-                                  fill_labels=True)
+        out = draw_bounding_boxes(
+            out, gt_boxes, gt_text, colors=GT_COLOUR, width=GT_WIDTH, fill_labels=True
+        )
     if detections is not None:
         keep = detections.scores >= score_thresh
         if keep.any():
-            text = [f"{class_names[int(k)]} {s:.2f}"
-                    for k, s in zip(detections.labels[keep], detections.scores[keep].tolist())]
-            out = draw_bounding_boxes(out, detections.boxes[keep], text, colors=PRED_COLOUR,
-                                      width=PRED_WIDTH,
-                                      fill_labels=True)
+            text = [
+                f"{class_names[int(k)]} {s:.2f}"
+                for k, s in zip(detections.labels[keep], detections.scores[keep].tolist())
+            ]
+            out = draw_bounding_boxes(
+                out,
+                detections.boxes[keep],
+                text,
+                colors=PRED_COLOUR,
+                width=PRED_WIDTH,
+                fill_labels=True,
+            )
     return out
 
 
@@ -109,10 +133,15 @@ def _file_stem(image_id: int | str) -> str:
     return re.sub(r"[^\w.-]", "_", str(image_id))
 
 
-def draw_dataset(dataset: DetectionDataset, detections: dict[int | str, ImageDetections],
-                 output_dir: str | Path, *,
-                 num: int | None = None, image_ids: Sequence[str] | None = None,
-                 score_thresh: float = 0.5) -> list[Path]:
+def draw_dataset(
+    dataset: DetectionDataset,
+    detections: dict[int | str, ImageDetections],
+    output_dir: str | Path,
+    *,
+    num: int | None = None,
+    image_ids: Sequence[str] | None = None,
+    score_thresh: float = 0.5,
+) -> list[Path]:
     """Write `<output_dir>/<image_id>.png` for the first `num` images of `dataset` (all when None),
     or for the images whose id (as text) is in `image_ids`; returns the paths written."""
     records = dataset.records
@@ -131,8 +160,9 @@ def draw_dataset(dataset: DetectionDataset, detections: dict[int | str, ImageDet
     for r in records:
         # (H, W, 3) -> (3, H, W) for draw_bounding_boxes, and back for PIL
         image = torch.from_numpy(read_image(r.file_name)).permute(2, 0, 1)
-        drawn = draw_detections(image, r, dataset.class_names, detections.get(r.image_id),
-                                score_thresh)
+        drawn = draw_detections(
+            image, r, dataset.class_names, detections.get(r.image_id), score_thresh
+        )
         path = out_dir / f"{_file_stem(r.image_id)}.png"
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(path)
         written.append(path)

@@ -12,6 +12,7 @@ CIFAR: the split is decoded once (cached), then the tool times the in-memory bat
 pad-crop-flip, on `--device`) alone, then full ResNet-20 training steps (forward, backward, SGD) on
 those batches, in one process, and prints the ratio the issue asks for (pipeline / consumption).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,24 @@ from resdet.data.cifar import load_cifar
 
 
 def detection_rate(args: argparse.Namespace) -> float:
-    data = DataConfig(train=[{"format": "shapes", "split": "train", "num_images": args.num_images,
-                              "image_size": args.image_size, "seed": 0}],
-                      cache_dir=args.cache_dir, num_workers=args.workers)
+    data = DataConfig(
+        train=[
+            {
+                "format": "shapes",
+                "split": "train",
+                "num_images": args.num_images,
+                "image_size": args.image_size,
+                "seed": 0,
+            }
+        ],
+        cache_dir=args.cache_dir,
+        num_workers=args.workers,
+    )
     t0 = time.perf_counter()
     dataset = build_detection_dataset(data, "train")
-    print(f"dataset ready in {time.perf_counter() - t0:.1f}s ({len(dataset)} images, generated once then cached)")
+    print(
+        f"dataset ready in {time.perf_counter() - t0:.1f}s ({len(dataset)} images, generated once then cached)"
+    )
     loader = iter(build_train_loader(dataset, data, args.batch_size, seed=0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -46,8 +59,10 @@ def detection_rate(args: argparse.Namespace) -> float:
         t0 = time.perf_counter()
         images = sum(len(batch[0]) for batch in itertools.islice(loader, args.batches))
     rate = images / (time.perf_counter() - t0)
-    print(f"{rate:.1f} images/s decode+flip ({args.workers} workers, ~{args.image_size}-px JPEGs, "
-          f"batch {args.batch_size})")
+    print(
+        f"{rate:.1f} images/s decode+flip ({args.workers} workers, ~{args.image_size}-px JPEGs, "
+        f"batch {args.batch_size})"
+    )
     return rate
 
 
@@ -66,7 +81,9 @@ def cifar_rates(args: argparse.Namespace) -> tuple[float, float]:
         torch.cuda.synchronize()
     pipeline = args.batches * len(images) / (time.perf_counter() - t0)
 
-    net = build_classifier(ClsModelConfig(arch="cifar", depth=args.depth, shortcut="A"), 10).to(device)
+    net = build_classifier(ClsModelConfig(arch="cifar", depth=args.depth, shortcut="A"), 10).to(
+        device
+    )
     model = ClassificationObjective(net)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     steps = max(1, args.train_steps)
@@ -83,26 +100,42 @@ def cifar_rates(args: argparse.Namespace) -> tuple[float, float]:
     if device.type == "cuda":
         torch.cuda.synchronize()
     training = steps * args.batch_size / (time.perf_counter() - t0)
-    print(f"CIFAR pipeline alone: {pipeline:.0f} images/s (in memory, pad-crop-flip on {device}, "
-          f"batch {args.batch_size})")
-    print(f"ResNet-{args.depth} training consumes: {training:.0f} images/s "
-          f"({training / args.batch_size:.2f} it/s, {torch.get_num_threads()} threads)")
+    print(
+        f"CIFAR pipeline alone: {pipeline:.0f} images/s (in memory, pad-crop-flip on {device}, "
+        f"batch {args.batch_size})"
+    )
+    print(
+        f"ResNet-{args.depth} training consumes: {training:.0f} images/s "
+        f"({training / args.batch_size:.2f} it/s, {torch.get_num_threads()} threads)"
+    )
     print(f"ratio pipeline / training: {pipeline / training:.0f}x")
     return pipeline, training
 
 
 def main(argv: list[str] | None = None) -> float:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cifar", metavar="DIR", help="time the CIFAR pipeline on this folder (either layout)")
-    p.add_argument("--depth", type=int, default=20, help="CIFAR: the ResNet whose training is timed")
+    p.add_argument(
+        "--cifar", metavar="DIR", help="time the CIFAR pipeline on this folder (either layout)"
+    )
+    p.add_argument(
+        "--depth", type=int, default=20, help="CIFAR: the ResNet whose training is timed"
+    )
     p.add_argument("--train-steps", type=int, default=20, help="CIFAR: timed training steps")
     p.add_argument("--device", default="cpu", help="CIFAR: where batches are augmented and trained")
-    p.add_argument("--image-size", type=int, default=800,
-                   help="size of the generated JPEGs (each side drawn in [0.75, 1] x this)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=800,
+        help="size of the generated JPEGs (each side drawn in [0.75, 1] x this)",
+    )
     p.add_argument("--num-images", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=None, help="default 2 (detection), 128 (CIFAR)")
-    p.add_argument("--batches", type=int, default=100, help="timed batches, after one warm-up batch")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="default 2 (detection), 128 (CIFAR)"
+    )
+    p.add_argument(
+        "--batches", type=int, default=100, help="timed batches, after one warm-up batch"
+    )
     p.add_argument("--cache-dir", default=None)
     args = p.parse_args(argv)
     if args.cifar:

@@ -7,6 +7,7 @@ The workload is one FPN level of a training step: (images, channels, size, size)
 ``--rois`` boxes of 8..120 px at stride 4, pooled to 7x7 with ``--sampling-ratio`` points per bin side.
 Prints median milliseconds and the speed-up (torchvision time / ours).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,9 @@ from heads.roi_align import roi_align
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--rois", type=int, default=1024)
     p.add_argument("--images", type=int, default=2)
     p.add_argument("--channels", type=int, default=256)
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             out = op(inp, rois, 7, 0.25, a.sampling_ratio, False)
             if backward:
                 out.backward(grad)
+
         return step
 
     out: dict[str, float] = {}
@@ -72,7 +76,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             ours = median_ms(run(roi_align, backward), a.iters)
             tv = median_ms(run(tv_roi_align, backward), a.iters)
         out[f"{phase}_ours_ms"], out[f"{phase}_torchvision_ms"] = ours, tv
-        print(f"{phase:17s} ours {ours:8.1f} ms  torchvision {tv:8.1f} ms  speed-up {tv / ours:5.2f}x")
+        print(
+            f"{phase:17s} ours {ours:8.1f} ms  torchvision {tv:8.1f} ms  speed-up {tv / ours:5.2f}x"
+        )
     return out
 
 

@@ -4,6 +4,7 @@
     python tools/benchmark.py configs/frcnn_r50_fpn_coco.yaml --compare torchvision \
         --device cpu --image-size 512 --batch-size 2 --iters 5 --json bench.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,31 +16,57 @@ from pathlib import Path
 
 import torch
 
-from resdet.bench import (BenchResult, BenchSettings, Runner, add_mfu, interleaved, paired_ratios,
-                          share_weights, size_overrides, torchvision_reference)
+from resdet.bench import (
+    BenchResult,
+    BenchSettings,
+    Runner,
+    add_mfu,
+    interleaved,
+    paired_ratios,
+    share_weights,
+    size_overrides,
+    torchvision_reference,
+)
 from resdet.flops import count_flops
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("config", help="detector recipe (YAML)")
-    p.add_argument("--compare", choices=["torchvision"], help="race torchvision's Faster R-CNN R50-FPN")
+    p.add_argument(
+        "--compare", choices=["torchvision"], help="race torchvision's Faster R-CNN R50-FPN"
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbones")
-    p.add_argument("--image-size", type=image_size, default=(512, 512), metavar="S|HxW",
-                   help="synthetic image size in pixels: a square side (512) or height x width (800x1333)")
+    p.add_argument(
+        "--image-size",
+        type=image_size,
+        default=(512, 512),
+        metavar="S|HxW",
+        help="synthetic image size in pixels: a square side (512) or height x width (800x1333)",
+    )
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--iters", type=int, default=5, help="timed iterations (after --warmup)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--no-flops", action="store_true",
-                   help="skip the FLOP count (resdet.flops: fvcore, RoI heads at the full "
-                        "proposal budget)")
-    p.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: known-GPU table)")
+    p.add_argument(
+        "--no-flops",
+        action="store_true",
+        help="skip the FLOP count (resdet.flops: fvcore, RoI heads at the full proposal budget)",
+    )
+    p.add_argument(
+        "--peak-tflops", type=float, help="device peak for MFU (default: known-GPU table)"
+    )
     p.add_argument("--json", type=Path, help="write the figures here")
-    p.add_argument("overrides", nargs="*", help="config overrides key.sub=value, e.g. "
-                   "model.backbone.fold_frozen_bn=false model.input.channels_last=false")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="config overrides key.sub=value, e.g. "
+        "model.backbone.fold_frozen_bn=false model.input.channels_last=false",
+    )
     return p.parse_intermixed_args(argv)
 
 
@@ -69,26 +96,41 @@ def maybe_compile(model: torch.nn.Module, enabled: bool) -> None:
 
 def table(results: dict[str, BenchResult]) -> str:
     rows = [("", *results)]
+
     def fmt(v: float | None, spec: str) -> str:
         return "-" if v is None else format(v, spec)
-    for label, key, spec in [("train images/s", "train_images_per_s", ".2f"),
-                             ("infer images/s", "infer_images_per_s", ".2f"),
-                             ("infer latency ms/img", "infer_latency_ms", ".1f"),
-                             ("peak memory train MB", "peak_memory_train_mb", ".0f"),
-                             ("peak memory infer MB", "peak_memory_infer_mb", ".0f"),
-                             ("GFLOPs/image (fvcore)", "gflops_per_image", ".1f"),
-                             ("MFU train", "mfu_train", ".3f"), ("MFU infer", "mfu_infer", ".3f")]:
+
+    for label, key, spec in [
+        ("train images/s", "train_images_per_s", ".2f"),
+        ("infer images/s", "infer_images_per_s", ".2f"),
+        ("infer latency ms/img", "infer_latency_ms", ".1f"),
+        ("peak memory train MB", "peak_memory_train_mb", ".0f"),
+        ("peak memory infer MB", "peak_memory_infer_mb", ".0f"),
+        ("GFLOPs/image (fvcore)", "gflops_per_image", ".1f"),
+        ("MFU train", "mfu_train", ".3f"),
+        ("MFU infer", "mfu_infer", ".3f"),
+    ]:
         rows.append((label, *(fmt(getattr(r, key), spec) for r in results.values())))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in rows)
+    return "\n".join(
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in rows
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
     a = parse_args(argv)
-    s = BenchSettings(device=a.device, amp=a.amp, channels_last=a.channels_last, compile=a.compile,
-                      image_size=a.image_size, batch_size=a.batch_size,
-                      iters=a.iters, warmup=a.warmup, peak_tflops=a.peak_tflops)
+    s = BenchSettings(
+        device=a.device,
+        amp=a.amp,
+        channels_last=a.channels_last,
+        compile=a.compile,
+        image_size=a.image_size,
+        batch_size=a.batch_size,
+        iters=a.iters,
+        warmup=a.warmup,
+        peak_tflops=a.peak_tflops,
+    )
     models = {"ours": build_ours(a.config, a.overrides, s)}
     offsets = {"ours": 0}
     same_weights = False
@@ -99,30 +141,46 @@ def main(argv: list[str] | None = None) -> dict:
     for m in models.values():
         maybe_compile(m, s.compile)
     runners = {k: Runner(m, s, label_offset=offsets[k]) for k, m in models.items()}
-    results = interleaved(runners, s, progress=lambda msg: print(f"[benchmark] {msg}", file=sys.stderr))
+    results = interleaved(
+        runners, s, progress=lambda msg: print(f"[benchmark] {msg}", file=sys.stderr)
+    )
     if not a.no_flops:
         for name, m in models.items():
             results[name].gflops_per_image = count_flops(m, s.image_size, s.device).total
     for r in results.values():
         add_mfu(r, s)
-    device_name = torch.cuda.get_device_name() if s.device.startswith("cuda") else platform.processor() or "cpu"
-    out: dict = {"config": a.config, "overrides": a.overrides, "settings": asdict(s), "device": device_name,
-                 "torch": torch.__version__, "threads": torch.get_num_threads()}
+    device_name = (
+        torch.cuda.get_device_name()
+        if s.device.startswith("cuda")
+        else platform.processor() or "cpu"
+    )
+    out: dict = {
+        "config": a.config,
+        "overrides": a.overrides,
+        "settings": asdict(s),
+        "device": device_name,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     if a.compare:
         out["same_weights"] = same_weights
     out.update({k: asdict(r) for k, r in results.items()})
     if "torchvision" in results:
         ours, tv = results["ours"], results["torchvision"]
         out["ratio"] = paired_ratios(ours, tv)
-    print(f"{a.config}  device={device_name}  image={s.image_size[0]}x{s.image_size[1]}px  batch={s.batch_size}  "
-          f"amp={s.amp}")
+    print(
+        f"{a.config}  device={device_name}  image={s.image_size[0]}x{s.image_size[1]}px  batch={s.batch_size}  "
+        f"amp={s.amp}"
+    )
     print(table(results))
     if "ratio" in out:
         print(f"same weights as torchvision: {same_weights}")
         q = out["ratio"]
-        print(f"ratio ours/torchvision: train {q['train']:.3f}x  infer {q['infer']:.3f}x  (median of per-round "
-              f"ratios: train {q['train_per_round']:.3f}x  infer {q['infer_per_round']:.3f}x; by process CPU "
-              f"time: train {q['train_cpu']:.3f}x  infer {q['infer_cpu']:.3f}x)")
+        print(
+            f"ratio ours/torchvision: train {q['train']:.3f}x  infer {q['infer']:.3f}x  (median of per-round "
+            f"ratios: train {q['train_per_round']:.3f}x  infer {q['infer_per_round']:.3f}x; by process CPU "
+            f"time: train {q['train_cpu']:.3f}x  infer {q['infer_cpu']:.3f}x)"
+        )
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
     return out

@@ -8,6 +8,7 @@ CKPT: a resdet checkpoint (model_final.pth, ...) or torchvision / detectron2 det
 Prints a table and writes `metrics.json` into `--output-dir` (default `<output_dir>/eval`) in the
 layout every evaluation uses (`resdet.run_dir`): `{"checkpoint" | "detections", "metrics"}`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,18 +23,25 @@ from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config",
-                   help="YAML config; its data.test names the ground truth, its model the network")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "config", help="YAML config; its data.test names the ground truth, its model the network"
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--weights", help="detector checkpoint to run on data.test")
-    source.add_argument("--detections",
-                        help="results-format JSON (image_id, category_id, bbox xywh, score)")
-    p.add_argument("--save-detections", metavar="PATH",
-                   help="with --weights: also write the model's detections there (results format)")
-    p.add_argument("--output-dir",
-                   help="where metrics.json goes (default: <config output_dir>/eval)")
+    source.add_argument(
+        "--detections", help="results-format JSON (image_id, category_id, bbox xywh, score)"
+    )
+    p.add_argument(
+        "--save-detections",
+        metavar="PATH",
+        help="with --weights: also write the model's detections there (results format)",
+    )
+    p.add_argument(
+        "--output-dir", help="where metrics.json goes (default: <config output_dir>/eval)"
+    )
     p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     args = p.parse_intermixed_args(argv)
     if args.save_detections and not args.weights:
@@ -45,19 +53,24 @@ def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     if args.detections:
-        metrics, evaluator = evaluate_detections(cfg, read_results(args.detections),
-                                                 source=args.detections)
+        metrics, evaluator = evaluate_detections(
+            cfg, read_results(args.detections), source=args.detections
+        )
         print(evaluator.format_table(metrics))
     else:
         test_set = load_datasets(cfg, train=False).test
         if test_set is None:
             raise DatasetError(f"{args.config}: data.test lists no dataset to evaluate on")
-        metrics = evaluate_weights(cfg, test_set, args.weights,
-                                   detections_path=args.save_detections)
+        metrics = evaluate_weights(
+            cfg, test_set, args.weights, detections_path=args.save_detections
+        )
     if get_rank() == 0 and metrics is not None:
-        path = write_evaluation(args.output_dir or eval_dir(cfg.output_dir), metrics,
-                                checkpoint=args.weights,
-                                detections=args.detections)
+        path = write_evaluation(
+            args.output_dir or eval_dir(cfg.output_dir),
+            metrics,
+            checkpoint=args.weights,
+            detections=args.detections,
+        )
         print(f"wrote {path}" + (f" and {args.save_detections}" if args.save_detections else ""))
     shutdown_distributed()
     return metrics

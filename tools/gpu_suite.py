@@ -13,6 +13,7 @@ such and the others still run):
   cls    ResNet-50 ImageNet-style training images/s at 224 vs torchvision's resnet50 (bf16).
 Writes `gpu_suite.json` (every figure) and `gpu_suite.md` (one table) under --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,18 +51,40 @@ def prepare() -> None:
             t.add(SHARED_CIFAR, arcname="cifar10_jpeg")
         partial.rename(tar)
     WHEELS.mkdir(exist_ok=True)
-    platforms = [f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
-                                             "manylinux2014_x86_64")]
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                    "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(WHEELS),
-                    *COMPILED_THERE], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(WHEELS), *PURE_THERE],
-                   check=True)
+    platforms = [
+        f"--platform={p}"
+        for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+    ]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            *platforms,
+            "-d",
+            str(WHEELS),
+            *COMPILED_THERE,
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(WHEELS), *PURE_THERE],
+        check=True,
+    )
     size = sum(f.stat().st_size for f in [tar, *WHEELS.iterdir()]) / 2**20
-    print(f"packed {tar} and {len(list(WHEELS.iterdir()))} wheels ({size:.0f} MiB); on the GPU machine run "
-          f"(carry .gpu and .whl):\n  python3 -m pip install -q --no-index --no-deps --no-compile "
-          f"--target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 "
-          f"python3 tools/gpu_suite.py --out $OUT")
+    print(
+        f"packed {tar} and {len(list(WHEELS.iterdir()))} wheels ({size:.0f} MiB); on the GPU machine run "
+        f"(carry .gpu and .whl):\n  python3 -m pip install -q --no-index --no-deps --no-compile "
+        f"--target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 "
+        f"python3 tools/gpu_suite.py --out $OUT"
+    )
 
 
 def _cifar_folder(source: Path, work: Path) -> Path:
@@ -83,7 +106,8 @@ def _tiny_cifar(work: Path) -> Path:
             (work / "tiny" / split / f"c{c}").mkdir(parents=True)
             for i in range(2):
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
-                    work / "tiny" / split / f"c{c}" / f"{i}.png")
+                    work / "tiny" / split / f"c{c}" / f"{i}.png"
+                )
     return work / "tiny"
 
 
@@ -93,34 +117,86 @@ def part_cifar(args: argparse.Namespace, work: Path) -> dict:
 
     folder = _tiny_cifar(work) if args.smoke else _cifar_folder(Path(args.cifar), work)
     device = "cpu" if args.smoke else "cuda"
-    overrides = [f"data.path={folder}", f"output_dir={work / 'resnet20'}", "data.num_workers=0",
-                 "model.channels_last=true", "test.eval_period=8000", "solver.log_period=500",
-                 f"solver.amp={'none' if args.smoke else 'bf16'}"]
+    overrides = [
+        f"data.path={folder}",
+        f"output_dir={work / 'resnet20'}",
+        "data.num_workers=0",
+        "model.channels_last=true",
+        "test.eval_period=8000",
+        "solver.log_period=500",
+        f"solver.amp={'none' if args.smoke else 'bf16'}",
+    ]
     if args.smoke:
-        overrides += ["model.depth=8", "solver.max_iter=4", "solver.steps=[2,3]", "solver.ims_per_batch=4",
-                      "test.eval_period=0", "solver.log_period=1", "test.ims_per_batch=8"]
+        overrides += [
+            "model.depth=8",
+            "solver.max_iter=4",
+            "solver.steps=[2,3]",
+            "solver.ims_per_batch=4",
+            "test.eval_period=0",
+            "solver.log_period=1",
+            "test.ims_per_batch=8",
+        ]
     os.environ["RESDET_CACHE"] = str(work / "cache")
     cfg = load_cls_config(ROOT / "configs" / "cls_resnet20_cifar10.yaml", overrides)
     t0 = time.perf_counter()
     result = pretrain(cfg, progress=False)
-    return {"device": device, "depth": cfg.model.depth, "iterations": cfg.solver.max_iter,
-            "test_error": result.metrics["top1_err"], "paper_test_error": 8.75,
-            "minutes": (time.perf_counter() - t0) / 60}
+    return {
+        "device": device,
+        "depth": cfg.model.depth,
+        "iterations": cfg.solver.max_iter,
+        "test_error": result.metrics["top1_err"],
+        "paper_test_error": 8.75,
+        "minutes": (time.perf_counter() - t0) / 60,
+    }
 
 
 def part_det(args: argparse.Namespace, work: Path) -> dict:
     from tools import benchmark
 
     if args.smoke:
-        common = ["--device", "cpu", "--image-size", "64", "--iters", "1", "--warmup", "0", "--no-flops"]
+        common = [
+            "--device",
+            "cpu",
+            "--image-size",
+            "64",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--no-flops",
+        ]
     else:
-        common = ["--device", "cuda", "--amp", "bf16", "--channels-last", "--image-size", "800x1333",
-                  "--iters", "20", "--warmup", "3"]
+        common = [
+            "--device",
+            "cuda",
+            "--amp",
+            "bf16",
+            "--channels-last",
+            "--image-size",
+            "800x1333",
+            "--iters",
+            "20",
+            "--warmup",
+            "3",
+        ]
     tv = str(ROOT / "configs" / "torchvision_frcnn_r50_fpn_coco.yaml")
-    rows = {"r50_fpn_b8": [tv, "--compare", "torchvision", *common, "--batch-size", "1" if args.smoke else "8"],
-            "r50_fpn_b1": [tv, "--compare", "torchvision", *common, "--batch-size", "1"],
-            "r101_c4_b8": [str(ROOT / "configs" / "frcnn_r101_coco.yaml"), *common,
-                           "--batch-size", "1" if args.smoke else "8"]}
+    rows = {
+        "r50_fpn_b8": [
+            tv,
+            "--compare",
+            "torchvision",
+            *common,
+            "--batch-size",
+            "1" if args.smoke else "8",
+        ],
+        "r50_fpn_b1": [tv, "--compare", "torchvision", *common, "--batch-size", "1"],
+        "r101_c4_b8": [
+            str(ROOT / "configs" / "frcnn_r101_coco.yaml"),
+            *common,
+            "--batch-size",
+            "1" if args.smoke else "8",
+        ],
+    }
     if args.smoke:  # one row checks the plumbing; the R101-C4 build alone takes a minute on 2 cores
         rows = {"r50_fpn_b1": rows["r50_fpn_b1"]}
     return {name: benchmark.main(argv) for name, argv in rows.items()}
@@ -130,10 +206,19 @@ def part_cls(args: argparse.Namespace, work: Path) -> dict:
     from resdet.classification.bench import compare_resnet50
 
     if args.smoke:
-        r = compare_resnet50(device="cpu", batch_size=2, image_size=32, rounds=1, warmup=0, depth=18)
+        r = compare_resnet50(
+            device="cpu", batch_size=2, image_size=32, rounds=1, warmup=0, depth=18
+        )
     else:
-        r = compare_resnet50(device="cuda", batch_size=256, image_size=224, amp="bf16", channels_last=True,
-                             rounds=20, warmup=5)
+        r = compare_resnet50(
+            device="cuda",
+            batch_size=256,
+            image_size=224,
+            amp="bf16",
+            channels_last=True,
+            rounds=20,
+            warmup=5,
+        )
     return asdict(r)
 
 
@@ -152,17 +237,25 @@ def run_parts(args: argparse.Namespace) -> dict:
         try:
             proc = subprocess.run(child, timeout=None if args.smoke else LIMITS[name])
             ok = proc.returncode == 0 and (out / f"part_{name}.json").is_file()
-            results[name] = (json.loads((out / f"part_{name}.json").read_text()) if ok
-                             else {"error": f"exit status {proc.returncode}"})
+            results[name] = (
+                json.loads((out / f"part_{name}.json").read_text())
+                if ok
+                else {"error": f"exit status {proc.returncode}"}
+            )
         except subprocess.TimeoutExpired:
             results[name] = {"error": f"stopped at its {LIMITS[name]} s limit"}
         results[name]["wall_s"] = round(time.perf_counter() - t0, 1)
-        print(f"[gpu_suite] {name}: {results[name].get('error', 'done')} in {results[name]['wall_s']} s",
-              flush=True)
+        print(
+            f"[gpu_suite] {name}: {results[name].get('error', 'done')} in {results[name]['wall_s']} s",
+            flush=True,
+        )
     import torch
 
-    results["machine"] = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-                          "torch": torch.__version__, "smoke": args.smoke}
+    results["machine"] = {
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+        "smoke": args.smoke,
+    }
     (out / "gpu_suite.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "gpu_suite.md").write_text(markdown(results))
     print(markdown(results))
@@ -178,37 +271,60 @@ def _fmt(row: dict, *keys: str, spec: str = ".2f") -> str:
 def markdown(r: dict) -> str:
     """One table of the suite's figures."""
     m = r["machine"]
-    lines = [f"GPU suite on {m['device']} (torch {m['torch']}{', smoke sizes' if m['smoke'] else ''})", "",
-             "| part | figure | ours | reference | ratio |", "|---|---|---|---|---|"]
+    lines = [
+        f"GPU suite on {m['device']} (torch {m['torch']}{', smoke sizes' if m['smoke'] else ''})",
+        "",
+        "| part | figure | ours | reference | ratio |",
+        "|---|---|---|---|---|",
+    ]
     c = r.get("cifar", {})
-    lines.append(f"| cifar | ResNet-{c.get('depth', 20)} test error %, {c.get('iterations', 64000)} it, "
-                 f"{_fmt(c, 'minutes', spec='.1f')} min | {_fmt(c, 'test_error')} | 8.75 (paper) | |")
+    lines.append(
+        f"| cifar | ResNet-{c.get('depth', 20)} test error %, {c.get('iterations', 64000)} it, "
+        f"{_fmt(c, 'minutes', spec='.1f')} min | {_fmt(c, 'test_error')} | 8.75 (paper) | |"
+    )
     d = r.get("det", {})
-    for name, label in (("r50_fpn_b8", "R50-FPN train img/s, batch 8"),
-                        ("r50_fpn_b1", "R50-FPN infer img/s, batch 1")):
+    for name, label in (
+        ("r50_fpn_b8", "R50-FPN train img/s, batch 8"),
+        ("r50_fpn_b1", "R50-FPN infer img/s, batch 1"),
+    ):
         key = "train_images_per_s" if "train" in label else "infer_images_per_s"
         ratio_key = "train" if "train" in label else "infer"
-        lines.append(f"| det | {label} | {_fmt(d, name, 'ours', key)} | {_fmt(d, name, 'torchvision', key)} "
-                     f"| {_fmt(d, name, 'ratio', ratio_key)} |")
-    lines.append(f"| det | R101-C4 train / infer img/s, batch 8 | {_fmt(d, 'r101_c4_b8', 'ours', 'train_images_per_s')}"
-                 f" / {_fmt(d, 'r101_c4_b8', 'ours', 'infer_images_per_s')} | | |")
+        lines.append(
+            f"| det | {label} | {_fmt(d, name, 'ours', key)} | {_fmt(d, name, 'torchvision', key)} "
+            f"| {_fmt(d, name, 'ratio', ratio_key)} |"
+        )
+    lines.append(
+        f"| det | R101-C4 train / infer img/s, batch 8 | {_fmt(d, 'r101_c4_b8', 'ours', 'train_images_per_s')}"
+        f" / {_fmt(d, 'r101_c4_b8', 'ours', 'infer_images_per_s')} | | |"
+    )
     k = r.get("cls", {})
-    lines.append(f"| cls | ResNet-50 train img/s at 224, batch {k.get('batch_size', 256)} | "
-                 f"{_fmt(k, 'ours_images_per_s', spec='.0f')} | {_fmt(k, 'torchvision_images_per_s', spec='.0f')} "
-                 f"| {_fmt(k, 'ratio')} |")
-    errors = [f"- {name}: {v['error']}" for name, v in r.items() if isinstance(v, dict) and "error" in v]
+    lines.append(
+        f"| cls | ResNet-50 train img/s at 224, batch {k.get('batch_size', 256)} | "
+        f"{_fmt(k, 'ours_images_per_s', spec='.0f')} | {_fmt(k, 'torchvision_images_per_s', spec='.0f')} "
+        f"| {_fmt(k, 'ratio')} |"
+    )
+    errors = [
+        f"- {name}: {v['error']}" for name, v in r.items() if isinstance(v, dict) and "error" in v
+    ]
     return "\n".join(lines + ([""] + errors if errors else [])) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict | None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--prepare", action="store_true", help="pack data and wheels here, print the GPU command")
+    p.add_argument(
+        "--prepare", action="store_true", help="pack data and wheels here, print the GPU command"
+    )
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_suite_out"))
-    p.add_argument("--cifar", default=str(PACK / "cifar10_jpeg.tar.gz"),
-                   help="CIFAR-10 folder or its .tar(.gz) (--prepare writes the default)")
+    p.add_argument(
+        "--cifar",
+        default=str(PACK / "cifar10_jpeg.tar.gz"),
+        help="CIFAR-10 folder or its .tar(.gz) (--prepare writes the default)",
+    )
     p.add_argument("--smoke", action="store_true", help="CPU, tiny sizes: checks the suite runs")
     p.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=list(PARTS))
-    p.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)  # a child process's one part
+    p.add_argument(
+        "--part", choices=sorted(PARTS), help=argparse.SUPPRESS
+    )  # a child process's one part
     args = p.parse_args(argv)
     if args.prepare:
         prepare()
@@ -220,7 +336,9 @@ def main(argv: list[str] | None = None) -> dict | None:
             figures = PARTS[args.part](args, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        (Path(args.out) / f"part_{args.part}.json").write_text(json.dumps(figures, indent=2, default=str))
+        (Path(args.out) / f"part_{args.part}.json").write_text(
+            json.dumps(figures, indent=2, default=str)
+        )
         return figures
     return run_parts(args)
 

@@ -8,6 +8,7 @@ tools/benchmark.py uses too: one fused multiply-add is one FLOP, as in torchvisi
 detection figures, and the RoI heads are counted for the full test-time proposal budget
 (post_nms_top_n), as with trained weights, whatever a random model's NMS keeps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,29 +26,43 @@ def count(model: nn.Module, height: int, width: int) -> tuple[float, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("config", nargs="?", help="detection YAML recipe")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value")
     p.add_argument("--size", nargs=2, type=int, default=(800, 1333), metavar=("H", "W"))
     p.add_argument("--num-classes", type=int, default=80)
-    p.add_argument("--torchvision", action="store_true", help="measure torchvision's fasterrcnn_resnet50_fpn")
+    p.add_argument(
+        "--torchvision", action="store_true", help="measure torchvision's fasterrcnn_resnet50_fpn"
+    )
     args = p.parse_intermixed_args(argv)
     torch.manual_seed(0)
     h, w = args.size
     if args.torchvision:
         from torchvision.models.detection import fasterrcnn_resnet50_fpn
-        model, name = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None), "torchvision fasterrcnn_resnet50_fpn"
+
+        model, name = (
+            fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None),
+            "torchvision fasterrcnn_resnet50_fpn",
+        )
     elif args.config:
         from resdet import build_model, load_config
-        model = build_model(load_config(args.config, args.overrides), num_classes=args.num_classes,
-                            load_weights=False)
+
+        model = build_model(
+            load_config(args.config, args.overrides),
+            num_classes=args.num_classes,
+            load_weights=False,
+        )
         name = args.config
     else:
         p.error("give a CONFIG or --torchvision")
     params = sum(q.numel() for q in model.parameters())
     gflops, proposals = count(model, h, w)
-    print(f"{name}: {params / 1e6:.2f} M parameters, {gflops:.2f} GFLOPs (fvcore) on a {h}x{w} image, "
-          f"{proposals} proposals into the RoI head")
+    print(
+        f"{name}: {params / 1e6:.2f} M parameters, {gflops:.2f} GFLOPs (fvcore) on a {h}x{w} image, "
+        f"{proposals} proposals into the RoI head"
+    )
 
 
 if __name__ == "__main__":

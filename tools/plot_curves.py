@@ -7,6 +7,7 @@ tools/pretrain_cls.py runs.
 
 configs/cls_shapes_fig6.yaml lists the commands for the same figure on the shapes set, on a CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,15 +16,19 @@ from resdet.curves import plot_error_curves, read_run
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+",
-                   help="output directories holding metrics.jsonl (and config.yaml)")
-    p.add_argument("--labels", nargs="+",
-                   help="one legend label per run (default: plain-20, ResNet-56, ...)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "runs", nargs="+", help="output directories holding metrics.jsonl (and config.yaml)"
+    )
+    p.add_argument(
+        "--labels", nargs="+", help="one legend label per run (default: plain-20, ResNet-56, ...)"
+    )
     p.add_argument("--out", default="error_curves.png", help="PNG to write")
-    p.add_argument("--smooth", type=int, default=1,
-                   help="moving average over this many logged training points")
+    p.add_argument(
+        "--smooth", type=int, default=1, help="moving average over this many logged training points"
+    )
     p.add_argument("--title", help="figure title")
     args = p.parse_args(argv)
     if args.labels and len(args.labels) != len(args.runs):

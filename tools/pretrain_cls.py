@@ -8,6 +8,7 @@
 Prints the test top-1 accuracy and the checkpoint, which a detection recipe consumes through
 `model.backbone.weights: <path>`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,17 +25,26 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cls_shapes.y
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("args", nargs="*", metavar="[CONFIG] [key=value ...]",
-                   help=f"a config file (default "
-                        f"{DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])}), "
-                        "then overrides such as solver.max_iter=100")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "args",
+        nargs="*",
+        metavar="[CONFIG] [key=value ...]",
+        help=f"a config file (default "
+        f"{DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])}), "
+        "then overrides such as solver.max_iter=100",
+    )
     p.add_argument("--output-dir", help="overrides output_dir")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from output_dir's last checkpoint")
-    p.add_argument("--eval-only", action="store_true",
-                   help="only evaluate (the run's final model or --weights)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from output_dir's last checkpoint"
+    )
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="only evaluate (the run's final model or --weights)",
+    )
     p.add_argument("--weights", help="checkpoint to evaluate with --eval-only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_intermixed_args(argv)
@@ -42,21 +52,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.config = Path(rest.pop(0)) if rest and "=" not in rest[0] else DEFAULT_CONFIG
     args.overrides = rest + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
     if args.weights and not args.eval_only:
-        p.error("--weights is for --eval-only; to start training from weights use "
-                "model.weights=<path>")
+        p.error(
+            "--weights is for --eval-only; to start training from weights use model.weights=<path>"
+        )
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = load_cls_config(args.config, args.overrides)
-    result = pretrain(cfg, resume=args.resume, eval_only=args.eval_only, weights=args.weights,
-                      progress=not args.no_progress)
+    result = pretrain(
+        cfg,
+        resume=args.resume,
+        eval_only=args.eval_only,
+        weights=args.weights,
+        progress=not args.no_progress,
+    )
     if get_rank() == 0:
         m = result.metrics
-        print(f"top-1 accuracy {m['top1']:.2f}% (top-5 {m['top5']:.2f}%) on "
-              f"{result.num_test_images} {cfg.data.test_split} images, {result.seconds:.0f} s "
-              f"({result.seconds / 60:.1f} min)")
+        print(
+            f"top-1 accuracy {m['top1']:.2f}% (top-5 {m['top5']:.2f}%) on "
+            f"{result.num_test_images} {cfg.data.test_split} images, {result.seconds:.0f} s "
+            f"({result.seconds / 60:.1f} min)"
+        )
         print(f"checkpoint: {result.checkpoint}")
     sys.stdout.flush()
 

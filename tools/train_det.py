@@ -9,6 +9,7 @@
 Writes into output_dir: config.yaml, metrics.jsonl, TensorBoard events, checkpoints + last_checkpoint,
 eval/metrics.json. Exit code 0 on success, 2 for a bad config or a missing dataset, 1 for any other failure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,23 +18,38 @@ import time
 
 from resdet.config import ConfigError, load_config
 from resdet.data.records import DatasetError
-from resdet.engine.detection import headline
 from resdet.detection_run import check_weights_present, eval_only, load_datasets, train_detector
+from resdet.engine.detection import headline
 from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("config", help="YAML recipe, e.g. configs/demo_shapes.yaml")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. solver.max_iter=100")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="config overrides, e.g. solver.max_iter=100",
+    )
     p.add_argument("--output-dir", help="overrides output_dir")
-    p.add_argument("--resume", action="store_true", help="continue from output_dir's last_checkpoint")
-    p.add_argument("--eval-only", action="store_true", help="only evaluate (--weights, else the run's final model)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from output_dir's last_checkpoint"
+    )
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="only evaluate (--weights, else the run's final model)",
+    )
     p.add_argument("--weights", help="checkpoint to evaluate with --eval-only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_intermixed_args(argv)
     if args.weights and not args.eval_only:
-        p.error("--weights is for --eval-only; to start from backbone weights set model.backbone.weights=<path>")
+        p.error(
+            "--weights is for --eval-only; to start from backbone weights set model.backbone.weights=<path>"
+        )
     if args.output_dir:
         args.overrides.append(f"output_dir={args.output_dir}")
     return args
@@ -52,15 +68,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.eval_only:
         if datasets.test is None:
-            print(f"train_det: error: {args.config}: data.test lists no dataset to evaluate on", file=sys.stderr)
+            print(
+                f"train_det: error: {args.config}: data.test lists no dataset to evaluate on",
+                file=sys.stderr,
+            )
             return 2
         eval_only(cfg, datasets.test, args.weights)
     else:
         metrics = train_detector(cfg, datasets, resume=args.resume, progress=not args.no_progress)
         if get_rank() == 0:
             scores = headline({k: v for k, v in metrics.items() if "/" not in k})
-            print(f"done in {(time.perf_counter() - start) / 60:.1f} min; {scores or 'no evaluation'}; "
-                  f"outputs in {cfg.output_dir}")
+            print(
+                f"done in {(time.perf_counter() - start) / 60:.1f} min; {scores or 'no evaluation'}; "
+                f"outputs in {cfg.output_dir}"
+            )
     sys.stdout.flush()
     shutdown_distributed()
     return 0

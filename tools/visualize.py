@@ -8,6 +8,7 @@
 image's size; RESULTS.json is the results format of `tools/eval_det.py --detections`.
 `curves`: one subplot per key, one line per run, from each run's `metrics.jsonl`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,24 +27,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("boxes", help="ground truth and detections drawn on images, one PNG each")
     b.add_argument("config", help="YAML config; data.<split> names the images and ground truth")
-    b.add_argument("--detections",
-                   help="results-format JSON (image_id, category_id, bbox xywh, score); "
-                                        "without it only the ground truth is drawn")
-    b.add_argument("--split", choices=("train", "test"), default="test",
-                   help="which of data.train / data.test")
-    b.add_argument("--num", type=int,
-                   help="draw the first N images (default: 20, or all of --image-ids)")
-    b.add_argument("--image-ids", nargs="+",
-                   help="draw these images instead (ids as in the dataset)")
-    b.add_argument("--score-thresh", type=float, default=0.5,
-                   help="draw detections scoring at least this")
+    b.add_argument(
+        "--detections",
+        help="results-format JSON (image_id, category_id, bbox xywh, score); "
+        "without it only the ground truth is drawn",
+    )
+    b.add_argument(
+        "--split", choices=("train", "test"), default="test", help="which of data.train / data.test"
+    )
+    b.add_argument(
+        "--num", type=int, help="draw the first N images (default: 20, or all of --image-ids)"
+    )
+    b.add_argument(
+        "--image-ids", nargs="+", help="draw these images instead (ids as in the dataset)"
+    )
+    b.add_argument(
+        "--score-thresh", type=float, default=0.5, help="draw detections scoring at least this"
+    )
     b.add_argument("--output-dir", required=True, help="where <image_id>.png files go")
     b.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     c = sub.add_parser("curves", help="loss and mAP curves of one or more runs")
     c.add_argument("runs", nargs="+", help="output directories holding metrics.jsonl")
     c.add_argument("--output", required=True, help="PNG to write")
-    c.add_argument("--keys", help="comma-separated keys (default: the losses and mAP keys logged); "
-                                  "'AP50' also finds 'eval/AP50'")
+    c.add_argument(
+        "--keys",
+        help="comma-separated keys (default: the losses and mAP keys logged); "
+        "'AP50' also finds 'eval/AP50'",
+    )
     argv = sys.argv[1:] if argv is None else argv
     parsers = {"boxes": b, "curves": c}
     if not argv or argv[0] not in parsers:
@@ -60,11 +70,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def boxes(args: argparse.Namespace) -> list[Path]:
     cfg = load_config(args.config, args.overrides)
     dataset = build_detection_dataset(cfg.data, args.split)
-    detections = (group_detections(read_results(args.detections), dataset, source=args.detections)
-                  if args.detections else {})
+    detections = (
+        group_detections(read_results(args.detections), dataset, source=args.detections)
+        if args.detections
+        else {}
+    )
     num = args.num if args.num is not None or args.image_ids else 20
-    written = draw_dataset(dataset, detections, args.output_dir, num=num, image_ids=args.image_ids,
-                           score_thresh=args.score_thresh)
+    written = draw_dataset(
+        dataset,
+        detections,
+        args.output_dir,
+        num=num,
+        image_ids=args.image_ids,
+        score_thresh=args.score_thresh,
+    )
     print(f"wrote {len(written)} image(s) to {args.output_dir}")
     return written
 

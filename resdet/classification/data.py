@@ -5,6 +5,7 @@ per image; with 10-crop testing the test image is `[10, 3, H, W]`. CIFAR-10 (eit
 decoded `CifarSplit` in memory, augmented per batch by `InMemoryTrainBatches`. Pixel normalisation
 happens later, on whole batches (`resdet.data.cls_transforms.PixelNormalize`).
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,12 @@ from torch.utils.data import Dataset
 
 from resdet.config.cls import DEFAULT_PATHS, ClsDataConfig
 from resdet.data.cifar import CifarSplit, load_cifar
-from resdet.data.cls_transforms import (cifar_test_transform, cifar_train_transform, imagenet_test_transform,
-                                        imagenet_train_transform)
+from resdet.data.cls_transforms import (
+    cifar_test_transform,
+    cifar_train_transform,
+    imagenet_test_transform,
+    imagenet_train_transform,
+)
 from resdet.data.imagenet_folder import ImageFolderDataset
 from resdet.data.shapes import ensure_shapes_classification
 
@@ -29,11 +34,14 @@ def dataset_dir(cfg: ClsDataConfig) -> Path:
     the format's usual folder under the datasets root; the shapes set is generated on first use
     when no `path` is given."""
     if cfg.format == "shapes" and cfg.path is None:
-        return ensure_shapes_classification(cfg.shapes_train_per_class, cfg.shapes_val_per_class,
-                                            cfg.shapes_image_size)
+        return ensure_shapes_classification(
+            cfg.shapes_train_per_class, cfg.shapes_val_per_class, cfg.shapes_image_size
+        )
     if cfg.path is not None and cfg.root is None:
         return Path(cfg.path)
-    root = Path(cfg.root if cfg.root is not None else os.environ.get("RESDET_DATASETS") or "datasets")
+    root = Path(
+        cfg.root if cfg.root is not None else os.environ.get("RESDET_DATASETS") or "datasets"
+    )
     return root / (cfg.path if cfg.path is not None else DEFAULT_PATHS[cfg.format])
 
 
@@ -41,13 +49,19 @@ def build_transforms(cfg: ClsDataConfig, ten_crop: bool = False) -> tuple[Transf
     """(train transform, test transform) for `cfg.augment`."""
     if cfg.augment == "cifar":
         if ten_crop:
-            raise ValueError("test.ten_crop needs data.augment=imagenet (CIFAR tests on the whole image)")
+            raise ValueError(
+                "test.ten_crop needs data.augment=imagenet (CIFAR tests on the whole image)"
+            )
         return cifar_train_transform(cfg.crop_size, cfg.pad), cifar_test_transform(cfg.crop_size)
-    return (imagenet_train_transform(cfg.crop_size, tuple(cfg.short_side)),
-            imagenet_test_transform(cfg.crop_size, cfg.test_short_side, ten_crop))
+    return (
+        imagenet_train_transform(cfg.crop_size, tuple(cfg.short_side)),
+        imagenet_test_transform(cfg.crop_size, cfg.test_short_side, ten_crop),
+    )
 
 
-def build_dataset(cfg: ClsDataConfig, split: str, transform: Transform | None) -> Dataset | CifarSplit:
+def build_dataset(
+    cfg: ClsDataConfig, split: str, transform: Transform | None
+) -> Dataset | CifarSplit:
     """One split of the configured dataset; it has `classes` (names in label order). CIFAR-10 is
     decoded into memory (`transform` unused: its augmentation runs per batch)."""
     folder = dataset_dir(cfg)
@@ -59,13 +73,16 @@ def build_dataset(cfg: ClsDataConfig, split: str, transform: Transform | None) -
     return ImageFolderDataset(folder, split, transform, labels_file=labels)
 
 
-def build_datasets(cfg: ClsDataConfig, ten_crop: bool = False) -> tuple[Dataset | CifarSplit,
-                                                                       Dataset | CifarSplit]:
+def build_datasets(
+    cfg: ClsDataConfig, ten_crop: bool = False
+) -> tuple[Dataset | CifarSplit, Dataset | CifarSplit]:
     """(train set with augmentation, test set with the test transform), sharing one class list."""
     train_tf, test_tf = build_transforms(cfg, ten_crop)
     train = build_dataset(cfg, cfg.train_split, train_tf)
     test = build_dataset(cfg, cfg.test_split, test_tf)
     if train.classes != test.classes:
-        raise ValueError(f"{dataset_dir(cfg)}: splits {cfg.train_split!r} and {cfg.test_split!r} have "
-                         f"different class lists")
+        raise ValueError(
+            f"{dataset_dir(cfg)}: splits {cfg.train_split!r} and {cfg.test_split!r} have "
+            f"different class lists"
+        )
     return train, test

@@ -1,4 +1,5 @@
 """Top-1/top-5 accuracy of a classifier over a (sharded) test loader."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -12,8 +13,14 @@ from resdet.utils.dist import all_gather_object
 
 
 @torch.no_grad()
-def evaluate_classifier(net: nn.Module, loader: Iterable, normalize: nn.Module, device: torch.device,
-                        amp: str = "none", channels_last: bool = False) -> dict[str, float]:
+def evaluate_classifier(
+    net: nn.Module,
+    loader: Iterable,
+    normalize: nn.Module,
+    device: torch.device,
+    amp: str = "none",
+    channels_last: bool = False,
+) -> dict[str, float]:
     """`{"top1", "top5", "top1_err", "top5_err"}` in percent, over every rank's shard.
 
     `loader` yields `(images, labels)`: images uint8 `[n, 3, H, W]`, or `[n, k, 3, H, W]` for k crops

@@ -1,4 +1,5 @@
 """The classifier as the engine's `Trainer` expects a model: `model(images, targets) -> {loss}`."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,7 +35,9 @@ class ClassificationObjective(nn.Module):
     def pixel_format(self) -> PixelFormat:
         return self.net.pixel_format
 
-    def forward(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
         x = self.normalize(images[0])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

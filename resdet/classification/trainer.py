@@ -1,5 +1,6 @@
 """The engine's `Trainer`, specialised for classification: checkpoints of kind "classifier" that name
 their classes, a constant warm-up option, and the training top-1 error in every log line."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
@@ -17,8 +18,14 @@ class ConstantWarmupSchedule(WarmupSchedule):
     """`warmup_factor * lr` for the first `warmup_iters` iterations, then the step/cosine decay."""
 
     def factor(self, i: int) -> float:
-        decay = lr_factor(i, method=self.method, max_iter=self.max_iter, steps=self.steps, gamma=self.gamma,
-                          final_factor=self.final_factor)
+        decay = lr_factor(
+            i,
+            method=self.method,
+            max_iter=self.max_iter,
+            steps=self.steps,
+            gamma=self.gamma,
+            final_factor=self.final_factor,
+        )
         return decay * self.warmup_factor if i < self.warmup_iters else decay
 
 
@@ -40,14 +47,29 @@ class ClassificationTrainer(Trainer):
         return {**super()._weights_state(), "kind": "classifier", "classes": self.classes}
 
 
-def build_classification_trainer(cfg: ClsConfig, model: ClassificationObjective | Any, data_loader: Iterable | None,
-                                 dist: DistInfo, *, classes: list[str],
-                                 evaluate_fn: Callable[[], dict[str, float]] | None = None,
-                                 progress: bool = True) -> ClassificationTrainer:
+def build_classification_trainer(
+    cfg: ClsConfig,
+    model: ClassificationObjective | Any,
+    data_loader: Iterable | None,
+    dist: DistInfo,
+    *,
+    classes: list[str],
+    evaluate_fn: Callable[[], dict[str, float]] | None = None,
+    progress: bool = True,
+) -> ClassificationTrainer:
     """A `ClassificationTrainer` for `model` (prepared by `resdet.engine.prepare_model`) following
     `cfg.solver` and `cfg.test` (`resdet.engine.build_trainer`), with the constant warm-up when
     `solver.warmup_method` asks for it."""
     schedule = ConstantWarmupSchedule if cfg.solver.warmup_method == "constant" else WarmupSchedule
-    return build_trainer(cfg, model, data_loader, dist, evaluate_fn=evaluate_fn,
-                         pixel_format=unwrap(model).pixel_format.to_dict(), progress=progress,
-                         trainer_cls=ClassificationTrainer, schedule_cls=schedule, classes=classes)
+    return build_trainer(
+        cfg,
+        model,
+        data_loader,
+        dist,
+        evaluate_fn=evaluate_fn,
+        pixel_format=unwrap(model).pixel_format.to_dict(),
+        progress=progress,
+        trainer_cls=ClassificationTrainer,
+        schedule_cls=schedule,
+        classes=classes,
+    )

@@ -2,6 +2,7 @@
 
 Sections live in their own modules (`model`, `data`, `solver`); this module wires them together.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -4,6 +4,7 @@ A separate top-level config (the detection `Config` stays untouched) that shares
 loader, `_base_` inheritance, `key.sub=value` overrides and the `solver:`/`test:` sections with
 detection recipes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,8 +16,15 @@ from resdet.config.loader import load_typed, save_typed
 from resdet.config.model import Shortcut
 from resdet.config.solver import SolverConfig, TestConfig, scale_schedule
 
-__all__ = ["ClsConfig", "ClsDataConfig", "ClsModelConfig", "ClsSolverConfig", "ClsTestConfig",
-           "load_cls_config", "save_cls_config"]
+__all__ = [
+    "ClsConfig",
+    "ClsDataConfig",
+    "ClsModelConfig",
+    "ClsSolverConfig",
+    "ClsTestConfig",
+    "load_cls_config",
+    "save_cls_config",
+]
 
 #: a classifier trains its norms, so FrozenBN is not a choice
 ClsNorm = Literal[tuple(n for n in NORMS if n != "FrozenBN")]
@@ -45,8 +53,10 @@ class ClsModelConfig:
 
     def __post_init__(self) -> None:
         if self.arch == "cifar" and (self.depth < 8 or (self.depth - 2) % 6):
-            raise ValueError(f"model.depth: the CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, "
-                             f"...), got {self.depth}")
+            raise ValueError(
+                f"model.depth: the CIFAR nets have depth 6n+2 (20, 32, 44, 56, 110, "
+                f"...), got {self.depth}"
+            )
 
 
 @dataclass
@@ -86,11 +96,15 @@ class ClsDataConfig:
             raise ValueError("data.crop_size must be >= 1, data.pad and data.num_workers >= 0")
         lo, hi = self.short_side
         if self.augment == "imagenet" and not self.crop_size <= lo <= hi:
-            raise ValueError(f"data.short_side {list(self.short_side)} must be increasing and "
-                             f"start at or above data.crop_size={self.crop_size}")
+            raise ValueError(
+                f"data.short_side {list(self.short_side)} must be increasing and "
+                f"start at or above data.crop_size={self.crop_size}"
+            )
         if self.format == "cifar10" and (self.augment, self.crop_size) != ("cifar", 32):
-            raise ValueError(f"data.format=cifar10 trains with data.augment=cifar and "
-                             f"data.crop_size=32 (got {self.augment}, {self.crop_size})")
+            raise ValueError(
+                f"data.format=cifar10 trains with data.augment=cifar and "
+                f"data.crop_size=32 (got {self.augment}, {self.crop_size})"
+            )
         if self.augment == "imagenet" and self.test_short_side < self.crop_size:
             raise ValueError(f"data.test_short_side={self.test_short_side} is below data.crop_size")
 

@@ -9,6 +9,7 @@ Several entries are concatenated. Relative paths in mappings are taken under the
 Images are not resized here: the detector resizes (sizes in `model.input`), so training and
 evaluation images reach it at their decoded size and its outputs are in that frame.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

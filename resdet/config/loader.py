@@ -2,6 +2,7 @@
 
 Every error is a `ConfigError` naming the file and the dotted key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -118,8 +119,10 @@ def from_dict(cls: type[T], data: Any, key: str = "", source: str = "<config>") 
         renamed = getattr(cls, "RENAMED", {}).get(unknown[0])
         if renamed:
             raise ConfigError(f"{source}: key {name!r} is now {renamed}")
-        raise ConfigError(f"{source}: unknown key {name!r} (allowed under "
-                          f"{key or 'the top level'}: {', '.join(sorted(fields))})")
+        raise ConfigError(
+            f"{source}: unknown key {name!r} (allowed under "
+            f"{key or 'the top level'}: {', '.join(sorted(fields))})"
+        )
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _convert(hints[name], value, f"{key}.{name}" if key else name, source)
@@ -159,8 +162,9 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{source}: {key}: expected {len(args)} values, got {value!r}")
-            return tuple(_convert(a, v, f"{key}[{i}]", source)
-                         for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(
+                _convert(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value))
+            )
         inner = args[0] if args else Any
         items = [_convert(inner, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -203,8 +207,13 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_typed(cls: type[T], path: str | Path, overrides: list[str] | None = None, *,
-               adjust: Callable[[T, dict[str, Any], list[str], str], Any] | None = None) -> T:
+def load_typed(
+    cls: type[T],
+    path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    adjust: Callable[[T, dict[str, Any], list[str], str], Any] | None = None,
+) -> T:
     """Read `path` (following `_base_`) into dataclass `cls`, then apply `key.sub=value` overrides.
 
     The file alone must be valid, so an error raised only with the overrides is blamed on them.

@@ -3,6 +3,7 @@
 Defaults are detectron2's FPN defaults; channel and anchor counts are derived from the backbone
 by `resdet.build`, never written here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

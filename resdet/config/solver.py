@@ -20,6 +20,7 @@ Each of `solver.steps` / `solver.warmup_iters` given on the command line too is 
 and a schedule still inconsistent then (steps past `max_iter`) is an error naming both keys; so is
 an inconsistent schedule in a YAML file.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,8 @@ class SolverConfig:
     #: keys that moved, with their new place (the loader's error names it)
     RENAMED: ClassVar[dict[str, str]] = {
         "channels_last": "model.input.channels_last (detection) or model.channels_last "
-                         "(classification)"}
+        "(classification)"
+    }
 
     # schedule
     max_iter: int = 1000
@@ -78,19 +80,23 @@ class SolverConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"solver.{name} must be >= 1, got {getattr(self, name)}")
         if self.reference_batch is not None and self.reference_batch < 1:
-            raise ValueError(f"solver.reference_batch must be >= 1 or null, got "
-                             f"{self.reference_batch}")
+            raise ValueError(
+                f"solver.reference_batch must be >= 1 or null, got {self.reference_batch}"
+            )
         if list(self.steps) != sorted(self.steps):
             raise ValueError(f"solver.steps must be increasing, got {self.steps}")
         if self.steps and self.steps[-1] > self.max_iter:
-            raise ValueError(f"solver.steps {list(self.steps)} go past solver.max_iter="
-                             f"{self.max_iter} (override solver.max_iter alone and the steps "
-                             "scale with it)")
+            raise ValueError(
+                f"solver.steps {list(self.steps)} go past solver.max_iter="
+                f"{self.max_iter} (override solver.max_iter alone and the steps "
+                "scale with it)"
+            )
         if self.warmup_iters < 0 or self.keep_last < 0:
             raise ValueError("solver.warmup_iters and solver.keep_last must be >= 0")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
-            raise ValueError(f"solver.clip_grad_norm must be > 0 or null, got "
-                             f"{self.clip_grad_norm}")
+            raise ValueError(
+                f"solver.clip_grad_norm must be > 0 or null, got {self.clip_grad_norm}"
+            )
 
     @property
     def lr(self) -> float:
@@ -100,8 +106,9 @@ class SolverConfig:
         return self.base_lr * self.ims_per_batch / self.reference_batch
 
 
-def scale_schedule(file_cfg: Any, data: dict[str, Any], overridden: Collection[str],
-                   source: str) -> str | None:
+def scale_schedule(
+    file_cfg: Any, data: dict[str, Any], overridden: Collection[str], source: str
+) -> str | None:
     """Apply the shortened-run rule (module docstring) to `data`, the mapping after the overrides.
 
     `file_cfg` is the config the file alone gives (it has a `solver: SolverConfig`); `overridden`

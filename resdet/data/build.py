@@ -7,6 +7,7 @@ test-time predictions come back in the original image's pixels.
 `build_train_loader` yields `(images, targets)` batches forever (see `GroupedBatchSampler`);
 `build_test_loader` yields each rank's shard once, one image per batch.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -18,7 +19,12 @@ from resdet.data.catalog import load_source
 from resdet.data.collate import collate_detection
 from resdet.data.dataset import DetectionDataset
 from resdet.data.records import DatasetError
-from resdet.data.sampler import GroupedBatchSampler, InferenceSampler, aspect_groups, loader_generator
+from resdet.data.sampler import (
+    GroupedBatchSampler,
+    InferenceSampler,
+    aspect_groups,
+    loader_generator,
+)
 from resdet.data.transforms import Compose, RandomHorizontalFlip
 
 
@@ -29,32 +35,64 @@ def build_transforms(data: DataConfig, split: Literal["train", "test"]) -> Compo
     return Compose([])
 
 
-def build_detection_dataset(data: DataConfig, split: Literal["train", "test"], *,
-                            check_files: bool = True) -> DetectionDataset:
+def build_detection_dataset(
+    data: DataConfig, split: Literal["train", "test"], *, check_files: bool = True
+) -> DetectionDataset:
     """Read and concatenate `data.train` or `data.test`. `check_files=False` skips the image-exists check
     (evaluating a results file needs annotations only)."""
     entries = data.train if split == "train" else data.test
     if not entries:
         raise DatasetError(f"data.{split} lists no dataset")
     sources = [load_source(e, data.root, data.cache_dir) for e in entries]
-    return DetectionDataset(sources, build_transforms(data, split), train=split == "train",
-                            filter_empty=data.filter_empty, use_difficult=data.use_difficult,
-                            skip_bad_images=data.skip_bad_images, max_bad_images=data.max_bad_images,
-                            check_files=check_files)
+    return DetectionDataset(
+        sources,
+        build_transforms(data, split),
+        train=split == "train",
+        filter_empty=data.filter_empty,
+        use_difficult=data.use_difficult,
+        skip_bad_images=data.skip_bad_images,
+        max_bad_images=data.max_bad_images,
+        check_files=check_files,
+    )
 
 
-def build_train_loader(dataset: DetectionDataset, data: DataConfig, ims_per_batch: int, *, seed: int,
-                       rank: int = 0, world_size: int = 1, start_iter: int = 0) -> DataLoader:
+def build_train_loader(
+    dataset: DetectionDataset,
+    data: DataConfig,
+    ims_per_batch: int,
+    *,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    start_iter: int = 0,
+) -> DataLoader:
     """Infinite loader of this rank's `ims_per_batch // world_size` images per step, resuming at `start_iter`."""
-    groups = (aspect_groups([r.height for r in dataset.records], [r.width for r in dataset.records])
-              if data.aspect_grouping else [0] * len(dataset))
-    sampler = GroupedBatchSampler(groups, ims_per_batch, seed=seed, rank=rank, world_size=world_size,
-                                  start_iter=start_iter)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=data.num_workers, collate_fn=collate_detection,
-                      generator=loader_generator(seed, rank, start_iter), persistent_workers=data.num_workers > 0)
+    groups = (
+        aspect_groups([r.height for r in dataset.records], [r.width for r in dataset.records])
+        if data.aspect_grouping
+        else [0] * len(dataset)
+    )
+    sampler = GroupedBatchSampler(
+        groups, ims_per_batch, seed=seed, rank=rank, world_size=world_size, start_iter=start_iter
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=data.num_workers,
+        collate_fn=collate_detection,
+        generator=loader_generator(seed, rank, start_iter),
+        persistent_workers=data.num_workers > 0,
+    )
 
 
-def build_test_loader(dataset: DetectionDataset, data: DataConfig, *, rank: int = 0, world_size: int = 1) -> DataLoader:
+def build_test_loader(
+    dataset: DetectionDataset, data: DataConfig, *, rank: int = 0, world_size: int = 1
+) -> DataLoader:
     """This rank's contiguous shard of `dataset`, in order, one image per batch."""
-    return DataLoader(dataset, batch_size=1, sampler=InferenceSampler(len(dataset), rank, world_size),
-                      num_workers=data.num_workers, collate_fn=collate_detection)
+    return DataLoader(
+        dataset,
+        batch_size=1,
+        sampler=InferenceSampler(len(dataset), rank, world_size),
+        num_workers=data.num_workers,
+        collate_fn=collate_detection,
+    )

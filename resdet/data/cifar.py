@@ -15,6 +15,7 @@ and size): the second run loads one file.
 Splits: `train` and `test`, plus the paper's held-out split of the training set (Sec. 4.2: "45k/5k
 train/val split"): `val5k` is the last 500 images of each class in file order, `train45k` the rest.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,11 +71,13 @@ def cifar_layout(folder: str | Path) -> str:
         raise CifarFormatError(f"{folder}: CIFAR folder not found (set data.path, or data.root)")
     raise CifarFormatError(
         f"{folder}: neither CIFAR layout: expected the binary release ({', '.join(TRAIN_FILES[:1])} ... "
-        f"{TEST_FILES[0]} and {META_FILE}) or class folders train/<class>/*.jpg and test/<class>/*.jpg")
+        f"{TEST_FILES[0]} and {META_FILE}) or class folders train/<class>/*.jpg and test/<class>/*.jpg"
+    )
 
 
-def load_cifar(folder: str | Path, split: str, *, cache_dir: str | Path | None = None,
-               progress: bool = True) -> CifarSplit:
+def load_cifar(
+    folder: str | Path, split: str, *, cache_dir: str | Path | None = None, progress: bool = True
+) -> CifarSplit:
     """Split `split` (see the module docstring) of the CIFAR set in `folder`, either layout."""
     if split not in SPLITS:
         raise ValueError(f"CIFAR split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -91,26 +94,32 @@ def load_cifar(folder: str | Path, split: str, *, cache_dir: str | Path | None =
     return data
 
 
-def held_out_mask(labels: torch.Tensor, num_classes: int,
-                  per_class: int = HELD_OUT_PER_CLASS) -> torch.Tensor:
+def held_out_mask(
+    labels: torch.Tensor, num_classes: int, per_class: int = HELD_OUT_PER_CLASS
+) -> torch.Tensor:
     """Bool `[N]`: the last `per_class` images of each class (in file order) -> the `val5k` split."""
     mask = torch.zeros(len(labels), dtype=torch.bool)
     for c in range(num_classes):
         idx = torch.nonzero(labels == c).flatten()
         if len(idx) <= per_class:
-            raise CifarFormatError(f"class {c} has {len(idx)} training images, too few to hold "
-                                   f"{per_class} out for the val5k split")
+            raise CifarFormatError(
+                f"class {c} has {len(idx)} training images, too few to hold "
+                f"{per_class} out for the val5k split"
+            )
         mask[idx[-per_class:]] = True
     return mask
 
 
 # ----------------------------------------------------------------------------- binary release
 
+
 def read_cifar_meta(root: str | Path) -> list[str]:
     """Class names from `<root>/batches.meta.txt` (blank lines ignored), in label order."""
     path = Path(root) / META_FILE
     if not path.is_file():
-        raise CifarFormatError(f"{path}: missing; the CIFAR-10 binary layout names its classes there")
+        raise CifarFormatError(
+            f"{path}: missing; the CIFAR-10 binary layout names its classes there"
+        )
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not names:
         raise CifarFormatError(f"{path}: no class names")
@@ -132,14 +141,17 @@ def read_cifar_batch(path: str | Path, num_classes: int) -> tuple[torch.Tensor, 
     if extra or count == 0:
         raise CifarFormatError(
             f"{path}: {raw.size} bytes is not a whole number of {RECORD_BYTES}-byte records "
-            f"({count} full records and {extra} bytes left over); the file is truncated or not CIFAR-10")
+            f"({count} full records and {extra} bytes left over); the file is truncated or not CIFAR-10"
+        )
     records = raw.reshape(count, RECORD_BYTES)
     labels = records[:, 0].astype(np.int64)
     bad = np.flatnonzero(labels >= num_classes)
     if bad.size:
         i = int(bad[0])
-        raise CifarFormatError(f"{path}: record {i}: label {labels[i]} is not below the "
-                               f"{num_classes} classes of {META_FILE}")
+        raise CifarFormatError(
+            f"{path}: record {i}: label {labels[i]} is not below the "
+            f"{num_classes} classes of {META_FILE}"
+        )
     # (N, 3072) channel-planar rows -> (N, 3, 32, 32)
     images = records[:, 1:].reshape(count, 3, IMAGE_SIZE, IMAGE_SIZE)
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)
@@ -149,12 +161,15 @@ def read_binary_split(root: str | Path, split: str) -> CifarSplit:
     """`train` (the 5 data batches) or `test` of the binary release in `root`."""
     root = Path(root)
     classes = read_cifar_meta(root)
-    parts = [read_cifar_batch(root / name, len(classes))
-             for name in (TRAIN_FILES if split == "train" else TEST_FILES)]
+    parts = [
+        read_cifar_batch(root / name, len(classes))
+        for name in (TRAIN_FILES if split == "train" else TEST_FILES)
+    ]
     return CifarSplit(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), classes)
 
 
 # ----------------------------------------------------------------------------- class folders
+
 
 def _folder_files(split_dir: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     """Sorted class names and `(file, label)` pairs in sorted order, or an error naming the folder."""
@@ -163,10 +178,16 @@ def _folder_files(split_dir: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if not classes:
         raise CifarFormatError(f"{split_dir}: no class folders")
-    files = [(f, label) for label, name in enumerate(classes)
-             for f in sorted((split_dir / name).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        (f, label)
+        for label, name in enumerate(classes)
+        for f in sorted((split_dir / name).iterdir())
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not files:
-        raise CifarFormatError(f"{split_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
+        raise CifarFormatError(
+            f"{split_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders"
+        )
     return classes, files
 
 
@@ -178,8 +199,9 @@ def _content_key(split_dir: Path, files: list[tuple[Path, int]]) -> str:
     return h.hexdigest()[:20]
 
 
-def read_folder_split(split_dir: str | Path, *, cache_dir: str | Path | None = None,
-                      progress: bool = True) -> CifarSplit:
+def read_folder_split(
+    split_dir: str | Path, *, cache_dir: str | Path | None = None, progress: bool = True
+) -> CifarSplit:
     """Decode `split_dir/<class>/*` into one uint8 tensor, or load it from the cache.
 
     Every image must have the first image's size; one that differs, or cannot be decoded, is an error
@@ -194,12 +216,21 @@ def read_folder_split(split_dir: str | Path, *, cache_dir: str | Path | None = N
         return CifarSplit(obj["images"], obj["labels"], list(obj["classes"]))
     first = read_image(files[0][0])
     images = torch.empty((len(files), 3, *first.shape[:2]), dtype=torch.uint8)
-    for i, (f, _) in enumerate(tqdm(files, desc=f"decoding {split_dir} (once, then cached)",
-                                    disable=not progress, unit="img", mininterval=1.0)):
+    for i, (f, _) in enumerate(
+        tqdm(
+            files,
+            desc=f"decoding {split_dir} (once, then cached)",
+            disable=not progress,
+            unit="img",
+            mininterval=1.0,
+        )
+    ):
         pixels = first if i == 0 else read_image(f)
         if pixels.shape != first.shape:
-            raise CifarFormatError(f"{f}: image is {pixels.shape[1]}x{pixels.shape[0]}, the others "
-                                   f"{first.shape[1]}x{first.shape[0]}; a CIFAR split has one size")
+            raise CifarFormatError(
+                f"{f}: image is {pixels.shape[1]}x{pixels.shape[0]}, the others "
+                f"{first.shape[1]}x{first.shape[0]}; a CIFAR split has one size"
+            )
         images[i] = torch.from_numpy(pixels).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     atomic_torch_save({"images": images, "labels": labels, "classes": classes}, cached)

@@ -7,6 +7,7 @@ the original image; `pad_crop_flip` does the same to a whole batch at once, on t
 Pixel normalisation is a separate module applied to whole batches on the training device
 (`PixelNormalize`), so images stay uint8 until then.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,19 +17,25 @@ from torchvision.transforms import v2
 from backbones.spec import PixelFormat
 
 
-def imagenet_train_transform(crop: int = 224, short_side: tuple[int, int] = (256, 480)) -> v2.Compose:
+def imagenet_train_transform(
+    crop: int = 224, short_side: tuple[int, int] = (256, 480)
+) -> v2.Compose:
     """Scale augmentation: short side uniform in `short_side` (inclusive), random `crop`^2, flip."""
     lo, hi = short_side
     if not crop <= lo <= hi:
         raise ValueError(f"short_side range {short_side} must satisfy crop ({crop}) <= min <= max")
-    return v2.Compose([
-        v2.RandomShortestSize(min_size=list(range(lo, hi + 1)), antialias=True),
-        v2.RandomCrop(crop),
-        v2.RandomHorizontalFlip(),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomShortestSize(min_size=list(range(lo, hi + 1)), antialias=True),
+            v2.RandomCrop(crop),
+            v2.RandomHorizontalFlip(),
+        ]
+    )
 
 
-def imagenet_test_transform(crop: int = 224, short_side: int = 256, ten_crop: bool = False) -> v2.Compose:
+def imagenet_test_transform(
+    crop: int = 224, short_side: int = 256, ten_crop: bool = False
+) -> v2.Compose:
     """Short side `short_side`, then the centre `crop`^2 -> `[3, crop, crop]`, or 10 crops -> `[10, 3, crop, crop]`."""
     if ten_crop:
         return v2.Compose([v2.Resize(short_side, antialias=True), v2.TenCrop(crop), _Stack()])
@@ -84,12 +91,16 @@ class PixelNormalize(nn.Module):
         super().__init__()
         self.pixel_format = pixel_format
         self.bgr = pixel_format.channel_order == "BGR"
-        self.register_buffer("mean", torch.tensor(pixel_format.mean).view(3, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(pixel_format.mean).view(3, 1, 1), persistent=False
+        )
         self.register_buffer("std", torch.tensor(pixel_format.std).view(3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-3] != 3:
-            raise ValueError(f"PixelNormalize expects [..., 3, H, W] images, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"PixelNormalize expects [..., 3, H, W] images, got shape {tuple(x.shape)}"
+            )
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         if self.bgr:
             x = x.flip(-3)

@@ -10,6 +10,7 @@
 The json is parsed directly rather than through `pycocotools.COCO`, which checks none of the above;
 pycocotools scores the predictions (`resdet.evaluation.coco_evaluator`).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from resdet.data.records import (DatasetError, DatasetSource, DropCounter, ImageRecord, boxes_array,
-                                 check_relative, clip_box, finite)
+from resdet.data.records import (
+    DatasetError,
+    DatasetSource,
+    DropCounter,
+    ImageRecord,
+    boxes_array,
+    check_relative,
+    clip_box,
+    finite,
+)
 
 
 def read_coco_json(path: str | Path) -> dict[str, Any]:
@@ -33,7 +42,9 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: malformed JSON: {e}") from None
     if not isinstance(data, dict):
-        raise DatasetError(f"{path}: the top level must be an object with 'images', 'annotations', 'categories'")
+        raise DatasetError(
+            f"{path}: the top level must be an object with 'images', 'annotations', 'categories'"
+        )
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
             raise DatasetError(f"{path}: field {key!r} is missing or not a list")
@@ -57,7 +68,9 @@ def _int(record: dict[str, Any], name: str, where: str) -> int:
     return value
 
 
-def load_coco(ann_file: str | Path, image_dir: str | Path, name: str | None = None) -> DatasetSource:
+def load_coco(
+    ann_file: str | Path, image_dir: str | Path, name: str | None = None
+) -> DatasetSource:
     """Read a COCO instances file; image paths are `image_dir / file_name`. Opens no image."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     data = read_coco_json(ann_file)
@@ -87,7 +100,14 @@ def load_coco(ann_file: str | Path, image_dir: str | Path, name: str | None = No
         h, w = _int(img, "height", where), _int(img, "width", where)
         if h <= 0 or w <= 0:
             raise DatasetError(f"{where}: fields 'height'/'width' must be positive, got {h}x{w}")
-        images[iid] = {"file_name": file_name, "height": h, "width": w, "boxes": [], "labels": [], "crowd": []}
+        images[iid] = {
+            "file_name": file_name,
+            "height": h,
+            "width": w,
+            "boxes": [],
+            "labels": [],
+            "crowd": [],
+        }
 
     seen: set[int] = set()
     dropped = DropCounter()
@@ -124,9 +144,23 @@ def load_coco(ann_file: str | Path, image_dir: str | Path, name: str | None = No
     records = []
     for iid, img in images.items():
         n = len(img["boxes"])
-        records.append(ImageRecord(
-            file_name=str(image_dir / img["file_name"]), image_id=iid, height=img["height"], width=img["width"],
-            boxes=boxes_array(img["boxes"]), labels=np.asarray(img["labels"], dtype=np.int64),
-            difficult=np.zeros(n, dtype=bool), crowd_boxes=boxes_array(img["crowd"])))
-    return DatasetSource(name=name or src, format="coco", class_names=[cats[c] for c in category_ids],
-                         category_ids=category_ids, records=records, ann_file=str(ann_file))
+        records.append(
+            ImageRecord(
+                file_name=str(image_dir / img["file_name"]),
+                image_id=iid,
+                height=img["height"],
+                width=img["width"],
+                boxes=boxes_array(img["boxes"]),
+                labels=np.asarray(img["labels"], dtype=np.int64),
+                difficult=np.zeros(n, dtype=bool),
+                crowd_boxes=boxes_array(img["crowd"]),
+            )
+        )
+    return DatasetSource(
+        name=name or src,
+        format="coco",
+        class_names=[cats[c] for c in category_ids],
+        category_ids=category_ids,
+        records=records,
+        ann_file=str(ann_file),
+    )

@@ -10,6 +10,7 @@ Checks done before training starts: every image file exists (one error lists all
 the dataset is not empty after filtering. Undecodable images fail with an error naming the file, or,
 with `skip_bad_images`, are replaced by the next index and counted (per process) up to `max_bad_images`.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,15 +30,26 @@ Transform = Callable[[torch.Tensor, dict[str, Any]], tuple[torch.Tensor, dict[st
 class DetectionDataset(Dataset):
     """Detection images of one or more sources with the same class list. See the module docstring."""
 
-    def __init__(self, sources: list[DatasetSource], transforms: Transform | None = None, *, train: bool,
-                 filter_empty: bool = True, use_difficult: bool = False, skip_bad_images: bool = False,
-                 max_bad_images: int = 100, check_files: bool = True) -> None:
+    def __init__(
+        self,
+        sources: list[DatasetSource],
+        transforms: Transform | None = None,
+        *,
+        train: bool,
+        filter_empty: bool = True,
+        use_difficult: bool = False,
+        skip_bad_images: bool = False,
+        max_bad_images: int = 100,
+        check_files: bool = True,
+    ) -> None:
         if not sources:
             raise DatasetError("no dataset entries given")
         for s in sources[1:]:
             if s.class_names != sources[0].class_names:
-                raise DatasetError(f"cannot concatenate {s.name} with {sources[0].name}: their class lists differ "
-                                   f"({len(s.class_names)} vs {len(sources[0].class_names)} classes)")
+                raise DatasetError(
+                    f"cannot concatenate {s.name} with {sources[0].name}: their class lists differ "
+                    f"({len(s.class_names)} vs {len(sources[0].class_names)} classes)"
+                )
         self.sources = sources
         self.class_names = list(sources[0].class_names)
         self.transforms = transforms
@@ -49,9 +61,15 @@ class DetectionDataset(Dataset):
         if train and filter_empty:
             kept = [r for r in records if len(self._train_boxes(r)[0])]
             if len(kept) < len(records):
-                crowd_only = sum(1 for r in records if not len(self._train_boxes(r)[0]) and len(r.crowd_boxes))
-                warnings.warn(f"{names}: {len(records) - len(kept)} of {len(records)} images have no box to train on "
-                              f"and are left out ({crowd_only} with only crowd boxes)", DatasetWarning, stacklevel=2)
+                crowd_only = sum(
+                    1 for r in records if not len(self._train_boxes(r)[0]) and len(r.crowd_boxes)
+                )
+                warnings.warn(
+                    f"{names}: {len(records) - len(kept)} of {len(records)} images have no box to train on "
+                    f"and are left out ({crowd_only} with only crowd boxes)",
+                    DatasetWarning,
+                    stacklevel=2,
+                )
             records = kept
         if not records:
             after = " after filtering" if train and filter_empty else ""
@@ -59,7 +77,9 @@ class DetectionDataset(Dataset):
         if check_files:
             missing = [r.file_name for r in records if not os.path.isfile(r.file_name)]
             if missing:
-                raise DatasetError(f"{names}: {len(missing)} image file(s) missing:\n  " + "\n  ".join(missing))
+                raise DatasetError(
+                    f"{names}: {len(missing)} image file(s) missing:\n  " + "\n  ".join(missing)
+                )
         self.records: list[ImageRecord] = records
 
     @property
@@ -78,8 +98,10 @@ class DetectionDataset(Dataset):
     def _decode(self, r: ImageRecord) -> np.ndarray:
         image = read_image(r.file_name)
         if image.shape[:2] != (r.height, r.width):
-            raise BadImageError(f"{r.file_name}: decoded size {image.shape[0]}x{image.shape[1]} (HxW, EXIF "
-                                f"orientation applied) differs from the annotation's {r.height}x{r.width}")
+            raise BadImageError(
+                f"{r.file_name}: decoded size {image.shape[0]}x{image.shape[1]} (HxW, EXIF "
+                f"orientation applied) differs from the annotation's {r.height}x{r.width}"
+            )
         return image
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -91,13 +113,22 @@ class DetectionDataset(Dataset):
                 raise
             self.bad_images += 1
             if self.bad_images > self.max_bad_images:
-                raise BadImageError(f"more than data.max_bad_images={self.max_bad_images} bad images; "
-                                    f"last: {e}") from None
-            warnings.warn(f"skipping bad image ({self.bad_images} so far in this process): {e}", DatasetWarning)
+                raise BadImageError(
+                    f"more than data.max_bad_images={self.max_bad_images} bad images; last: {e}"
+                ) from None
+            warnings.warn(
+                f"skipping bad image ({self.bad_images} so far in this process): {e}",
+                DatasetWarning,
+            )
             return self[(index + 1) % len(self)]
         boxes, labels = self._train_boxes(r)
-        target: dict[str, Any] = {"boxes": boxes.copy(), "labels": labels.copy(), "image_id": r.image_id,
-                                  "orig_size": (r.height, r.width), "file_name": r.file_name}
+        target: dict[str, Any] = {
+            "boxes": boxes.copy(),
+            "labels": labels.copy(),
+            "image_id": r.image_id,
+            "orig_size": (r.height, r.width),
+            "file_name": r.file_name,
+        }
         # (H, W, 3) array -> (3, H, W) uint8 view (channels-last strides, no copy) for the transforms
         tensor = torch.from_numpy(image).permute(2, 0, 1)
         if self.transforms is not None:

@@ -11,6 +11,7 @@ Policy:
 - Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) is left as it is.
 - The whole decode runs inside the guard, so truncated files fail here and not later.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -34,8 +35,10 @@ def read_image(path: str | Path) -> np.ndarray:
             raise BadImageError(f"{path}: zero-byte image file")
         with Image.open(path) as img:
             if img.mode in _HIGH_DEPTH_MODES:
-                raise BadImageError(f"{path}: {img.mode} ({'16' if 'I;16' in img.mode else '32'}-bit) "
-                                    "images are not supported; convert them to 8-bit RGB explicitly")
+                raise BadImageError(
+                    f"{path}: {img.mode} ({'16' if 'I;16' in img.mode else '32'}-bit) "
+                    "images are not supported; convert them to 8-bit RGB explicitly"
+                )
             img.load()
             img = ImageOps.exif_transpose(img)
             if img.mode != "RGB":

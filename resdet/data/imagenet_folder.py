@@ -8,6 +8,7 @@
 ```
 The class list always comes from `<root>/train` when it exists, so train and val labels agree.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,10 @@ def read_label_file(path: Path, classes: list[str]) -> dict[str, int]:
         elif cls.isdigit() and int(cls) < len(classes):
             label = int(cls)
         else:
-            raise ImageFolderError(f"{path}:{n}: class {cls!r} is neither one of the {len(classes)} class "
-                                   f"folders nor an index below {len(classes)}")
+            raise ImageFolderError(
+                f"{path}:{n}: class {cls!r} is neither one of the {len(classes)} class "
+                f"folders nor an index below {len(classes)}"
+            )
         out[Path(name).stem] = label
     return out
 
@@ -72,13 +75,19 @@ class ImageFolderDataset(Dataset):
     `label` an int in `0..len(classes)-1`.
     """
 
-    def __init__(self, root: str | Path, split: str = "train",
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 labels_file: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        labels_file: str | Path | None = None,
+    ) -> None:
         self.root = Path(root)
         folder = self.root / split
         if not folder.is_dir():
-            raise ImageFolderError(f"{folder}: split folder not found (expected {self.root}/{split}/<class>/)")
+            raise ImageFolderError(
+                f"{folder}: split folder not found (expected {self.root}/{split}/<class>/)"
+            )
         self.transform = transform
         train = self.root / "train"
         own = _class_folders(folder)
@@ -94,27 +103,37 @@ class ImageFolderDataset(Dataset):
         index = {c: i for i, c in enumerate(self.classes)}
         stray = _images_in(folder)
         if stray:
-            raise ImageFolderError(f"{folder}: has both class folders and loose images ({stray[0]}, ...)")
+            raise ImageFolderError(
+                f"{folder}: has both class folders and loose images ({stray[0]}, ...)"
+            )
         samples = []
         for name in own:
             if name not in index:
-                raise ImageFolderError(f"{folder / name}: class folder not among the {len(self.classes)} "
-                                       f"classes of {self.root / 'train'}")
+                raise ImageFolderError(
+                    f"{folder / name}: class folder not among the {len(self.classes)} "
+                    f"classes of {self.root / 'train'}"
+                )
             images = _images_in(folder / name)
             if not images:
-                raise ImageFolderError(f"{folder / name}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)}"
-                                       f" files); remove it or add its images")
+                raise ImageFolderError(
+                    f"{folder / name}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)}"
+                    f" files); remove it or add its images"
+                )
             samples += [(str(folder / name / f), index[name]) for f in images]
         return samples
 
-    def _scan_flat(self, folder: Path, split: str, labels_file: str | Path | None) -> list[tuple[str, int]]:
+    def _scan_flat(
+        self, folder: Path, split: str, labels_file: str | Path | None
+    ) -> list[tuple[str, int]]:
         if labels_file is None:
             found = [self.root / p.format(split=split) for p in DEFAULT_LABEL_FILES]
             found = [p for p in found if p.is_file()]
             if not found:
-                raise ImageFolderError(f"{folder}: flat image folder needs a labels file; none given and "
-                                       f"none of {[p.format(split=split) for p in DEFAULT_LABEL_FILES]} "
-                                       f"in {self.root}")
+                raise ImageFolderError(
+                    f"{folder}: flat image folder needs a labels file; none given and "
+                    f"none of {[p.format(split=split) for p in DEFAULT_LABEL_FILES]} "
+                    f"in {self.root}"
+                )
             labels_file = found[0]
         labels_file = Path(labels_file)
         if not labels_file.is_file():

@@ -3,6 +3,7 @@
 Records hold annotations only (no pixels). Boxes are `xyxy` float32 in absolute pixels of the image's
 loaded frame, already clipped to the image; degenerate boxes were dropped by the reader.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,11 +72,17 @@ class DropCounter:
 
     def warn(self, source: str) -> None:
         if self.degenerate:
-            warnings.warn(f"{source}: dropped {self.degenerate} box(es) that are empty or outside the image "
-                          f"after clipping (e.g. {'; '.join(self.examples)})", DatasetWarning, stacklevel=3)
+            warnings.warn(
+                f"{source}: dropped {self.degenerate} box(es) that are empty or outside the image "
+                f"after clipping (e.g. {'; '.join(self.examples)})",
+                DatasetWarning,
+                stacklevel=3,
+            )
 
 
-def clip_box(x1: float, y1: float, x2: float, y2: float, width: int, height: int) -> tuple[float, ...] | None:
+def clip_box(
+    x1: float, y1: float, x2: float, y2: float, width: int, height: int
+) -> tuple[float, ...] | None:
     """Clip an xyxy box to [0, width] x [0, height]; None when nothing of positive area is left."""
     x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
     y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
@@ -97,8 +104,10 @@ def check_relative(file_name: str, where: str) -> None:
     """Refuse absolute file names and `..` components: an annotation may only name files below its root."""
     for p in (PurePosixPath(file_name), PureWindowsPath(file_name)):
         if p.is_absolute() or p.drive or p.root or ".." in p.parts:
-            raise DatasetError(f"{where}: file name {file_name!r} is absolute or contains '..'; "
-                               "only paths below the image folder are allowed")
+            raise DatasetError(
+                f"{where}: file name {file_name!r} is absolute or contains '..'; "
+                "only paths below the image folder are allowed"
+            )
     if not file_name:
         raise DatasetError(f"{where}: empty file name")
 

@@ -16,6 +16,7 @@ whose `batch_size` is the micro-step's global batch `ims_per_batch // grad_accum
 out so far) runs ahead of that by what a DataLoader prefetched, so the engine does not read it.
 `load_state_dict({"position": k, ...})` is the same as `start_iter=k`.
 """
+
 from __future__ import annotations
 
 from typing import Iterator, Sequence
@@ -43,13 +44,23 @@ class GroupedBatchSampler(Sampler[list[int]]):
     `batch_size // world_size` indices.
     """
 
-    def __init__(self, group_ids: Sequence[int], batch_size: int, *, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, start_iter: int = 0) -> None:
+    def __init__(
+        self,
+        group_ids: Sequence[int],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start_iter: int = 0,
+    ) -> None:
         if len(group_ids) == 0:
             raise ValueError("GroupedBatchSampler: the dataset is empty")
         if batch_size <= 0 or batch_size % world_size:
-            raise ValueError(f"global batch size {batch_size} must be a positive multiple of "
-                             f"world_size {world_size}")
+            raise ValueError(
+                f"global batch size {batch_size} must be a positive multiple of "
+                f"world_size {world_size}"
+            )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
         if start_iter < 0:
@@ -82,7 +93,7 @@ class GroupedBatchSampler(Sampler[list[int]]):
         self.position = self.start_iter
         for batch in stream:
             self.position += 1
-            yield batch[lo:lo + per_rank]
+            yield batch[lo : lo + per_rank]
 
     def state_dict(self) -> dict[str, int]:
         """`position`: global batches handed out since training began, plus the order's seed."""
@@ -91,9 +102,11 @@ class GroupedBatchSampler(Sampler[list[int]]):
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Make the next `iter()` start at global batch `state["position"]` of the same order."""
         if (state["seed"], state["batch_size"]) != (self.seed, self.batch_size):
-            raise ValueError(f"sampler state is for seed {state['seed']}, global batch "
-                             f"{state['batch_size']}; this sampler has seed {self.seed}, global "
-                             f"batch {self.batch_size}")
+            raise ValueError(
+                f"sampler state is for seed {state['seed']}, global batch "
+                f"{state['batch_size']}; this sampler has seed {self.seed}, global "
+                f"batch {self.batch_size}"
+            )
         self.start_iter = self.position = int(state["position"])
 
 

@@ -17,6 +17,7 @@ Classification layout (one centred object per image): `out_dir/{train,val}/<clas
 by a hash of the arguments (`$RESDET_CACHE`, default `~/.cache/resdet`, then `shapes/<hash>`) and
 return it; concurrent callers (DDP ranks) race safely through an atomic rename.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,12 +57,23 @@ def _background(rng: np.random.Generator, height: int, width: int) -> Image.Imag
     t = (np.cos(angle) * xx / width + np.sin(angle) * yy / height + 1.0) / 2.0
     img = c0 + (c1 - c0) * t[..., None]
     blobs = rng.uniform(-45, 45, (4, 4, 3)).astype(np.float32)
-    low = np.stack([np.asarray(Image.fromarray(blobs[..., c]).resize((width, height), Image.BILINEAR))
-                    for c in range(3)], axis=-1)
+    low = np.stack(
+        [
+            np.asarray(Image.fromarray(blobs[..., c]).resize((width, height), Image.BILINEAR))
+            for c in range(3)
+        ],
+        axis=-1,
+    )
     img = img + low
     if rng.random() < 0.5:
-        freq, phase, theta = rng.uniform(0.05, 0.3), rng.uniform(0, 2 * np.pi), rng.uniform(0, np.pi)
-        img = img + 20.0 * np.sin(freq * (np.cos(theta) * xx + np.sin(theta) * yy) + phase)[..., None]
+        freq, phase, theta = (
+            rng.uniform(0.05, 0.3),
+            rng.uniform(0, 2 * np.pi),
+            rng.uniform(0, np.pi),
+        )
+        img = (
+            img + 20.0 * np.sin(freq * (np.cos(theta) * xx + np.sin(theta) * yy) + phase)[..., None]
+        )
     img = img + rng.normal(0, 6, img.shape)
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
@@ -72,8 +84,13 @@ def _star(points: int = 5) -> np.ndarray:
     return np.stack([r * np.cos(a), -r * np.sin(a)], axis=1)
 
 
-def _draw(draw: ImageDraw.ImageDraw, cls: str, box: tuple[int, int, int, int], colour: tuple[int, ...],
-          rng: np.random.Generator) -> None:
+def _draw(
+    draw: ImageDraw.ImageDraw,
+    cls: str,
+    box: tuple[int, int, int, int],
+    colour: tuple[int, ...],
+    rng: np.random.Generator,
+) -> None:
     # Pixels x1..x2-1 are painted, so the continuous box is [x1, x2).
     x1, y1, x2, y2 = box[0], box[1], box[2] - 1, box[3] - 1
     w, h = x2 - x1, y2 - y1
@@ -99,7 +116,9 @@ def _draw(draw: ImageDraw.ImageDraw, cls: str, box: tuple[int, int, int, int], c
 
 def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
     c = rng.uniform(0, 255, 3)
-    c[rng.integers(3)] = rng.choice([rng.uniform(0, 40), rng.uniform(215, 255)])  # keep it saturated
+    c[rng.integers(3)] = rng.choice(
+        [rng.uniform(0, 40), rng.uniform(215, 255)]
+    )  # keep it saturated
     return tuple(int(v) for v in c)
 
 
@@ -110,8 +129,14 @@ def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def _place(rng: np.random.Generator, width: int, height: int, existing: list[tuple[int, ...]],
-           min_frac: float, max_frac: float) -> tuple[int, int, int, int] | None:
+def _place(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    existing: list[tuple[int, ...]],
+    min_frac: float,
+    max_frac: float,
+) -> tuple[int, int, int, int] | None:
     for _ in range(20):
         side = rng.uniform(min_frac, max_frac) * min(width, height)
         aspect = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
@@ -124,7 +149,9 @@ def _place(rng: np.random.Generator, width: int, height: int, existing: list[tup
     return None
 
 
-def _voc_xml(image_id: str, width: int, height: int, objects: list[tuple[str, tuple[int, ...]]]) -> bytes:
+def _voc_xml(
+    image_id: str, width: int, height: int, objects: list[tuple[str, tuple[int, ...]]]
+) -> bytes:
     ann = ET.Element("annotation")
     ET.SubElement(ann, "filename").text = f"{image_id}.jpg"
     size = ET.SubElement(ann, "size")
@@ -140,8 +167,14 @@ def _voc_xml(image_id: str, width: int, height: int, objects: list[tuple[str, tu
     return ET.tostring(ann)
 
 
-def generate_shapes(out_dir: str | Path, split: str, num_images: int, image_size: int = 192, seed: int = 0,
-                    max_objects: int = 5) -> Path:
+def generate_shapes(
+    out_dir: str | Path,
+    split: str,
+    num_images: int,
+    image_size: int = 192,
+    seed: int = 0,
+    max_objects: int = 5,
+) -> Path:
     """Write a detection split (JPEGs, COCO json, VOC tree) into `out_dir`; image sides in [0.75, 1] x size."""
     out = Path(out_dir)
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
@@ -150,7 +183,9 @@ def generate_shapes(out_dir: str | Path, split: str, num_images: int, image_size
     images, annotations, ids = [], [], []
     for n in range(1, num_images + 1):
         image_id = f"{n:06d}"
-        width, height = (int(rng.integers(round(0.75 * image_size), image_size + 1)) for _ in range(2))
+        width, height = (
+            int(rng.integers(round(0.75 * image_size), image_size + 1)) for _ in range(2)
+        )
         img = _background(rng, height, width)
         draw = ImageDraw.Draw(img)
         objects: list[tuple[str, tuple[int, ...]]] = []
@@ -162,22 +197,39 @@ def generate_shapes(out_dir: str | Path, split: str, num_images: int, image_size
             _draw(draw, cls, box, _colour(rng), rng)
             objects.append((cls, box))
         img.save(out / "JPEGImages" / f"{image_id}.jpg", quality=90)
-        (out / "Annotations" / f"{image_id}.xml").write_bytes(_voc_xml(image_id, width, height, objects))
+        (out / "Annotations" / f"{image_id}.xml").write_bytes(
+            _voc_xml(image_id, width, height, objects)
+        )
         images.append({"id": n, "file_name": f"{image_id}.jpg", "width": width, "height": height})
         for cls, (x1, y1, x2, y2) in objects:
-            annotations.append({"id": len(annotations) + 1, "image_id": n,
-                                "category_id": SHAPE_CLASSES.index(cls) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                                "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": n,
+                    "category_id": SHAPE_CLASSES.index(cls) + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
         ids.append(image_id)
-    categories = [{"id": k + 1, "name": c, "supercategory": "shape"} for k, c in enumerate(SHAPE_CLASSES)]
-    (out / "annotations.json").write_text(json.dumps(
-        {"images": images, "annotations": annotations, "categories": categories}))
+    categories = [
+        {"id": k + 1, "name": c, "supercategory": "shape"} for k, c in enumerate(SHAPE_CLASSES)
+    ]
+    (out / "annotations.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
     (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return out
 
 
-def generate_shapes_classification(out_dir: str | Path, num_train_per_class: int, num_val_per_class: int,
-                                   image_size: int = 64, seed: int = 0) -> Path:
+def generate_shapes_classification(
+    out_dir: str | Path,
+    num_train_per_class: int,
+    num_val_per_class: int,
+    image_size: int = 64,
+    seed: int = 0,
+) -> Path:
     """Write `out_dir/{train,val}/<class>/<n>.jpg`: one centred shape per image (ImageNet folder layout)."""
     out = Path(out_dir)
     for split, count in (("train", num_train_per_class), ("val", num_val_per_class)):
@@ -189,7 +241,10 @@ def generate_shapes_classification(out_dir: str | Path, num_train_per_class: int
             img = _background(rng, image_size, image_size)
             side = rng.uniform(0.4, 0.8) * image_size
             aspect = np.exp(rng.uniform(np.log(0.6), np.log(1.6)))
-            w, h = (int(np.clip(round(v), 8, image_size)) for v in (side * np.sqrt(aspect), side / np.sqrt(aspect)))
+            w, h = (
+                int(np.clip(round(v), 8, image_size))
+                for v in (side * np.sqrt(aspect), side / np.sqrt(aspect))
+            )
             cx, cy = (image_size / 2 + rng.uniform(-0.1, 0.1) * image_size for _ in range(2))
             x1 = int(np.clip(round(cx - w / 2), 0, image_size - w))
             y1 = int(np.clip(round(cy - h / 2), 0, image_size - h))
@@ -199,7 +254,9 @@ def generate_shapes_classification(out_dir: str | Path, num_train_per_class: int
 
 
 def _cached(key: dict, cache_dir: str | Path | None, make) -> Path:
-    digest = hashlib.sha1(json.dumps({**key, "version": GENERATOR_VERSION}, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha1(
+        json.dumps({**key, "version": GENERATOR_VERSION}, sort_keys=True).encode()
+    ).hexdigest()
     final = cache_root(cache_dir) / "shapes" / digest[:16]
     if (final / "DONE").is_file():
         return final
@@ -218,18 +275,49 @@ def _cached(key: dict, cache_dir: str | Path | None, make) -> Path:
     return final
 
 
-def ensure_shapes_detection(split: str, num_images: int, image_size: int = 192, seed: int = 0,
-                            max_objects: int = 5, cache_dir: str | Path | None = None) -> Path:
+def ensure_shapes_detection(
+    split: str,
+    num_images: int,
+    image_size: int = 192,
+    seed: int = 0,
+    max_objects: int = 5,
+    cache_dir: str | Path | None = None,
+) -> Path:
     """Generate (once) and return the cached folder of a detection split; see `generate_shapes`."""
-    key = {"kind": "detection", "split": split, "num_images": num_images, "image_size": image_size,
-           "seed": seed, "max_objects": max_objects}
-    return _cached(key, cache_dir, lambda d: generate_shapes(d, split, num_images, image_size, seed, max_objects))
+    key = {
+        "kind": "detection",
+        "split": split,
+        "num_images": num_images,
+        "image_size": image_size,
+        "seed": seed,
+        "max_objects": max_objects,
+    }
+    return _cached(
+        key,
+        cache_dir,
+        lambda d: generate_shapes(d, split, num_images, image_size, seed, max_objects),
+    )
 
 
-def ensure_shapes_classification(num_train_per_class: int, num_val_per_class: int, image_size: int = 64,
-                                 seed: int = 0, cache_dir: str | Path | None = None) -> Path:
+def ensure_shapes_classification(
+    num_train_per_class: int,
+    num_val_per_class: int,
+    image_size: int = 64,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> Path:
     """Generate (once) and return the cached root holding `train/` and `val/` class folders."""
-    key = {"kind": "classification", "num_train_per_class": num_train_per_class,
-           "num_val_per_class": num_val_per_class, "image_size": image_size, "seed": seed}
-    return _cached(key, cache_dir, lambda d: generate_shapes_classification(
-        d, num_train_per_class, num_val_per_class, image_size, seed))
+    key = {
+        "kind": "classification",
+        "num_train_per_class": num_train_per_class,
+        "num_val_per_class": num_val_per_class,
+        "image_size": image_size,
+        "seed": seed,
+    }
+    return _cached(
+        key,
+        cache_dir,
+        lambda d: generate_shapes_classification(
+            d, num_train_per_class, num_val_per_class, image_size, seed
+        ),
+    )

@@ -6,6 +6,7 @@ A transform is called as `image, target = t(image, target)` with `image` an RGB 
 (`model.input`), so doing it here too would resample twice. Random choices draw from torch's global
 generator, which the DataLoader seeds per worker.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence

@@ -7,6 +7,7 @@ inclusive; as detectron2 does, a box is loaded as `(xmin - 1, ymin - 1, xmax, ym
 width `xmax - xmin + 1` pixels. `difficult` is kept as a per-object flag. The VOC evaluator undoes the
 shift so its numbers equal the devkit's.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,13 +16,39 @@ from pathlib import Path
 
 import numpy as np
 
-from resdet.data.records import (DatasetError, DatasetSource, DropCounter, ImageRecord, boxes_array,
-                                 check_relative, clip_box)
+from resdet.data.records import (
+    DatasetError,
+    DatasetSource,
+    DropCounter,
+    ImageRecord,
+    boxes_array,
+    check_relative,
+    clip_box,
+)
 
 #: The 20 PASCAL VOC classes in the standard order (1-based `category_id` = index + 1).
-VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-               "train", "tvmonitor"]
+VOC_CLASSES = [
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
 
 
 def read_split(root: str | Path, split: str) -> list[str]:
@@ -58,8 +85,9 @@ def _number(node: ET.Element, tag: str, where: str) -> float:
     return value
 
 
-def load_voc(root: str | Path, split: str, class_names: list[str] | None = None,
-             name: str | None = None) -> DatasetSource:
+def load_voc(
+    root: str | Path, split: str, class_names: list[str] | None = None, name: str | None = None
+) -> DatasetSource:
     """Read every image of `split` under the VOC-style folder `root`. Opens no image.
 
     `class_names` defaults to the 20 VOC classes; an object of any other class is an error.
@@ -74,14 +102,18 @@ def load_voc(root: str | Path, split: str, class_names: list[str] | None = None,
         try:
             tree = ET.parse(xml_path)
         except FileNotFoundError:
-            raise DatasetError(f"{xml_path}: annotation file not found (listed in split {split!r})") from None
+            raise DatasetError(
+                f"{xml_path}: annotation file not found (listed in split {split!r})"
+            ) from None
         except ET.ParseError as e:
             raise DatasetError(f"{xml_path}: malformed XML: {e}") from None
         ann = tree.getroot()
         size = ann.find("size")
         if size is None:
             raise DatasetError(f"{xml_path}: missing field <size>")
-        width, height = (int(_number(size, tag, f"{xml_path}: <size>")) for tag in ("width", "height"))
+        width, height = (
+            int(_number(size, tag, f"{xml_path}: <size>")) for tag in ("width", "height")
+        )
         if width <= 0 or height <= 0:
             raise DatasetError(f"{xml_path}: <size> must be positive, got {width}x{height}")
         boxes, labels, difficult = [], [], []
@@ -89,8 +121,10 @@ def load_voc(root: str | Path, split: str, class_names: list[str] | None = None,
             where = f"{xml_path}: object {k}"
             cls = _text(obj, "name", where)
             if cls not in label_of:
-                raise DatasetError(f"{where}: field <name> {cls!r} is not one of the {len(class_names)} classes "
-                                   f"({', '.join(class_names)})")
+                raise DatasetError(
+                    f"{where}: field <name> {cls!r} is not one of the {len(class_names)} classes "
+                    f"({', '.join(class_names)})"
+                )
             bnd = obj.find("bndbox")
             if bnd is None:
                 raise DatasetError(f"{where}: missing field <bndbox>")
@@ -99,9 +133,13 @@ def load_voc(root: str | Path, split: str, class_names: list[str] | None = None,
             x2, y2 = _number(bnd, "xmax", where_box), _number(bnd, "ymax", where_box)
             flag = obj.find("difficult")
             try:
-                is_difficult = flag is not None and flag.text is not None and int(flag.text.strip()) == 1
+                is_difficult = (
+                    flag is not None and flag.text is not None and int(flag.text.strip()) == 1
+                )
             except ValueError:
-                raise DatasetError(f"{where}: field <difficult> is not 0 or 1: {flag.text!r}") from None
+                raise DatasetError(
+                    f"{where}: field <difficult> is not 0 or 1: {flag.text!r}"
+                ) from None
             box = clip_box(x1, y1, x2, y2, width, height)
             if box is None:
                 dropped.drop(f"{xml_path.name} object {k}")
@@ -109,10 +147,22 @@ def load_voc(root: str | Path, split: str, class_names: list[str] | None = None,
             boxes.append(box)
             labels.append(label_of[cls])
             difficult.append(is_difficult)
-        records.append(ImageRecord(
-            file_name=str(root / "JPEGImages" / f"{image_id}.jpg"), image_id=image_id, height=height, width=width,
-            boxes=boxes_array(boxes), labels=np.asarray(labels, dtype=np.int64),
-            difficult=np.asarray(difficult, dtype=bool)))
+        records.append(
+            ImageRecord(
+                file_name=str(root / "JPEGImages" / f"{image_id}.jpg"),
+                image_id=image_id,
+                height=height,
+                width=width,
+                boxes=boxes_array(boxes),
+                labels=np.asarray(labels, dtype=np.int64),
+                difficult=np.asarray(difficult, dtype=bool),
+            )
+        )
     dropped.warn(f"{root} ({split})")
-    return DatasetSource(name=name or f"{root}:{split}", format="voc", class_names=class_names,
-                         category_ids=list(range(1, len(class_names) + 1)), records=records)
+    return DatasetSource(
+        name=name or f"{root}:{split}",
+        format="voc",
+        class_names=class_names,
+        category_ids=list(range(1, len(class_names) + 1)),
+        records=records,
+    )

@@ -18,13 +18,24 @@ with `micro_batch = images_per_rank(cfg.solver, dist.world_size) * dist.world_si
 (`init_distributed`, `shutdown_distributed`, `exit_on_failure` live in `resdet.utils.dist`,
 `seed_all` in `resdet.utils.seed`.)
 """
+
 from resdet.engine.checkpoint import Checkpointer, load_checkpoint_file
 from resdet.engine.lr_schedule import WarmupSchedule, lr_factor
 from resdet.engine.optim import build_optimizer, param_groups
 from resdet.engine.setup import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import NonFiniteLossError, Trainer, unwrap
 
-__all__ = ["Checkpointer", "load_checkpoint_file", "WarmupSchedule", "lr_factor", "build_optimizer",
-           "param_groups", "build_trainer", "images_per_rank", "prepare_model",
-           "NonFiniteLossError",
-           "Trainer", "unwrap"]
+__all__ = [
+    "Checkpointer",
+    "load_checkpoint_file",
+    "WarmupSchedule",
+    "lr_factor",
+    "build_optimizer",
+    "param_groups",
+    "build_trainer",
+    "images_per_rank",
+    "prepare_model",
+    "NonFiniteLossError",
+    "Trainer",
+    "unwrap",
+]

@@ -12,6 +12,7 @@ pruned. The pointer (`last_checkpoint`, see `resdet.run_dir`) is rewritten (atom
 the file it names is complete, so a crash at any moment leaves the pointer naming a whole, loadable
 checkpoint.
 """
+
 from __future__ import annotations
 
 import re
@@ -73,8 +74,9 @@ class Checkpointer:
         """Periodic checkpoints on disk, oldest first."""
         if not self.directory.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in self.directory.iterdir()
-                 if (m := _PERIODIC.match(p.name))]
+        found = [
+            (int(m.group(1)), p) for p in self.directory.iterdir() if (m := _PERIODIC.match(p.name))
+        ]
         return [p for _, p in sorted(found)]
 
     def _prune(self) -> None:

@@ -6,6 +6,7 @@ evaluator (COCO or VOC, `resdet.evaluation.build_evaluator`). The test images re
 their decoded size (the data pipeline does not resize; the detector does, and maps its boxes back),
 so the predicted boxes are already in the original image's pixels.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,10 @@ def label_mapping(model_classes: int, evaluator: DetectionEvaluator) -> torch.Te
         return None
     if model_classes == max(evaluator.category_ids) and min(evaluator.category_ids) >= 1:
         return torch.tensor([evaluator.label_of.get(k + 1, -1) for k in range(model_classes)])
-    raise ValueError(f"the model predicts {model_classes} classes but {evaluator.name} has {num} "
-                     f"(and its largest category id is {max(evaluator.category_ids)})")
+    raise ValueError(
+        f"the model predicts {model_classes} classes but {evaluator.name} has {num} "
+        f"(and its largest category id is {max(evaluator.category_ids)})"
+    )
 
 
 class InferenceRunner:
@@ -48,7 +51,9 @@ class InferenceRunner:
     wait for the other ranks); it is run as it is (the caller puts it in eval mode).
     """
 
-    def __init__(self, dataset: DetectionDataset, data: DataConfig, dist: DistInfo, *, amp: str = "none") -> None:
+    def __init__(
+        self, dataset: DetectionDataset, data: DataConfig, dist: DistInfo, *, amp: str = "none"
+    ) -> None:
         self.dataset, self.dist, self.amp = dataset, dist, amp
         self.loader = build_test_loader(dataset, data, rank=dist.rank, world_size=dist.world_size)
         self.evaluator = build_evaluator(dataset)
@@ -60,9 +65,11 @@ class InferenceRunner:
         for images, targets in self.loader:
             for image, target in zip(images, targets):
                 if tuple(image.shape[-2:]) != tuple(target["orig_size"]):
-                    raise RuntimeError(f"{target['file_name']}: the test pipeline changed the image size "
-                                       f"({tuple(target['orig_size'])} -> {tuple(image.shape[-2:])}); only "
-                                       "the detector may resize, so that its boxes are in original pixels")
+                    raise RuntimeError(
+                        f"{target['file_name']}: the test pipeline changed the image size "
+                        f"({tuple(target['orig_size'])} -> {tuple(image.shape[-2:])}); only "
+                        "the detector may resize, so that its boxes are in original pixels"
+                    )
             with autocast(self.amp, self.dist.device):
                 outputs = model([im.to(self.dist.device, non_blocking=True) for im in images])
             outputs = [{k: v.float().cpu() for k, v in out.items()} for out in outputs]
@@ -84,8 +91,11 @@ def headline(metrics: dict[str, Any]) -> str:
     """`mAP@0.5` and `mAP@[.5:.95]` of either evaluator's metrics, in percent."""
     ap50 = metrics.get("AP50", metrics.get("mAP50"))
     ap = metrics.get("AP", metrics.get("mAP"))
-    show = [f"{name} {100 * v:.1f}" for name, v in (("mAP@0.5", ap50), ("mAP@[.5:.95]", ap))
-            if isinstance(v, float) and math.isfinite(v)]
+    show = [
+        f"{name} {100 * v:.1f}"
+        for name, v in (("mAP@0.5", ap50), ("mAP@[.5:.95]", ap))
+        if isinstance(v, float) and math.isfinite(v)
+    ]
     return ", ".join(show)
 
 

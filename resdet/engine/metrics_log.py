@@ -2,6 +2,7 @@
 
 The file layout is `resdet.run_dir`'s; this module only appends to it.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,15 @@ class MetricsLog:
     (and TensorBoard purges its later events), so the files read as one uninterrupted run.
     """
 
-    def __init__(self, output_dir: str | Path, *, max_iter: int, start_iter: int = 0,
-                 progress: bool = True, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        output_dir: str | Path,
+        *,
+        max_iter: int,
+        start_iter: int = 0,
+        progress: bool = True,
+        tensorboard: bool = True,
+    ) -> None:
         self.path = metrics_log_path(output_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         reset_metrics_log(output_dir, start_iter)
@@ -31,12 +39,19 @@ class MetricsLog:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # slow import, only where it is used
 
-            self._tb = SummaryWriter(log_dir=str(output_dir),
-                                     purge_step=start_iter + 1 if start_iter else None)
+            self._tb = SummaryWriter(
+                log_dir=str(output_dir), purge_step=start_iter + 1 if start_iter else None
+            )
         # redirected to a file, a bar redrawn ten times a second would flood the log
-        self._bar = tqdm(total=max_iter, initial=start_iter, disable=not progress,
-                         dynamic_ncols=True,
-                         desc="train", unit="it", mininterval=0.1 if sys.stderr.isatty() else 30.0)
+        self._bar = tqdm(
+            total=max_iter,
+            initial=start_iter,
+            disable=not progress,
+            dynamic_ncols=True,
+            desc="train",
+            unit="it",
+            mininterval=0.1 if sys.stderr.isatty() else 30.0,
+        )
 
     def advance(self, n: int = 1, **postfix: float) -> None:
         """Move the progress bar (rate and ETA come from tqdm) and show `postfix` values."""

@@ -1,4 +1,5 @@
 """Optimizer with per-parameter weight decay: normalisation layers and biases can be exempted."""
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,12 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
-def param_groups(model: nn.Module, weight_decay: float, weight_decay_norm: float | None = None,
-                 weight_decay_bias: float | None = None) -> list[dict]:
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    weight_decay_norm: float | None = None,
+    weight_decay_bias: float | None = None,
+) -> list[dict]:
     """Split trainable parameters into groups by weight decay.
 
     Norm-layer parameters get `weight_decay_norm`, other biases `weight_decay_bias`, the rest
@@ -36,10 +41,17 @@ def param_groups(model: nn.Module, weight_decay: float, weight_decay_norm: float
     return [{"params": ps, "weight_decay": wd} for wd, ps in groups.items()]
 
 
-def build_optimizer(model: nn.Module, *, lr: float, optimizer: str = "sgd", momentum: float = 0.9,
-                    nesterov: bool = False, weight_decay: float = 1e-4,
-                    weight_decay_norm: float | None = None,
-                    weight_decay_bias: float | None = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    weight_decay: float = 1e-4,
+    weight_decay_norm: float | None = None,
+    weight_decay_bias: float | None = None,
+) -> torch.optim.Optimizer:
     """SGD with momentum (or AdamW, whose betas are `(momentum, 0.999)`) over `param_groups(model)`."""
     groups = param_groups(model, weight_decay, weight_decay_norm, weight_decay_bias)
     if not groups:

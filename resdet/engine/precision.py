@@ -1,4 +1,5 @@
 """Mixed precision: autocast context and gradient scaler for `amp` in none | bf16 | fp16."""
+
 from __future__ import annotations
 
 import contextlib

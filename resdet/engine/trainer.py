@@ -21,6 +21,7 @@ Model contract: `model(images, targets)` in train mode returns a dict of scalar 
 torchvision detector API); the sum is minimised. The model is already on its device and, for DDP,
 wrapped (see `resdet.engine.setup.prepare_model`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,14 +71,24 @@ class Trainer:
     least, a flat `{metric: value}` dict; rank 0's dict is what counts.
     """
 
-    def __init__(self, model: nn.Module, data_loader: Iterable | Callable[[int], Iterable],
-                 optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                 checkpointer: Checkpointer, *, solver: SolverConfig,
-                 test: TestConfig | None = None,
-                 output_dir: str | Path, evaluate_fn: Callable[[], dict[str, float]] | None = None,
-                 config: dict[str, Any] | None = None, pixel_format: dict[str, Any] | None = None,
-                 device: torch.device | None = None, progress: bool = True,
-                 tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        data_loader: Iterable | Callable[[int], Iterable],
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        checkpointer: Checkpointer,
+        *,
+        solver: SolverConfig,
+        test: TestConfig | None = None,
+        output_dir: str | Path,
+        evaluate_fn: Callable[[], dict[str, float]] | None = None,
+        config: dict[str, Any] | None = None,
+        pixel_format: dict[str, Any] | None = None,
+        device: torch.device | None = None,
+        progress: bool = True,
+        tensorboard: bool = True,
+    ) -> None:
         """`solver` gives the schedule length, periods, precision, accumulation and clipping;
         `test` the evaluation period and the metric that picks `model_best.pth`. Both are checked
         where they are built (`SolverConfig`/`TestConfig`); only what depends on the device is
@@ -108,15 +119,26 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """The full training state (`resdet.engine.checkpoint`); a collective: every rank calls."""
         rng_ranks = all_gather_object(get_rng_state())
-        return {**self._weights_state(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": rng_ranks[0], "rng_ranks": rng_ranks,
-                "sampler": {"position": self._consumed}}
+        return {
+            **self._weights_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_ranks[0],
+            "rng_ranks": rng_ranks,
+            "sampler": {"position": self._consumed},
+        }
 
     def _weights_state(self) -> dict[str, Any]:
-        return {"format": "resdet", "kind": "detector", "model": unwrap(self.model).state_dict(),
-                "iteration": self.iteration, "best": self.best, "config": self.config,
-                "pixel_format": self.pixel_format}
+        return {
+            "format": "resdet",
+            "kind": "detector",
+            "model": unwrap(self.model).state_dict(),
+            "iteration": self.iteration,
+            "best": self.best,
+            "config": self.config,
+            "pixel_format": self.pixel_format,
+        }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         """Restore everything `state_dict` saved; RNG states are applied when `train()` starts."""
@@ -140,8 +162,10 @@ class Trainer:
         ckpt = self.checkpointer.load(path)
         saved = ckpt.get("pixel_format")
         if saved is not None and self.pixel_format is not None and saved != self.pixel_format:
-            raise ValueError(f"{path}: trained on pixel format {saved}, but this model expects "
-                             f"{self.pixel_format}; resuming would silently change the inputs")
+            raise ValueError(
+                f"{path}: trained on pixel format {saved}, but this model expects "
+                f"{self.pixel_format}; resuming would silently change the inputs"
+            )
         self.load_state_dict(ckpt)
         return True
 
@@ -167,9 +191,13 @@ class Trainer:
             set_rng_state(self._pending_rng)
             self._pending_rng = None
         if self.is_main:
-            self._log = MetricsLog(self.output_dir, max_iter=self.solver.max_iter,
-                                   start_iter=self.iteration,
-                                   progress=self.progress, tensorboard=self.tensorboard)
+            self._log = MetricsLog(
+                self.output_dir,
+                max_iter=self.solver.max_iter,
+                start_iter=self.iteration,
+                progress=self.progress,
+                tensorboard=self.tensorboard,
+            )
         window: list[dict[str, float]] = []
         try:
             while self.iteration < self.solver.max_iter:
@@ -178,8 +206,10 @@ class Trainer:
                 window.append(record)
                 if self._log is not None:
                     self._log.advance(total_loss=record["total_loss"], lr=record["lr"])
-                    if (self.iteration % self.solver.log_period == 0
-                            or self.iteration == self.solver.max_iter):
+                    if (
+                        self.iteration % self.solver.log_period == 0
+                        or self.iteration == self.solver.max_iter
+                    ):
                         self._log.write(self.iteration, _window_summary(window, self.device))
                 if self.iteration % self.solver.log_period == 0:
                     window = []
@@ -206,22 +236,31 @@ class Trainer:
             try:
                 batch = next(data)
             except StopIteration:
-                raise RuntimeError(f"the data loader ran out in iteration {self.iteration + 1}: "
-                                   "the engine needs an infinite sampler (see the data contract "
-                                   "above)") from None
+                raise RuntimeError(
+                    f"the data loader ran out in iteration {self.iteration + 1}: "
+                    "the engine needs an infinite sampler (see the data contract "
+                    "above)"
+                ) from None
             images, targets = _split_batch(batch)
             data_time += time.perf_counter() - t
             self._consumed += 1
             images = [im.to(self.device, non_blocking=True) for im in images]
-            targets = [{k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
-                        for k, v in tg.items()} for tg in targets]
+            targets = [
+                {
+                    k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
+                    for k, v in tg.items()
+                }
+                for tg in targets
+            ]
             last = micro == self.solver.grad_accum - 1
             with self.model.no_sync() if ddp and not last else contextlib.nullcontext():
                 with autocast(self.solver.amp, self.device):
                     loss_dict = self.model(images, targets)
                 if not isinstance(loss_dict, dict) or not loss_dict:
-                    raise TypeError(f"the model returned {type(loss_dict).__name__} in train mode; "
-                                    "expected a non-empty dict of loss tensors")
+                    raise TypeError(
+                        f"the model returned {type(loss_dict).__name__} in train mode; "
+                        "expected a non-empty dict of loss tensors"
+                    )
                 total = sum(loss_dict.values())
                 values = self._checked_losses(loss_dict, total, micro)
                 self.scaler.scale(total / self.solver.grad_accum).backward()
@@ -231,8 +270,9 @@ class Trainer:
         if self.solver.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params,
-                                                                       self.solver.clip_grad_norm))
+            record["grad_norm"] = float(
+                torch.nn.utils.clip_grad_norm_(params, self.solver.clip_grad_norm)
+            )
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -242,20 +282,25 @@ class Trainer:
         record["data_time"] = data_time
         return record
 
-    def _checked_losses(self, loss_dict: dict[str, torch.Tensor], total: torch.Tensor,
-                        micro: int) -> dict[str, float]:
+    def _checked_losses(
+        self, loss_dict: dict[str, torch.Tensor], total: torch.Tensor, micro: int
+    ) -> dict[str, float]:
         """Loss values averaged over ranks; raises on a non-finite one (on every rank at once)."""
         names = [*loss_dict, "total_loss"]
-        stacked = torch.stack([v.detach().float().reshape(()) for v in loss_dict.values()]
-                              + [total.detach().float().reshape(())])
+        stacked = torch.stack(
+            [v.detach().float().reshape(()) for v in loss_dict.values()]
+            + [total.detach().float().reshape(())]
+        )
         values = dict(zip(names, all_reduce_mean(stacked).tolist()))
         if not all(math.isfinite(v) for v in values.values()):
             accum = self.solver.grad_accum
             where = f" (micro-batch {micro + 1}/{accum})" if accum > 1 else ""
             listed = ", ".join(f"{k}={v:.6g}" for k, v in values.items())
-            raise NonFiniteLossError(f"non-finite loss at iteration {self.iteration + 1}{where}: "
-                                     f"{listed}; training stopped, the last checkpoint is left "
-                                     "as it was")
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {self.iteration + 1}{where}: "
+                f"{listed}; training stopped, the last checkpoint is left "
+                "as it was"
+            )
         return values
 
     # ------------------------------------------------------------------ evaluation
@@ -269,8 +314,9 @@ class Trainer:
                 result = self.evaluate_fn()
         finally:
             self.model.train()
-        metrics = broadcast_object({k: float(v) for k,
-                                    v in (result or {}).items()} if self.is_main else None)
+        metrics = broadcast_object(
+            {k: float(v) for k, v in (result or {}).items()} if self.is_main else None
+        )
         if self.is_main:
             write_evaluation(eval_dir(self.output_dir), metrics, iteration=self.iteration)
             if self._log is not None:
@@ -284,8 +330,9 @@ class Trainer:
             return
         name = self.test.best_metric or next(iter(metrics))
         if name not in metrics:
-            raise KeyError(f"test.best_metric {name!r} is not among the evaluation results "
-                           f"{sorted(metrics)}")
+            raise KeyError(
+                f"test.best_metric {name!r} is not among the evaluation results {sorted(metrics)}"
+            )
         value = metrics[name]
         if math.isnan(value):
             return
@@ -300,8 +347,10 @@ class Trainer:
 
 def _split_batch(batch: Any) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        raise TypeError("the data loader must yield (images, targets): a list of [3, H, W] "
-                        f"tensors and a list of target dicts; got {type(batch).__name__}")
+        raise TypeError(
+            "the data loader must yield (images, targets): a list of [3, H, W] "
+            f"tensors and a list of target dicts; got {type(batch).__name__}"
+        )
     return batch[0], batch[1]
 
 

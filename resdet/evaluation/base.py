@@ -8,6 +8,7 @@ Detections are kept in DESIGN.md's results format, one dict per box: `image_id` 
     partial = evaluator.detections                     # on every rank
     evaluator.merge(all_gather_object(partial))        # on the rank that evaluates
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ from resdet.data.records import DatasetError
 class DetectionEvaluator:
     """Base class: accumulate detections (`process`, `load_results`, `merge`) and score them (`evaluate`)."""
 
-    def __init__(self, class_names: list[str], category_ids: list[int], image_ids: Sequence[int | str],
-                 name: str) -> None:
+    def __init__(
+        self,
+        class_names: list[str],
+        category_ids: list[int],
+        image_ids: Sequence[int | str],
+        name: str,
+    ) -> None:
         self.class_names, self.category_ids, self.name = list(class_names), list(category_ids), name
         self.image_ids = set(image_ids)
         self.label_of = {cid: k for k, cid in enumerate(self.category_ids)}
@@ -33,8 +39,11 @@ class DetectionEvaluator:
     def reset(self) -> None:
         self.detections = []
 
-    def process(self, targets: Sequence[dict[str, Any] | int | str],
-                outputs: Sequence[dict[str, torch.Tensor]]) -> None:
+    def process(
+        self,
+        targets: Sequence[dict[str, Any] | int | str],
+        outputs: Sequence[dict[str, torch.Tensor]],
+    ) -> None:
         """Add one batch of predictions.
 
         `targets[i]` is the image's target dict (its `image_id` is used) or the image id itself;
@@ -48,8 +57,14 @@ class DetectionEvaluator:
             scores = out["scores"].detach().cpu().tolist()
             labels = out["labels"].detach().cpu().tolist()
             for b, s, k in zip(xywh, scores, labels, strict=True):
-                self.detections.append({"image_id": image_id, "category_id": self.category_ids[int(k)],
-                                        "bbox": b, "score": float(s)})
+                self.detections.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": self.category_ids[int(k)],
+                        "bbox": b,
+                        "score": float(s),
+                    }
+                )
 
     def load_results(self, results: list[dict[str, Any]], source: str = "<results>") -> None:
         """Add detections given in the results format, checking every record."""
@@ -63,18 +78,35 @@ class DetectionEvaluator:
                 if key not in r:
                     raise DatasetError(f"{where}: missing field {key!r}")
             if r["image_id"] not in self.image_ids:
-                raise DatasetError(f"{where}: field 'image_id' {r['image_id']!r} is not an image of {self.name}")
+                raise DatasetError(
+                    f"{where}: field 'image_id' {r['image_id']!r} is not an image of {self.name}"
+                )
             if r["category_id"] not in self.label_of:
-                raise DatasetError(f"{where}: field 'category_id' {r['category_id']!r} is not a category of "
-                                   f"{self.name}")
+                raise DatasetError(
+                    f"{where}: field 'category_id' {r['category_id']!r} is not a category of "
+                    f"{self.name}"
+                )
             bbox = r["bbox"]
-            if (not isinstance(bbox, list) or len(bbox) != 4
-                    or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
-                raise DatasetError(f"{where}: field 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}")
+            if (
+                not isinstance(bbox, list)
+                or len(bbox) != 4
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)
+            ):
+                raise DatasetError(
+                    f"{where}: field 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}"
+                )
             if not isinstance(r["score"], (int, float)) or not math.isfinite(r["score"]):
-                raise DatasetError(f"{where}: field 'score' must be a finite number, got {r['score']!r}")
-            self.detections.append({"image_id": r["image_id"], "category_id": r["category_id"],
-                                    "bbox": [float(v) for v in bbox], "score": float(r["score"])})
+                raise DatasetError(
+                    f"{where}: field 'score' must be a finite number, got {r['score']!r}"
+                )
+            self.detections.append(
+                {
+                    "image_id": r["image_id"],
+                    "category_id": r["category_id"],
+                    "bbox": [float(v) for v in bbox],
+                    "score": float(r["score"]),
+                }
+            )
 
     def merge(self, partials: Sequence[list[dict[str, Any]]]) -> None:
         """Replace the detections with the concatenation of per-rank `detections` lists."""

@@ -1,4 +1,5 @@
 """Pick the evaluator that matches a dataset, and evaluate a results file against a config's test set."""
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,17 @@ def build_evaluator(dataset: DetectionDataset) -> DetectionEvaluator:
     if formats == {"coco"} and len(dataset.sources) == 1:
         src = dataset.sources[0]
         assert src.ann_file is not None
-        return COCOEvaluator(src.ann_file, src.class_names, src.category_ids, [r.image_id for r in dataset.records],
-                             name)
-    raise DatasetError(f"cannot evaluate {name} as one set: list one COCO test entry, or VOC entries only, "
-                       "per evaluation")
+        return COCOEvaluator(
+            src.ann_file,
+            src.class_names,
+            src.category_ids,
+            [r.image_id for r in dataset.records],
+            name,
+        )
+    raise DatasetError(
+        f"cannot evaluate {name} as one set: list one COCO test entry, or VOC entries only, "
+        "per evaluation"
+    )
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
@@ -42,8 +50,9 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     return data
 
 
-def evaluate_detections(cfg: Config, results: list[dict[str, Any]], source: str = "<results>"
-                        ) -> tuple[dict[str, Any], DetectionEvaluator]:
+def evaluate_detections(
+    cfg: Config, results: list[dict[str, Any]], source: str = "<results>"
+) -> tuple[dict[str, Any], DetectionEvaluator]:
     """Score `results` (results format) against `cfg.data.test`; opens annotations only, no image."""
     dataset = build_detection_dataset(cfg.data, "test", check_files=False)
     evaluator = build_evaluator(dataset)

@@ -6,6 +6,7 @@ truth) and `per_class: {name: {AP, AP50}}` (None for a class without ground trut
 the json file as released (crowd regions and the `area` field included), so numbers equal the official
 evaluation; no image file is opened.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,9 +25,14 @@ STAT_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", 
 def _results_coco(gt: COCO, detections: list[dict[str, Any]]) -> COCO:
     """A COCO object holding `detections`, built as `COCO.loadRes` builds box results (area = w * h)."""
     dt = COCO()
-    dt.dataset = {"images": list(gt.dataset["images"]), "categories": list(gt.dataset["categories"]),
-                  "annotations": [{**d, "id": i + 1, "area": d["bbox"][2] * d["bbox"][3], "iscrowd": 0}
-                                  for i, d in enumerate(detections)]}
+    dt.dataset = {
+        "images": list(gt.dataset["images"]),
+        "categories": list(gt.dataset["categories"]),
+        "annotations": [
+            {**d, "id": i + 1, "area": d["bbox"][2] * d["bbox"][3], "iscrowd": 0}
+            for i, d in enumerate(detections)
+        ],
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         dt.createIndex()
     return dt
@@ -35,8 +41,14 @@ def _results_coco(gt: COCO, detections: list[dict[str, Any]]) -> COCO:
 class COCOEvaluator(DetectionEvaluator):
     """Scores detections against `ann_file` on the images `image_ids` (all the dataset's images)."""
 
-    def __init__(self, ann_file: str, class_names: list[str], category_ids: list[int], image_ids: list[int],
-                 name: str) -> None:
+    def __init__(
+        self,
+        ann_file: str,
+        class_names: list[str],
+        category_ids: list[int],
+        image_ids: list[int],
+        name: str,
+    ) -> None:
         super().__init__(class_names, category_ids, image_ids, name)
         self.ann_file = ann_file
 
@@ -63,9 +75,13 @@ class COCOEvaluator(DetectionEvaluator):
         return metrics
 
     def format_table(self, metrics: dict[str, Any]) -> str:
-        lines = [f"COCO box metrics on {self.name} ({len(self.image_ids)} images, {len(self.detections)} detections)",
-                 "  ".join(f"{k:>5}" for k in STAT_KEYS), "  ".join(f"{fmt(metrics[k]):>5}" for k in STAT_KEYS), "",
-                 f"{'class':<20} {'AP':>5} {'AP50':>5}"]
+        lines = [
+            f"COCO box metrics on {self.name} ({len(self.image_ids)} images, {len(self.detections)} detections)",
+            "  ".join(f"{k:>5}" for k in STAT_KEYS),
+            "  ".join(f"{fmt(metrics[k]):>5}" for k in STAT_KEYS),
+            "",
+            f"{'class':<20} {'AP':>5} {'AP50':>5}",
+        ]
         for name, v in metrics["per_class"].items():
             lines.append(f"{name:<20} {fmt(v['AP']):>5} {fmt(v['AP50']):>5}")
         return "\n".join(lines)

@@ -17,6 +17,7 @@ Rules, per class:
 A class without non-difficult ground truth has no AP (None) and is left out of the means.
 `metrics.json`: `mAP50_voc07`, `mAP50`, `mAP` and `per_class: {name: {AP50_voc07, AP50, AP}}`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,14 +28,24 @@ from resdet.data.records import DatasetError, ImageRecord
 from resdet.evaluation.base import DetectionEvaluator, fmt
 
 #: t = 0:0.1:1 as MATLAB computes it (first half a + k*d, second half b - (n-k)*d)
-VOC07_RECALL_POINTS = np.array([k * 0.1 for k in range(6)] + [1.0 - (10 - k) * 0.1 for k in range(6, 11)])
+VOC07_RECALL_POINTS = np.array(
+    [k * 0.1 for k in range(6)] + [1.0 - (10 - k) * 0.1 for k in range(6, 11)]
+)
 COCO_IOUS = np.linspace(0.5, 0.95, 10)
 
 
 def devkit_iou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """(D, 4) x (G, 4) devkit-coordinate boxes -> (D, G) overlaps with the +1 pixel rule."""
-    iw = np.minimum(det[:, None, 2], gt[None, :, 2]) - np.maximum(det[:, None, 0], gt[None, :, 0]) + 1
-    ih = np.minimum(det[:, None, 3], gt[None, :, 3]) - np.maximum(det[:, None, 1], gt[None, :, 1]) + 1
+    iw = (
+        np.minimum(det[:, None, 2], gt[None, :, 2])
+        - np.maximum(det[:, None, 0], gt[None, :, 0])
+        + 1
+    )
+    ih = (
+        np.minimum(det[:, None, 3], gt[None, :, 3])
+        - np.maximum(det[:, None, 1], gt[None, :, 1])
+        + 1
+    )
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
     area_d = (det[:, 2] - det[:, 0] + 1) * (det[:, 3] - det[:, 1] + 1)
     area_g = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
@@ -44,8 +55,13 @@ def devkit_iou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
 def voc_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> float:
     """AP from cumulative recall/precision (in score order), by the VOC2007 11-point or the all-point rule."""
     if eleven_point:
-        return float(sum((precision[recall >= t].max() if (recall >= t).any() else 0.0)
-                         for t in VOC07_RECALL_POINTS) / 11.0)
+        return float(
+            sum(
+                (precision[recall >= t].max() if (recall >= t).any() else 0.0)
+                for t in VOC07_RECALL_POINTS
+            )
+            / 11.0
+        )
     mrec = np.concatenate([[0.0], recall, [1.0]])
     mpre = np.concatenate([[0.0], precision, [0.0]])
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]
@@ -53,8 +69,11 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> flo
     return float(np.sum((mrec[changes] - mrec[changes - 1]) * mpre[changes]))
 
 
-def match_class(dets: list[tuple[Any, float, np.ndarray]], gts: dict[Any, tuple[np.ndarray, np.ndarray]],
-                thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def match_class(
+    dets: list[tuple[Any, float, np.ndarray]],
+    gts: dict[Any, tuple[np.ndarray, np.ndarray]],
+    thresholds: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Match one class's detections to its ground truth at each IoU threshold.
 
     `dets`: (image_id, score, devkit box (4,)); `gts[image_id]` = (devkit boxes (G, 4), difficult (G,)).
@@ -97,7 +116,9 @@ class VOCEvaluator(DetectionEvaluator):
     """Scores detections against the records' boxes and `difficult` flags (no image file is opened)."""
 
     def __init__(self, records: list[ImageRecord], class_names: list[str], name: str) -> None:
-        super().__init__(class_names, list(range(1, len(class_names) + 1)), [r.image_id for r in records], name)
+        super().__init__(
+            class_names, list(range(1, len(class_names) + 1)), [r.image_id for r in records], name
+        )
         if len(self.image_ids) != len(records):
             raise DatasetError(f"{name}: image ids are not unique across the concatenated VOC sets")
         shift = np.array([1, 1, 0, 0], dtype=np.float64)
@@ -105,14 +126,18 @@ class VOCEvaluator(DetectionEvaluator):
         for r in records:
             for k in np.unique(r.labels):
                 sel = r.labels == k
-                self.gts[k][r.image_id] = (r.boxes[sel].astype(np.float64) + shift, r.difficult[sel])
+                self.gts[k][r.image_id] = (
+                    r.boxes[sel].astype(np.float64) + shift,
+                    r.difficult[sel],
+                )
 
     def evaluate(self) -> dict[str, Any]:
         per_class_dets: list[list[tuple[Any, float, np.ndarray]]] = [[] for _ in self.class_names]
         for d in self.detections:
             x, y, w, h = d["bbox"]
             per_class_dets[self.label_of[d["category_id"]]].append(
-                (d["image_id"], d["score"], np.array([x + 1, y + 1, x + w, y + h])))
+                (d["image_id"], d["score"], np.array([x + 1, y + 1, x + w, y + h]))
+            )
         thresholds = np.concatenate([[0.5], COCO_IOUS])
         per_class: dict[str, dict[str, float | None]] = {}
         for k, name in enumerate(self.class_names):
@@ -123,21 +148,35 @@ class VOCEvaluator(DetectionEvaluator):
             tp, fp = np.cumsum(tp, axis=1), np.cumsum(fp, axis=1)
             recall = tp / npos
             precision = tp / np.maximum(tp + fp, np.finfo(np.float64).tiny)
-            aps = [voc_ap(recall[t], precision[t], eleven_point=False) for t in range(len(thresholds))]
-            per_class[name] = {"AP50_voc07": voc_ap(recall[0], precision[0], eleven_point=True),
-                               "AP50": aps[0], "AP": float(np.mean(aps[1:]))}
+            aps = [
+                voc_ap(recall[t], precision[t], eleven_point=False) for t in range(len(thresholds))
+            ]
+            per_class[name] = {
+                "AP50_voc07": voc_ap(recall[0], precision[0], eleven_point=True),
+                "AP50": aps[0],
+                "AP": float(np.mean(aps[1:])),
+            }
 
         def mean(key: str) -> float:
             values = [v[key] for v in per_class.values() if v[key] is not None]
             return float(np.mean(values)) if values else -1.0
 
-        return {"mAP50_voc07": mean("AP50_voc07"), "mAP50": mean("AP50"), "mAP": mean("AP"), "per_class": per_class}
+        return {
+            "mAP50_voc07": mean("AP50_voc07"),
+            "mAP50": mean("AP50"),
+            "mAP": mean("AP"),
+            "per_class": per_class,
+        }
 
     def format_table(self, metrics: dict[str, Any]) -> str:
-        lines = [f"VOC box metrics on {self.name} ({len(self.image_ids)} images, {len(self.detections)} detections)",
-                 f"{'class':<14} {'AP50(07)':>8} {'AP50':>6} {'AP':>6}"]
+        lines = [
+            f"VOC box metrics on {self.name} ({len(self.image_ids)} images, {len(self.detections)} detections)",
+            f"{'class':<14} {'AP50(07)':>8} {'AP50':>6} {'AP':>6}",
+        ]
         for name, v in metrics["per_class"].items():
-            lines.append(f"{name:<14} {fmt(v['AP50_voc07']):>8} {fmt(v['AP50']):>6} {fmt(v['AP']):>6}")
+            lines.append(
+                f"{name:<14} {fmt(v['AP50_voc07']):>8} {fmt(v['AP50']):>6} {fmt(v['AP']):>6}"
+            )
         means = (fmt(metrics["mAP50_voc07"]), fmt(metrics["mAP50"]), fmt(metrics["mAP"]))
         lines.append(f"{'mean':<14} {means[0]:>8} {means[1]:>6} {means[2]:>6}")
         return "\n".join(lines)

@@ -5,6 +5,7 @@ atomic), is flushed and fsync'ed, then `os.replace`d over the destination; the d
 so the rename itself survives a crash. On any error the temporary file is removed and the destination
 is untouched.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 `torchrun` sets `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR` and `MASTER_PORT`; a plain
 `python` run has none of them and is rank 0 of 1. GPUs use NCCL, CPUs gloo.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -64,10 +65,13 @@ def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> Di
     else:
         dev = torch.device(kind)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo",
-                                rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(seconds=timeout_s),
-                                device_id=dev if dev.type == "cuda" else None)
+        dist.init_process_group(
+            backend="nccl" if dev.type == "cuda" else "gloo",
+            rank=rank,
+            world_size=world_size,
+            timeout=datetime.timedelta(seconds=timeout_s),
+            device_id=dev if dev.type == "cuda" else None,
+        )
     return DistInfo(rank, world_size, local_rank, dev)
 
 

@@ -1,4 +1,5 @@
 """Matplotlib for files only: the headless backend, and writing a figure to a PNG path."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Shared helpers for the backbone tests."""
+
 from __future__ import annotations
 
 import pytest

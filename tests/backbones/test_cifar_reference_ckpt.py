@@ -3,6 +3,7 @@ same function. The reference network is written here from the layout description
 blocks whose option-A shortcut pads zero channels on both sides of the subsampled input, a
 `linear` classifier, a `{"state_dict": {"module." ...}, "best_prec1": ...}` file without
 `num_batches_tracked`."""
+
 from __future__ import annotations
 
 import pytest
@@ -81,8 +82,11 @@ def _reference(depth: int, seed: int = 0) -> _RefCifarResNet:
 
 def _save_reference(net: nn.Module, path) -> None:
     """Exactly the reproduction's file layout (its tensors were on CUDA; these are on the CPU)."""
-    state = {f"module.{k}": v for k, v in net.state_dict().items()
-             if not k.endswith("num_batches_tracked")}
+    state = {
+        f"module.{k}": v
+        for k, v in net.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     torch.save({"state_dict": state, "best_prec1": 91.73}, path)
 
 

@@ -1,4 +1,5 @@
 """conv_norm folds a frozen batch norm into its convolution: same outputs and gradients, fresh cache."""
+
 import pytest
 import torch
 import torchvision
@@ -26,9 +27,9 @@ def test_fused_output_and_gradients_equal_unfused(stride, padding):
     bn = _frozen_bn(7, seed=1)
     x = torch.randn(2, 5, 11, 9, requires_grad=True)
     fused = conv_norm(conv, bn, x)
-    (g_x_fused, g_w_fused) = torch.autograd.grad((fused ** 2).sum(), (x, conv.weight))
+    (g_x_fused, g_w_fused) = torch.autograd.grad((fused**2).sum(), (x, conv.weight))
     ref = bn(conv(x))
-    (g_x_ref, g_w_ref) = torch.autograd.grad((ref ** 2).sum(), (x, conv.weight))
+    (g_x_ref, g_w_ref) = torch.autograd.grad((ref**2).sum(), (x, conv.weight))
     torch.testing.assert_close(fused, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(g_x_fused, g_x_ref, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(g_w_fused, g_w_ref, rtol=1e-4, atol=1e-4)
@@ -53,15 +54,19 @@ def test_folding_is_off_by_default_and_switchable():
     assert fold_frozen_norms(bn, enabled=False) == 1
     assert torch.equal(conv_norm(conv, bn, x), bn(conv(x)))  # bit for bit: the same ops
     net = ResNet(18, norm="FrozenBN", freeze_at=2)
-    assert fold_frozen_norms(net) == sum(isinstance(m, FrozenBatchNorm2d) for m in net.modules()) > 0
+    assert (
+        fold_frozen_norms(net) == sum(isinstance(m, FrozenBatchNorm2d) for m in net.modules()) > 0
+    )
 
 
 def test_other_norms_are_applied_unchanged():
     conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
     bn = nn.BatchNorm2d(4).train()
     x = torch.randn(2, 3, 6, 6)
-    torch.testing.assert_close(conv_norm(conv, bn, x), nn.functional.batch_norm(
-        conv(x), None, None, bn.weight, bn.bias, training=True))
+    torch.testing.assert_close(
+        conv_norm(conv, bn, x),
+        nn.functional.batch_norm(conv(x), None, None, bn.weight, bn.bias, training=True),
+    )
 
 
 def test_frozen_resnet_matches_torchvision_features(randomize_norms):
@@ -69,7 +74,9 @@ def test_frozen_resnet_matches_torchvision_features(randomize_norms):
     theirs = randomize_norms(torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d)).eval()
     ours = ResNet(50, out_features=("res4",), norm="FrozenBN", freeze_at=2).eval()
     fold_frozen_norms(ours)
-    ours.load_state_dict({k: v for k, v in theirs.state_dict().items() if not k.startswith(("layer4", "fc"))})
+    ours.load_state_dict(
+        {k: v for k, v in theirs.state_dict().items() if not k.startswith(("layer4", "fc"))}
+    )
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     t = theirs
     with torch.no_grad():
@@ -91,5 +98,6 @@ def test_bottleneck_gradients_match_torchvision(randomize_norms):
     y_theirs.square().mean().backward()
     for name in ("conv1.weight", "conv2.weight", "conv3.weight", "downsample.0.weight"):
         ref = theirs.get_parameter(name).grad
-        torch.testing.assert_close(ours.get_parameter(name).grad, ref, rtol=1e-4,
-                                   atol=1e-5 * ref.abs().max().item())
+        torch.testing.assert_close(
+            ours.get_parameter(name).grad, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item()
+        )

@@ -1,4 +1,5 @@
 """The same backbone inside torchvision detectors, detectron2, mmdetection and timm-style code."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,17 +13,24 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from backbones.fpn import FPN
-from backbones.interop import (FeatureInfo, TorchvisionBackbone, as_detectron2_backbone,
-                               feature_info, register_mmdet_backbone)
+from backbones.interop import (
+    FeatureInfo,
+    TorchvisionBackbone,
+    as_detectron2_backbone,
+    feature_info,
+    register_mmdet_backbone,
+)
 from backbones.resnet import ResNet
-from backbones.spec import CAFFE_PIXELS, FeatureSpec, TORCHVISION_PIXELS
+from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, FeatureSpec
 
 
 def _targets(n: int, masks: bool = False) -> list[dict[str, torch.Tensor]]:
     out = []
     for i in range(n):
-        t = {"boxes": torch.tensor([[4.0, 6.0, 40.0, 50.0], [20.0, 10.0, 60.0, 30.0]]),
-             "labels": torch.tensor([1, 2])}
+        t = {
+            "boxes": torch.tensor([[4.0, 6.0, 40.0, 50.0], [20.0, 10.0, 60.0, 30.0]]),
+            "labels": torch.tensor([1, 2]),
+        }
         if masks:
             m = torch.zeros(2, 64, 64, dtype=torch.uint8)
             m[0, 6:50, 4:40] = 1
@@ -33,9 +41,17 @@ def _targets(n: int, masks: bool = False) -> list[dict[str, torch.Tensor]]:
 
 
 # Few proposals and detections: the point is that the wiring works, not the numbers.
-SMALL = dict(min_size=64, max_size=64, rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50,
-             rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20, rpn_batch_size_per_image=32,
-             box_batch_size_per_image=16, box_detections_per_img=5)
+SMALL = dict(
+    min_size=64,
+    max_size=64,
+    rpn_pre_nms_top_n_train=100,
+    rpn_post_nms_top_n_train=50,
+    rpn_pre_nms_top_n_test=50,
+    rpn_post_nms_top_n_test=20,
+    rpn_batch_size_per_image=32,
+    box_batch_size_per_image=16,
+    box_detections_per_img=5,
+)
 
 
 def _train_step_and_eval(model: nn.Module, masks: bool) -> None:
@@ -95,8 +111,9 @@ def test_transform_kwargs_reproduce_the_pixel_format(pixels):
     out = adapter(normalised[None])
     assert list(out) == ["0"]
     x = image.flip(0) if pixels.channel_order == "BGR" else image
-    want = (x * pixels.scale - torch.tensor(pixels.mean)[:, None, None]) \
-        / torch.tensor(pixels.std)[:, None, None]
+    want = (x * pixels.scale - torch.tensor(pixels.mean)[:, None, None]) / torch.tensor(pixels.std)[
+        :, None, None
+    ]
     assert torch.allclose(adapter.body.seen[0], want, atol=1e-4)
 
 
@@ -122,15 +139,18 @@ def test_feature_info_is_timm_style():
 
 
 def test_importing_backbones_leaves_detectron2_and_mmdet_alone():
-    code = ("import sys, backbones.resnet, backbones.fpn, backbones.weights, backbones.interop; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('detectron2', 'mmdet', 'mmengine', 'timm', 'heads', 'resdet')]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, backbones.resnet, backbones.fpn, backbones.weights, backbones.interop; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('detectron2', 'mmdet', 'mmengine', 'timm', 'heads', 'resdet')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("detectron2") is None,
-                    reason="detectron2 is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("detectron2") is None, reason="detectron2 is not installed"
+)
 def test_detectron2_backbone():
     from detectron2.modeling import Backbone
 

@@ -1,4 +1,5 @@
 """ResNet and CIFAR ResNet: sizes, FLOPs, equality with torchvision/timm, options, bad input."""
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,13 @@ from fvcore.nn import FlopCountAnalysis
 from backbones.resnet import ResNet, cifar_resnet, resnet18, resnet50
 from backbones.weights import load_pretrained
 
-TORCHVISION_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160,
-                      152: 60_192_808}
+TORCHVISION_PARAMS = {
+    18: 11_689_512,
+    34: 21_797_672,
+    50: 25_557_032,
+    101: 44_549_160,
+    152: 60_192_808,
+}
 # torchvision's published GFLOPS (multiply-adds) and the paper's Table 1 (stride in the 1x1 conv).
 TORCHVISION_GMAC = {18: 1.81, 34: 3.66, 50: 4.09, 101: 7.80, 152: 11.51}
 PAPER_GFLOPS = {50: 3.8, 101: 7.6, 152: 11.3}
@@ -146,8 +152,9 @@ def test_only_requested_stages_are_built_and_run():
 # One parametrised check of the declared outputs against real ones, over every depth and option.
 VARIANTS = {
     **{f"r{d}": (lambda d=d: ResNet(d)) for d in TORCHVISION_PARAMS},
-    "r50-all+logits": lambda: ResNet(50, out_features=("stem", "res2", "res3", "res4", "res5"),
-                                     num_classes=7),
+    "r50-all+logits": lambda: ResNet(
+        50, out_features=("stem", "res2", "res3", "res4", "res5"), num_classes=7
+    ),
     "r50-stride1x1": lambda: ResNet(50, stride_in_1x1=True),
     "r50-dc5": lambda: ResNet(50, res5_dilation=2),
     "r18-dc5": lambda: ResNet(18, res5_dilation=2, out_features=("res4", "res5")),
@@ -189,13 +196,19 @@ def test_output_specs_equal_real_outputs(variant):
 def test_shortcut_options_differ_as_described():
     def n(**kw):
         return _count(ResNet(18, **kw))
+
     # A adds no parameters over plain; B adds the 3 downsampling projections; C one per block.
     assert n(shortcut="A") == n(plain=True)
     projection = lambda cin, cout: cin * cout + 2 * cout  # 1x1 conv + norm
     b_extra = projection(64, 128) + projection(128, 256) + projection(256, 512)
     assert n(shortcut="B") - n(shortcut="A") == b_extra
-    c_extra = b_extra + 2 * projection(64, 64) + projection(128, 128) + projection(256, 256) \
+    c_extra = (
+        b_extra
+        + 2 * projection(64, 64)
+        + projection(128, 128)
+        + projection(256, 256)
         + projection(512, 512)
+    )
     assert n(shortcut="C") - n(shortcut="A") == c_extra
 
 
@@ -286,17 +299,20 @@ def test_take_stage_moves_res5_out_with_its_state(image):
         ResNet(18, out_features=("res5",)).take_stage("res5")
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: ResNet(42), "18, 34, 50, 101, 152"),
-    (lambda: ResNet(50, norm="LN"), "BN, FrozenBN, GN, SyncBN"),
-    (lambda: ResNet(50, shortcut="D"), "A, B, C"),
-    (lambda: ResNet(50, out_features=("res6",)), "stem, res2, res3, res4, res5"),
-    (lambda: ResNet(50, res5_dilation=4), "1 or 2"),
-    (lambda: ResNet(50, freeze_at=7), "0..5"),
-    (lambda: cifar_resnet(21), "6n\\+2"),
-    (lambda: cifar_resnet(20, out_features=("res5",)), "stem, res2, res3, res4"),
-    (lambda: resnet50(norm="bn"), "allowed"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: ResNet(42), "18, 34, 50, 101, 152"),
+        (lambda: ResNet(50, norm="LN"), "BN, FrozenBN, GN, SyncBN"),
+        (lambda: ResNet(50, shortcut="D"), "A, B, C"),
+        (lambda: ResNet(50, out_features=("res6",)), "stem, res2, res3, res4, res5"),
+        (lambda: ResNet(50, res5_dilation=4), "1 or 2"),
+        (lambda: ResNet(50, freeze_at=7), "0..5"),
+        (lambda: cifar_resnet(21), "6n\\+2"),
+        (lambda: cifar_resnet(20, out_features=("res5",)), "stem, res2, res3, res4"),
+        (lambda: resnet50(norm="bn"), "allowed"),
+    ],
+)
 def test_bad_input_names_allowed_values(make, match):
     with pytest.raises(ValueError, match=match):
         make()

@@ -1,4 +1,5 @@
 """load_pretrained: every source format, the pixel format it records, and its errors."""
+
 from __future__ import annotations
 
 import os
@@ -44,14 +45,26 @@ def tv18() -> dict[str, torch.Tensor]:
 
 def _msra_blob_name(key: str) -> str:
     """torchvision name -> MSRA caffe blob name, written from the release's naming scheme."""
-    stem = {"conv1.weight": "conv1_w", "bn1.weight": "res_conv1_bn_s", "bn1.bias": "res_conv1_bn_b",
-            "fc.weight": "fc1000_w", "fc.bias": "fc1000_b"}
+    stem = {
+        "conv1.weight": "conv1_w",
+        "bn1.weight": "res_conv1_bn_s",
+        "bn1.bias": "res_conv1_bn_b",
+        "fc.weight": "fc1000_w",
+        "fc.bias": "fc1000_b",
+    }
     if key in stem:
         return stem[key]
     layer, block, module, param = re.match(r"layer(\d)\.(\d+)\.(.+)\.(\w+)$", key).groups()
-    branch = {"conv1": "branch2a", "bn1": "branch2a_bn", "conv2": "branch2b", "bn2": "branch2b_bn",
-              "conv3": "branch2c", "bn3": "branch2c_bn", "downsample.0": "branch1",
-              "downsample.1": "branch1_bn"}[module]
+    branch = {
+        "conv1": "branch2a",
+        "bn1": "branch2a_bn",
+        "conv2": "branch2b",
+        "bn2": "branch2b_bn",
+        "conv3": "branch2c",
+        "bn3": "branch2c_bn",
+        "downsample.0": "branch1",
+        "downsample.1": "branch1_bn",
+    }[module]
     suffix = {"weight": "s" if "bn" in branch else "w", "bias": "b"}[param]
     return f"res{int(layer) + 1}_{block}_{branch}_{suffix}"
 
@@ -65,8 +78,11 @@ def _msra_blobs(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         base = key.rsplit(".", 1)[0]
         if f"{base}.running_var" in state:
             scale = state[f"{base}.weight"] / torch.sqrt(state[f"{base}.running_var"] + 1e-5)
-            value = scale if key.endswith("weight") else \
-                state[f"{base}.bias"] - state[f"{base}.running_mean"] * scale
+            value = (
+                scale
+                if key.endswith("weight")
+                else state[f"{base}.bias"] - state[f"{base}.running_mean"] * scale
+            )
         blobs[_msra_blob_name(key)] = value.numpy().astype(np.float32)
         blobs[_msra_blob_name(key) + "_momentum"] = np.zeros(1, np.float32)  # solver state
     return blobs
@@ -92,14 +108,22 @@ def test_caffe_pkl_computes_same_function(tv50, tmp_path):
 
 
 def test_python2_style_pickle_and_stride_check(tv50, tmp_path):
-    stem = {k: v for k, v in _msra_blobs(tv50).items() if not k.startswith(("res2", "res3",
-                                                                             "res4", "res5", "fc"))}
+    stem = {
+        k: v
+        for k, v in _msra_blobs(tv50).items()
+        if not k.startswith(("res2", "res3", "res4", "res5", "fc"))
+    }
     path = tmp_path / "stem.pkl"
     path.write_bytes(pickle.dumps(stem, protocol=2))  # arrays as latin-1 strings, as Python 2 did
     net = ResNet(50, out_features=("stem",), stride_in_1x1=True)
     report = load_pretrained(net, path, allow_missing_classifier=False)
-    assert set(report.loaded) == {"conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean",
-                                  "bn1.running_var"}
+    assert set(report.loaded) == {
+        "conv1.weight",
+        "bn1.weight",
+        "bn1.bias",
+        "bn1.running_mean",
+        "bn1.running_var",
+    }
     assert np.array_equal(net.conv1.weight.detach().numpy(), stem["conv1_w"])
     with pytest.raises(ValueError, match="stride_in_1x1=True"):
         load_pretrained(ResNet(50, out_features=("stem",)), path)
@@ -142,6 +166,7 @@ def test_torchvision_name_reads_hub_cache(tmp_path, monkeypatch, image):
 def test_torchvision_name_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
     def offline(url, dst, progress=True):
         raise OSError("network unreachable")
+
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     url = torchvision.models.ResNet101_Weights.IMAGENET1K_V2.url
@@ -206,18 +231,33 @@ def test_classifier_may_be_missing_or_resized(tv18, tmp_path):
 
 
 def test_resdet_detector_checkpoint_c4_layout(tv18, tmp_path, image):
-    model = {f"backbone.body.{k}": v for k, v in tv18.items()
-             if not k.startswith(("layer4.", "fc."))}
-    model.update({f"roi_heads.res5.{k[len('layer4.'):]}": v for k, v in tv18.items()
-                  if k.startswith("layer4.")})
+    model = {
+        f"backbone.body.{k}": v for k, v in tv18.items() if not k.startswith(("layer4.", "fc."))
+    }
+    model.update(
+        {
+            f"roi_heads.res5.{k[len('layer4.') :]}": v
+            for k, v in tv18.items()
+            if k.startswith("layer4.")
+        }
+    )
     model["rpn.head.conv.weight"] = torch.zeros(3)
-    torch.save({"format": "resdet", "kind": "detector", "model": model,
-                "pixel_format": CAFFE_PIXELS.to_dict(), "iteration": 7}, tmp_path / "det.pth")
+    torch.save(
+        {
+            "format": "resdet",
+            "kind": "detector",
+            "model": model,
+            "pixel_format": CAFFE_PIXELS.to_dict(),
+            "iteration": 7,
+        },
+        tmp_path / "det.pth",
+    )
     body = ResNet(18, out_features=("res4", "res5"), norm="FrozenBN", freeze_at=2).eval()
     # backbones/ does not know where a detector keeps its backbone; resdet.checkpoints does
     with pytest.raises(ValueError, match="detector checkpoint.*prefix"):
         load_pretrained(body, tmp_path / "det.pth")
     from resdet.checkpoints import load_backbone_weights
+
     report = load_backbone_weights(body, tmp_path / "det.pth")
     assert report.source_format == "detector" and body.pixel_format == CAFFE_PIXELS
     want = ResNet(18).eval()
@@ -230,8 +270,10 @@ def test_resdet_detector_checkpoint_c4_layout(tv18, tmp_path, image):
 
 def test_resdet_backbone_checkpoint_into_fpn_with_prefix(tv18, tmp_path):
     pixels = PixelFormat("RGB", 1.0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    torch.save({"format": "resdet", "kind": "classifier", "model": tv18,
-                "pixel_format": pixels.to_dict()}, tmp_path / "cls.pth")
+    torch.save(
+        {"format": "resdet", "kind": "classifier", "model": tv18, "pixel_format": pixels.to_dict()},
+        tmp_path / "cls.pth",
+    )
     fpn = FPN(ResNet(18))
     report = load_pretrained(fpn, tmp_path / "cls.pth")
     assert fpn.pixel_format == pixels and report.source_format == "classifier"
@@ -260,14 +302,26 @@ def _detectron2_name(key: str) -> str:
 
 
 def test_detectron2_pkl(tv18, tmp_path, image):
-    model = {_detectron2_name(k): v.numpy() for k, v in tv18.items()
-             if not k.endswith("num_batches_tracked")}
+    model = {
+        _detectron2_name(k): v.numpy()
+        for k, v in tv18.items()
+        if not k.endswith("num_batches_tracked")
+    }
     assert "res3.0.shortcut.norm.running_var" in model and "stem.conv1.norm.bias" in model
-    (tmp_path / "r18.pkl").write_bytes(pickle.dumps(
-        {"model": model, "__author__": "torchvision", "matching_heuristics": True}))
-    (tmp_path / "det.pkl").write_bytes(pickle.dumps(
-        {"model": {f"backbone.bottom_up.{k}": v for k, v in model.items()
-                   if not k.startswith("linear.")}}))
+    (tmp_path / "r18.pkl").write_bytes(
+        pickle.dumps({"model": model, "__author__": "torchvision", "matching_heuristics": True})
+    )
+    (tmp_path / "det.pkl").write_bytes(
+        pickle.dumps(
+            {
+                "model": {
+                    f"backbone.bottom_up.{k}": v
+                    for k, v in model.items()
+                    if not k.startswith("linear.")
+                }
+            }
+        )
+    )
     want = ResNet(18).eval()
     want.load_state_dict(tv18, strict=False)
     with torch.no_grad():
@@ -289,5 +343,6 @@ def test_fpn_state_dict_loads_its_body(tv18, tmp_path):
     net = ResNet(18)
     report = load_pretrained(net, tmp_path / "fpn.pth")
     assert torch.equal(net.layer3[0].downsample[0].weight, tv18["layer3.0.downsample.0.weight"])
-    assert report.skipped and all(k.startswith(("lateral_convs.", "output_convs."))
-                                  for k in report.skipped)
+    assert report.skipped and all(
+        k.startswith(("lateral_convs.", "output_convs.")) for k in report.skipped
+    )

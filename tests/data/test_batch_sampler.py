@@ -1,4 +1,5 @@
 """GroupedBatchSampler: grouping, determinism, rank sharding and exact resume; InferenceSampler shards."""
+
 import itertools
 
 import numpy as np
@@ -24,14 +25,21 @@ def test_batches_are_single_group_and_cover_every_image_each_pass():
 
 
 def test_deterministic_from_the_seed():
-    assert take(GroupedBatchSampler(GROUPS, 4, seed=3), 20) == take(GroupedBatchSampler(GROUPS, 4, seed=3), 20)
-    assert take(GroupedBatchSampler(GROUPS, 4, seed=3), 20) != take(GroupedBatchSampler(GROUPS, 4, seed=4), 20)
+    assert take(GroupedBatchSampler(GROUPS, 4, seed=3), 20) == take(
+        GroupedBatchSampler(GROUPS, 4, seed=3), 20
+    )
+    assert take(GroupedBatchSampler(GROUPS, 4, seed=3), 20) != take(
+        GroupedBatchSampler(GROUPS, 4, seed=4), 20
+    )
 
 
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_union_over_ranks_is_the_single_process_batch(world_size):
     single = take(GroupedBatchSampler(GROUPS, 8, seed=5), 30)
-    ranks = [take(GroupedBatchSampler(GROUPS, 8, seed=5, rank=r, world_size=world_size), 30) for r in range(world_size)]
+    ranks = [
+        take(GroupedBatchSampler(GROUPS, 8, seed=5, rank=r, world_size=world_size), 30)
+        for r in range(world_size)
+    ]
     for i in range(30):
         assert [idx for r in range(world_size) for idx in ranks[r][i]] == single[i]
         assert all(len(ranks[r][i]) == 8 // world_size for r in range(world_size))
@@ -41,7 +49,10 @@ def test_union_over_ranks_is_the_single_process_batch(world_size):
 def test_resume_sees_what_an_uninterrupted_run_sees(world_size):
     for rank in range(world_size):
         full = take(GroupedBatchSampler(GROUPS, 4, seed=7, rank=rank, world_size=world_size), 60)
-        resumed = take(GroupedBatchSampler(GROUPS, 4, seed=7, rank=rank, world_size=world_size, start_iter=23), 37)
+        resumed = take(
+            GroupedBatchSampler(GROUPS, 4, seed=7, rank=rank, world_size=world_size, start_iter=23),
+            37,
+        )
         assert resumed == full[23:]
 
 
@@ -58,7 +69,10 @@ def test_state_dict_round_trip():
 
 def test_resume_on_a_different_world_size_keeps_the_global_order():
     full = take(GroupedBatchSampler(GROUPS, 4, seed=7), 30)
-    halves = [take(GroupedBatchSampler(GROUPS, 4, seed=7, rank=r, world_size=2, start_iter=10), 20) for r in (0, 1)]
+    halves = [
+        take(GroupedBatchSampler(GROUPS, 4, seed=7, rank=r, world_size=2, start_iter=10), 20)
+        for r in (0, 1)
+    ]
     assert [a + b for a, b in zip(*halves)] == full[10:]
 
 

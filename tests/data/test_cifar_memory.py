@@ -1,5 +1,6 @@
 """CIFAR in memory: layout detection, the folder reader and its cache, held-out split, batched
 augmentation and the in-memory train/test batches."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,7 +55,9 @@ def test_folder_split_is_cached_by_content(tmp_path, monkeypatch):
     again = load_cifar(tmp_path / "cifar", "test", cache_dir=tmp_path / "cache", progress=False)
     assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
     # a changed file changes the key: decoded afresh (and here refused by the stub)
-    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "cifar" / "test" / "cat" / "0009.png")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(
+        tmp_path / "cifar" / "test" / "cat" / "0009.png"
+    )
     with pytest.raises(AssertionError, match="decoded"):
         load_cifar(tmp_path / "cifar", "test", cache_dir=tmp_path / "cache", progress=False)
 
@@ -69,7 +72,9 @@ def test_neither_layout_names_the_folder(tmp_path):
 
 def test_image_of_another_size_is_named(tmp_path):
     write_folders(tmp_path / "cifar")
-    Image.fromarray(np.zeros((30, 32, 3), np.uint8)).save(tmp_path / "cifar" / "train" / "dog" / "0001.png")
+    Image.fromarray(np.zeros((30, 32, 3), np.uint8)).save(
+        tmp_path / "cifar" / "train" / "dog" / "0001.png"
+    )
     with pytest.raises(CifarFormatError, match=r"dog/0001\.png: image is 32x30"):
         load_cifar(tmp_path / "cifar", "train", cache_dir=tmp_path / "cache", progress=False)
 
@@ -94,7 +99,7 @@ def test_pad_crop_flip_equals_cropping_each_image_by_hand():
     flip = (torch.rand((64, 1), generator=g) < 0.5)[:, 0]
     padded = np.pad(images.numpy(), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     for i in range(64):
-        crop = padded[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 6]
+        crop = padded[i, :, dy[i] : dy[i] + 8, dx[i] : dx[i] + 6]
         expected = crop[:, :, ::-1] if flip[i] else crop
         assert np.array_equal(out[i].numpy(), expected)
     assert out.dtype == torch.uint8
@@ -102,8 +107,11 @@ def test_pad_crop_flip_equals_cropping_each_image_by_hand():
 
 
 def test_in_memory_batches_resume_exactly_and_shard_the_test_set():
-    data = CifarSplit(torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8), torch.arange(50) % 10,
-                      [str(i) for i in range(10)])
+    data = CifarSplit(
+        torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8),
+        torch.arange(50) % 10,
+        [str(i) for i in range(10)],
+    )
     stream = iter(InMemoryTrainBatches(data, 8, pad=4, seed=1))
     batches = [next(stream) for _ in range(9)]  # past one epoch (50 images)
     resumed = next(iter(InMemoryTrainBatches(data, 8, pad=4, seed=1, start_batch=7)))
@@ -115,10 +123,22 @@ def test_in_memory_batches_resume_exactly_and_shard_the_test_set():
     assert labels.tolist() == data.labels.tolist()
 
 
-@pytest.mark.skipif(not SHARED_CIFAR.is_dir(), reason="../shared/data/cifar10_jpeg not beside the checkout")
+@pytest.mark.skipif(
+    not SHARED_CIFAR.is_dir(), reason="../shared/data/cifar10_jpeg not beside the checkout"
+)
 def test_real_cifar_jpeg_test_split(tmp_path):
     data = load_cifar(SHARED_CIFAR, "test", cache_dir=tmp_path, progress=False)
-    assert data.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                            "ship", "truck"]
+    assert data.classes == [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     assert data.images.shape == (10000, 3, 32, 32)
     assert torch.bincount(data.labels).tolist() == [1000] * 10

@@ -1,4 +1,5 @@
 """CIFAR-10 binary reader on files written in the official `cifar-10-batches-bin` layout."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Classification metrics: top-k counts, 10-crop averaging, and the constant warm-up schedule."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,8 @@ from torch import nn
 
 from backbones.spec import PixelFormat
 from resdet.classification.evaluate import evaluate_classifier
-from resdet.classification.objective import ClassificationObjective
 from resdet.classification.metrics import topk_correct
+from resdet.classification.objective import ClassificationObjective
 from resdet.classification.trainer import ConstantWarmupSchedule
 from resdet.data.cls_transforms import PixelNormalize
 
@@ -16,9 +17,13 @@ UNIT = PixelNormalize(PixelFormat(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)))  #
 
 
 def test_topk_by_hand():
-    scores = torch.tensor([[0.1, 0.5, 0.4],    # label 2 is second best
-                           [0.9, 0.05, 0.05],  # label 0 is best
-                           [0.2, 0.3, 0.5]])   # label 0 is last
+    scores = torch.tensor(
+        [
+            [0.1, 0.5, 0.4],  # label 2 is second best
+            [0.9, 0.05, 0.05],  # label 0 is best
+            [0.2, 0.3, 0.5],
+        ]
+    )  # label 0 is last
     labels = torch.tensor([2, 0, 0])
     assert topk_correct(scores, labels, (1, 2, 3, 5)) == {1: 1, 2: 2, 3: 3, 5: 3}
     with pytest.raises(ValueError, match=r"\[N, C\]"):

@@ -1,4 +1,5 @@
 """ImageNet-layout folder reader on folders generated in the official layout."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,7 +59,8 @@ def test_val_flat_with_labels_file(root):
     save(root / "val" / "ILSVRC2012_val_00000001.JPEG", COLOURS["n02085620"])
     save(root / "val" / "ILSVRC2012_val_00000002.JPEG", COLOURS["n01440764"], mode="L")
     (root / "val_labels.txt").write_text(
-        "ILSVRC2012_val_00000001.JPEG n02085620\nILSVRC2012_val_00000002.JPEG 0\n")
+        "ILSVRC2012_val_00000001.JPEG n02085620\nILSVRC2012_val_00000002.JPEG 0\n"
+    )
     ds = ImageFolderDataset(root, "val")
     assert ds.targets == [2, 0]
     grey, _ = ds[1]
@@ -68,7 +70,9 @@ def test_val_flat_with_labels_file(root):
 def test_val_flat_with_kaggle_solution_csv(root):
     save(root / "val" / "ILSVRC2012_val_00000001.JPEG", COLOURS["n01443537"])
     csv = root / "LOC_val_solution.csv"
-    csv.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n01443537 1 2 30 40 n01443537 5 6 7 8 \n")
+    csv.write_text(
+        "ImageId,PredictionString\nILSVRC2012_val_00000001,n01443537 1 2 30 40 n01443537 5 6 7 8 \n"
+    )
     assert ImageFolderDataset(root, "val").targets == [1]
     assert ImageFolderDataset(root, "val", labels_file=csv).targets == [1]
 
@@ -85,7 +89,9 @@ def test_flat_val_errors(root):
     with pytest.raises(ImageFolderError, match="needs a labels file"):
         ImageFolderDataset(root, "val")
     (root / "val_labels.txt").write_text("ILSVRC2012_val_00000001.JPEG n01443537\n")
-    with pytest.raises(ImageFolderError, match=r"no label for image .*ILSVRC2012_val_00000002\.JPEG"):
+    with pytest.raises(
+        ImageFolderError, match=r"no label for image .*ILSVRC2012_val_00000002\.JPEG"
+    ):
         ImageFolderDataset(root, "val")
     (root / "val_labels.txt").write_text("ILSVRC2012_val_00000001.JPEG n01443537\nfoo n00000000\n")
     with pytest.raises(ImageFolderError, match=r"val_labels\.txt:2: class 'n00000000'"):

@@ -1,4 +1,5 @@
 """Classification augmentation: shapes and the properties the paper's recipes state."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
-from resdet.data.cls_transforms import (PixelNormalize, cifar_test_transform, cifar_train_transform,
-                                        imagenet_test_transform, imagenet_train_transform)
+from resdet.data.cls_transforms import (
+    PixelNormalize,
+    cifar_test_transform,
+    cifar_train_transform,
+    imagenet_test_transform,
+    imagenet_train_transform,
+)
 
 
 def unique_image(h: int, w: int) -> torch.Tensor:
@@ -45,7 +51,7 @@ def test_random_crop_and_flip_are_windows_of_the_image():
         if out[1, 0, 0] > out[1, 0, -1]:
             out, flips = out.flip(-1), flips + 1
         y0, x0 = int(out[0, 0, 0]) - 1, int(out[1, 0, 0]) - 1
-        assert torch.equal(out, img[:, y0:y0 + 48, x0:x0 + 48])
+        assert torch.equal(out, img[:, y0 : y0 + 48, x0 : x0 + 48])
         offsets.add((y0, x0))
     assert 5 < flips < 35 and len(offsets) > 10
 
@@ -54,8 +60,16 @@ def test_imagenet_ten_crop_matches_manual_crops():
     img = unique_image(64, 96)
     crops = imagenet_test_transform(crop=32, short_side=64, ten_crop=True)(img)
     assert crops.shape == (10, 3, 32, 32)
+
     def five(im):
-        return [im[:, :32, :32], im[:, :32, -32:], im[:, -32:, :32], im[:, -32:, -32:], im[:, 16:48, 32:64]]
+        return [
+            im[:, :32, :32],
+            im[:, :32, -32:],
+            im[:, -32:, :32],
+            im[:, -32:, -32:],
+            im[:, 16:48, 32:64],
+        ]
+
     # the five crops of the image, then the same five of its mirror image
     expected = five(img) + five(img.flip(-1))
     for got, want in zip(crops, expected):
@@ -73,8 +87,15 @@ def test_cifar_pad_crop_flip():
     for _ in range(60):
         out = t(img)
         assert out.shape == (3, 32, 32)
-        found = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
-                 if torch.equal(out, (lambda w: w.flip(-1) if flip else w)(padded[:, dy:dy + 32, dx:dx + 32]))]
+        found = [
+            (dy, dx, flip)
+            for dy in range(9)
+            for dx in range(9)
+            for flip in (False, True)
+            if torch.equal(
+                out, (lambda w: w.flip(-1) if flip else w)(padded[:, dy : dy + 32, dx : dx + 32])
+            )
+        ]
         assert found, "output is not a (flipped) 32x32 window of the 4-pixel zero-padded image"
         shifts.add(found[0])
     assert len(shifts) > 20
@@ -90,9 +111,12 @@ def test_pixel_normalize_caffe_by_hand():
 
 def test_pixel_normalize_torchvision_matches_reference():
     from torchvision.transforms.v2 import functional as TF
+
     x = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
     ours = PixelNormalize(TORCHVISION_PIXELS)(x)
-    ref = TF.normalize(x.float() / 255, mean=list(TORCHVISION_PIXELS.mean), std=list(TORCHVISION_PIXELS.std))
+    ref = TF.normalize(
+        x.float() / 255, mean=list(TORCHVISION_PIXELS.mean), std=list(TORCHVISION_PIXELS.std)
+    )
     torch.testing.assert_close(ours, ref)
     # float input in 0..1 gives the same as uint8
     torch.testing.assert_close(PixelNormalize(TORCHVISION_PIXELS)(x.float() / 255), ref)

@@ -1,4 +1,5 @@
 """The `data:` config section: entries of every kind load; bad values name the key."""
+
 import pytest
 
 from resdet.config import ConfigError, load_config
@@ -6,20 +7,31 @@ from resdet.config import ConfigError, load_config
 
 def test_data_section_round_trip(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("data:\n  root: /d\n  train: [voc_2007_trainval, {format: shapes, split: train, num_images: 8}]\n"
-                    "  test: [{format: coco, ann_file: a.json, image_dir: img}]\n  flip_prob: 0.25\n"
-                    "  skip_bad_images: true\n")
+    path.write_text(
+        "data:\n  root: /d\n  train: [voc_2007_trainval, {format: shapes, split: train, num_images: 8}]\n"
+        "  test: [{format: coco, ann_file: a.json, image_dir: img}]\n  flip_prob: 0.25\n"
+        "  skip_bad_images: true\n"
+    )
     data = load_config(path).data
-    assert data.train == ["voc_2007_trainval", {"format": "shapes", "split": "train", "num_images": 8}]
+    assert data.train == [
+        "voc_2007_trainval",
+        {"format": "shapes", "split": "train", "num_images": 8},
+    ]
     assert data.flip_prob == 0.25 and data.skip_bad_images and data.aspect_grouping
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("data:\n  flip_prob: 2.0\n", "flip_prob"),
-    ("data:\n  min_size_train: [800]\n", "data.min_size_train"),  # resizing lives in model.input
-    ("data:\n  train: voc_2007_trainval\n", "data.train"),
-    ("data:\n  filter_emtpy: true\n", "data.filter_emtpy"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("data:\n  flip_prob: 2.0\n", "flip_prob"),
+        (
+            "data:\n  min_size_train: [800]\n",
+            "data.min_size_train",
+        ),  # resizing lives in model.input
+        ("data:\n  train: voc_2007_trainval\n", "data.train"),
+        ("data:\n  filter_emtpy: true\n", "data.filter_emtpy"),
+    ],
+)
 def test_bad_data_values_name_the_key(tmp_path, text, needle):
     path = tmp_path / "bad.yaml"
     path.write_text(text)

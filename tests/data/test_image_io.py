@@ -1,4 +1,5 @@
 """Safe decoding: every mode becomes RGB uint8 (H, W, 3) or a clear error naming the file."""
+
 import io
 
 import numpy as np
@@ -32,7 +33,9 @@ def test_modes(tmp_path, mode):
     assert out.dtype == np.uint8 and out.shape == (6, 9, 3) and out.flags.writeable
     # Pillow's own conversion of the stored pixels is the expectation; alpha is dropped, not composited
     stored = Image.open(path)
-    expected = np.asarray(stored.convert("RGBA").convert("RGB") if "A" in mode else stored.convert("RGB"))
+    expected = np.asarray(
+        stored.convert("RGBA").convert("RGB") if "A" in mode else stored.convert("RGB")
+    )
     np.testing.assert_array_equal(out, expected)
     if mode == "L":
         assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
@@ -58,10 +61,9 @@ def test_exif_orientation_is_applied(tmp_path):
     np.testing.assert_array_equal(out, np.rot90(raw, k=-1))
 
 
-@pytest.mark.parametrize("content,needle", [
-    (b"", "zero-byte"),
-    (b"this is not an image\n", "not an image"),
-])
+@pytest.mark.parametrize(
+    "content,needle", [(b"", "zero-byte"), (b"this is not an image\n", "not an image")]
+)
 def test_empty_and_non_image_files(tmp_path, content, needle):
     path = tmp_path / "bad.jpg"
     path.write_bytes(content)
@@ -71,7 +73,9 @@ def test_empty_and_non_image_files(tmp_path, content, needle):
 
 def test_truncated_jpeg_fails_inside_the_guard(tmp_path):
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        buf, "JPEG"
+    )
     path = tmp_path / "cut.jpg"
     path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     with pytest.raises(BadImageError, match="cut.jpg.*truncated"):
@@ -88,6 +92,8 @@ def test_decompression_bomb_limit_is_kept(tmp_path, monkeypatch):
     limit_before = Image.MAX_IMAGE_PIXELS
     assert read_image(path).shape == (40, 40, 3)
     assert Image.MAX_IMAGE_PIXELS == limit_before
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40 // 3)  # the image is over twice the limit
+    monkeypatch.setattr(
+        Image, "MAX_IMAGE_PIXELS", 40 * 40 // 3
+    )  # the image is over twice the limit
     with pytest.raises(BadImageError, match="big.png.*decompression-bomb"):
         read_image(path)

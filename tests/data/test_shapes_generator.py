@@ -1,12 +1,17 @@
 """Synthetic shapes: COCO and VOC outputs agree through both readers; deterministic; cached."""
+
 import json
 
 import numpy as np
 
 from resdet.data.coco import load_coco
 from resdet.data.image_io import read_image
-from resdet.data.shapes import (SHAPE_CLASSES, ensure_shapes_classification, ensure_shapes_detection,
-                                generate_shapes)
+from resdet.data.shapes import (
+    SHAPE_CLASSES,
+    ensure_shapes_classification,
+    ensure_shapes_detection,
+    generate_shapes,
+)
 from resdet.data.voc import load_voc
 
 
@@ -56,7 +61,9 @@ def test_cache_generates_once_per_argument_set(tmp_path, monkeypatch):
     assert first.parent == tmp_path / "shapes"
     other = ensure_shapes_detection("train", 3, 64, seed=1)
     assert other != first and json.loads((other / "annotations.json").read_text())["images"]
-    assert sorted(p.name for p in (tmp_path / "shapes").iterdir()) == sorted([first.name, other.name])  # no temp left
+    assert sorted(p.name for p in (tmp_path / "shapes").iterdir()) == sorted(
+        [first.name, other.name]
+    )  # no temp left
 
 
 def test_classification_variant_layout(tmp_path):

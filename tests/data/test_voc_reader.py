@@ -1,4 +1,5 @@
 """VOC reader on real VOC2007/2012 files (hand-checked against the XML) and on broken trees."""
+
 import warnings
 from pathlib import Path
 
@@ -15,7 +16,9 @@ SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 def voc_mini() -> Path:
     path = SHARED / "voc_mini"
     if not path.is_dir():
-        pytest.skip(f"{path} is absent (real test files live in ../shared/data; a fresh clone has none)")
+        pytest.skip(
+            f"{path} is absent (real test files live in ../shared/data; a fresh clone has none)"
+        )
     return path.resolve()
 
 
@@ -24,7 +27,11 @@ def by_id(source):
 
 
 def test_voc_mini_records_match_the_xml():
-    recs = by_id(load_source({"format": "voc", "root": str(voc_mini() / "VOCdevkit/VOC2007"), "split": "trainval"}))
+    recs = by_id(
+        load_source(
+            {"format": "voc", "root": str(voc_mini() / "VOCdevkit/VOC2007"), "split": "trainval"}
+        )
+    )
     assert sorted(recs) == ["000001", "000002", "000003", "000004", "000005"]
     r4 = recs["000004"]
     assert (r4.height, r4.width) == (406, 500)
@@ -36,8 +43,16 @@ def test_voc_mini_records_match_the_xml():
     r5 = recs["000005"]
     assert [VOC_CLASSES[k] for k in r5.labels] == ["chair"] * 5
     assert r5.difficult.tolist() == [False, False, True, False, True]
-    np.testing.assert_array_equal(r5.boxes, [[262, 210, 324, 339], [164, 263, 253, 372], [4, 243, 67, 374],
-                                             [240, 193, 295, 299], [276, 185, 312, 220]])
+    np.testing.assert_array_equal(
+        r5.boxes,
+        [
+            [262, 210, 324, 339],
+            [164, 263, 253, 372],
+            [4, 243, 67, 374],
+            [240, 193, 295, 299],
+            [276, 185, 312, 220],
+        ],
+    )
     assert r5.boxes.dtype == np.float32 and r5.labels.dtype == np.int64
 
 
@@ -76,20 +91,29 @@ def make_voc(root: Path, xmls: dict[str, str], split: str = "train") -> Path:
     return root
 
 
-def xml(*objects: str, size: str = "<size><width>100</width><height>80</height><depth>3</depth></size>") -> str:
+def xml(
+    *objects: str, size: str = "<size><width>100</width><height>80</height><depth>3</depth></size>"
+) -> str:
     return f"<annotation>{size}{''.join(objects)}</annotation>"
 
 
 def obj(name: str = "dog", box=(11, 21, 50, 60), difficult: str = "0") -> str:
     x1, y1, x2, y2 = box
-    return (f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{x1}</xmin>"
-            f"<ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>")
+    return (
+        f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{x1}</xmin>"
+        f"<ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+    )
 
 
 def test_degenerate_and_outside_boxes_dropped_with_one_warning(tmp_path):
-    root = make_voc(tmp_path / "VOC", {"a": xml(obj(), obj(box=(40, 10, 30, 20)), obj(box=(200, 10, 300, 20))),
-                                       "b": xml(obj(box=(6, 5, 5, 30))),  # xmin = xmax + 1: zero width
-                                       "c": xml(obj(box=(5, 5, 5, 30)))})  # xmin = xmax: one pixel wide
+    root = make_voc(
+        tmp_path / "VOC",
+        {
+            "a": xml(obj(), obj(box=(40, 10, 30, 20)), obj(box=(200, 10, 300, 20))),
+            "b": xml(obj(box=(6, 5, 5, 30))),  # xmin = xmax + 1: zero width
+            "c": xml(obj(box=(5, 5, 5, 30))),
+        },
+    )  # xmin = xmax: one pixel wide
     with pytest.warns(DatasetWarning, match=r"dropped 3 box") as record:
         src = load_voc(root, "train")
     assert len(record) == 1
@@ -99,14 +123,17 @@ def test_degenerate_and_outside_boxes_dropped_with_one_warning(tmp_path):
     np.testing.assert_array_equal(recs["c"].boxes, [[4, 4, 5, 30]])
 
 
-@pytest.mark.parametrize("body,needles", [
-    (xml(obj(name="unicorn")), ["bad.xml", "object 0", "<name>", "unicorn"]),
-    (xml(obj(box=("nan", 1, 5, 5))), ["bad.xml", "object 0", "<xmin>", "not finite"]),
-    (xml(obj(box=(1, 1, "inf", 5))), ["bad.xml", "object 0", "<xmax>"]),
-    (xml(obj(box=(1, 1, "ten", 5))), ["bad.xml", "object 0", "<xmax>"]),
-    ("<annotation><size>", ["bad.xml", "malformed XML"]),
-    (xml(obj(), size=""), ["bad.xml", "<size>"]),
-])
+@pytest.mark.parametrize(
+    "body,needles",
+    [
+        (xml(obj(name="unicorn")), ["bad.xml", "object 0", "<name>", "unicorn"]),
+        (xml(obj(box=("nan", 1, 5, 5))), ["bad.xml", "object 0", "<xmin>", "not finite"]),
+        (xml(obj(box=(1, 1, "inf", 5))), ["bad.xml", "object 0", "<xmax>"]),
+        (xml(obj(box=(1, 1, "ten", 5))), ["bad.xml", "object 0", "<xmax>"]),
+        ("<annotation><size>", ["bad.xml", "malformed XML"]),
+        (xml(obj(), size=""), ["bad.xml", "<size>"]),
+    ],
+)
 def test_bad_xml_names_file_record_and_field(tmp_path, body, needles):
     root = make_voc(tmp_path / "VOC", {"bad": body})
     with pytest.raises(DatasetError) as err:

@@ -4,6 +4,7 @@ the engine.
 
 Also runnable as a script (`python engine_toy.py nan OUTPUT_DIR`) for the exit-code test.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ class ToyDetector(nn.Module):
     `fail_at` = (forward call number, "nan" | "raise") injects a NaN loss or an exception.
     """
 
-    def __init__(self, norm: str = "bn", dropout: float = 0.2,
-                 fail_at: tuple[int, str] | None = None) -> None:
+    def __init__(
+        self, norm: str = "bn", dropout: float = 0.2, fail_at: tuple[int, str] | None = None
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 6, 3, padding=1)
         self.norm = {"bn": nn.BatchNorm2d(6), "gn": nn.GroupNorm(2, 6), "none": nn.Identity()}[norm]
@@ -43,21 +45,25 @@ class ToyDetector(nn.Module):
         self.fail_at = fail_at
         self.calls = 0
 
-    def forward(self, images: list[torch.Tensor],
-                targets: list[dict[str, torch.Tensor]] | None = None):
-        x = torch.stack(images)                                  # (N, 3, H, W)
-        x = F.relu(self.norm(self.conv(x))).mean(dim=(2, 3))     # (N, 6)
+    def forward(
+        self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
+    ):
+        x = torch.stack(images)  # (N, 3, H, W)
+        x = F.relu(self.norm(self.conv(x))).mean(dim=(2, 3))  # (N, 6)
         x = self.drop(x)
         logits, boxes = self.cls(x), self.box(x) * SIZE
         if not self.training:
-            return [{"boxes": b[None], "scores": lg.softmax(0).max()[None],
-                     "labels": lg.argmax()[None]}
-                    for b, lg in zip(boxes, logits)]
+            return [
+                {"boxes": b[None], "scores": lg.softmax(0).max()[None], "labels": lg.argmax()[None]}
+                for b, lg in zip(boxes, logits)
+            ]
         self.calls += 1
         labels = torch.cat([t["labels"] for t in targets])
         gt = torch.cat([t["boxes"] for t in targets])
-        losses = {"loss_cls": F.cross_entropy(logits, labels),
-                  "loss_box": F.smooth_l1_loss(boxes / SIZE, gt / SIZE)}
+        losses = {
+            "loss_cls": F.cross_entropy(logits, labels),
+            "loss_box": F.smooth_l1_loss(boxes / SIZE, gt / SIZE),
+        }
         if self.fail_at is not None and self.calls == self.fail_at[0]:
             if self.fail_at[1] == "raise":
                 raise RuntimeError(f"injected failure at forward call {self.calls}")
@@ -95,8 +101,9 @@ class ToySampler(torch.utils.data.Sampler):
     takes its `batch_size` slice; starts at batch `start` (what the engine's loader factory
     gets)."""
 
-    def __init__(self, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 start: int = 0) -> None:
+    def __init__(
+        self, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0
+    ) -> None:
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.position = start
 
@@ -104,20 +111,29 @@ class ToySampler(torch.utils.data.Sampler):
         per_epoch = NUM_IMAGES // (self.batch_size * self.world_size)
         while True:
             epoch, slot = divmod(self.position, per_epoch)
-            perm = torch.randperm(NUM_IMAGES,
-                                  generator=torch.Generator().manual_seed(self.seed + epoch))
+            perm = torch.randperm(
+                NUM_IMAGES, generator=torch.Generator().manual_seed(self.seed + epoch)
+            )
             start = (slot * self.world_size + self.rank) * self.batch_size
             self.position += 1
-            yield perm[start: start + self.batch_size].tolist()
+            yield perm[start : start + self.batch_size].tolist()
 
 
 def collate(batch):
     return [b[0] for b in batch], [b[1] for b in batch]
 
 
-def make_trainer(output_dir: str | Path, solver: SolverConfig, *, model: nn.Module | None = None,
-                 dist: DistInfo | None = None, evaluate_fn=None, test: TestConfig | None = None,
-                 tensorboard: bool = False, augment: bool = True) -> Trainer:
+def make_trainer(
+    output_dir: str | Path,
+    solver: SolverConfig,
+    *,
+    model: nn.Module | None = None,
+    dist: DistInfo | None = None,
+    evaluate_fn=None,
+    test: TestConfig | None = None,
+    tensorboard: bool = False,
+    augment: bool = True,
+) -> Trainer:
     """A Trainer on the toy data through `build_trainer` (`solver.ims_per_batch`: global batch).
 
     The data order resumes through a `start -> DataLoader` factory (the `start_iter` style)."""
@@ -126,20 +142,38 @@ def make_trainer(output_dir: str | Path, solver: SolverConfig, *, model: nn.Modu
     model = prepare_model(model if model is not None else ToyDetector(), solver, dist)
 
     def loader(start: int = 0) -> torch.utils.data.DataLoader:
-        batches = ToySampler(images_per_rank(solver, dist.world_size), seed=7, rank=dist.rank,
-                             world_size=dist.world_size, start=start)
-        return torch.utils.data.DataLoader(ToyDataset(augment), batch_sampler=batches,
-                                           collate_fn=collate)
+        batches = ToySampler(
+            images_per_rank(solver, dist.world_size),
+            seed=7,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            start=start,
+        )
+        return torch.utils.data.DataLoader(
+            ToyDataset(augment), batch_sampler=batches, collate_fn=collate
+        )
 
-    return build_trainer(cfg, model, loader, dist, evaluate_fn=evaluate_fn, progress=False,
-                         tensorboard=tensorboard)
+    return build_trainer(
+        cfg, model, loader, dist, evaluate_fn=evaluate_fn, progress=False, tensorboard=tensorboard
+    )
 
 
-def ddp_worker(rank: int, world_size: int, port: int, output_dir: str, solver: SolverConfig,
-               fail_rank: int | None) -> None:
+def ddp_worker(
+    rank: int,
+    world_size: int,
+    port: int,
+    output_dir: str,
+    solver: SolverConfig,
+    fail_rank: int | None,
+) -> None:
     """One rank of a gloo run (started by torch.multiprocessing); fails on `fail_rank` if given."""
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
 
     def main() -> None:
         dist = init_distributed(device="cpu", timeout_s=60)
@@ -154,10 +188,12 @@ def ddp_worker(rank: int, world_size: int, port: int, output_dir: str, solver: S
 
 
 if __name__ == "__main__" and sys.argv[1] == "nan":
+
     def _nan_run() -> None:
         seed_all(0)
-        solver = SolverConfig(max_iter=8, base_lr=0.05, ims_per_batch=4, checkpoint_period=2,
-                              log_period=1)
+        solver = SolverConfig(
+            max_iter=8, base_lr=0.05, ims_per_batch=4, checkpoint_period=2, log_period=1
+        )
         make_trainer(sys.argv[2], solver, model=ToyDetector(fail_at=(5, "nan"))).train()
 
     exit_on_failure(_nan_run)

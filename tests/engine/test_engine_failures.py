@@ -1,4 +1,5 @@
 """Failures leave the last good checkpoint usable: a NaN loss, a crash while writing a checkpoint."""
+
 import re
 import subprocess
 import sys
@@ -6,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from engine_toy import make_trainer
+
 from resdet.config.solver import SolverConfig
 from resdet.engine import Checkpointer, load_checkpoint_file
 from resdet.utils.seed import seed_all
@@ -15,11 +16,17 @@ from resdet.utils.seed import seed_all
 
 def test_nan_loss_stops_with_message_and_nonzero_exit(tmp_path):
     # the script injects a NaN loss_box in iteration 5, checkpoints every 2 iterations
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("engine_toy.py")), "nan", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("engine_toy.py")), "nan", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
-    m = re.search(r"non-finite loss at iteration (\d+): loss_cls=(\S+), loss_box=(\S+), total_loss=(\S+);",
-                  proc.stderr)
+    m = re.search(
+        r"non-finite loss at iteration (\d+): loss_cls=(\S+), loss_box=(\S+), total_loss=(\S+);",
+        proc.stderr,
+    )
     assert m, proc.stderr
     assert m.group(1) == "5" and m.group(3) == "nan" and m.group(4) == "nan"
     assert 0 < float(m.group(2)) < 10  # the finite loss is reported with its value
@@ -31,7 +38,9 @@ def test_nan_loss_stops_with_message_and_nonzero_exit(tmp_path):
 
 def test_crash_while_writing_checkpoint_keeps_previous(tmp_path, monkeypatch):
     seed_all(0)
-    trainer = make_trainer(tmp_path, SolverConfig(max_iter=6, base_lr=0.05, ims_per_batch=4, checkpoint_period=2))
+    trainer = make_trainer(
+        tmp_path, SolverConfig(max_iter=6, base_lr=0.05, ims_per_batch=4, checkpoint_period=2)
+    )
     real_save = torch.save
     calls = []
 
@@ -46,17 +55,26 @@ def test_crash_while_writing_checkpoint_keeps_previous(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="simulated"):
         trainer.train()
     monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "metrics.jsonl", "model_0000002.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "last_checkpoint",
+        "metrics.jsonl",
+        "model_0000002.pth",
+    ]
     assert Checkpointer(tmp_path).last() == tmp_path / "model_0000002.pth"
     assert load_checkpoint_file(tmp_path / "model_0000002.pth")["iteration"] == 2
 
 
 def test_keep_last_k(tmp_path):
     seed_all(0)
-    solver = SolverConfig(max_iter=11, base_lr=0.05, ims_per_batch=4, checkpoint_period=2, keep_last=2)
+    solver = SolverConfig(
+        max_iter=11, base_lr=0.05, ims_per_batch=4, checkpoint_period=2, keep_last=2
+    )
     make_trainer(tmp_path, solver).train()
-    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["model_0000008.pth", "model_0000010.pth",
-                                                               "model_final.pth"]
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == [
+        "model_0000008.pth",
+        "model_0000010.pth",
+        "model_final.pth",
+    ]
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth\n"
 
 

@@ -1,4 +1,5 @@
 """Exact resume: a run interrupted after iteration k and resumed equals an uninterrupted run."""
+
 import json
 
 import pytest
@@ -10,13 +11,26 @@ from resdet.engine import load_checkpoint_file
 from resdet.utils.seed import seed_all
 
 # warmup, a decay step after the resume point, momentum, weight decay, accumulation, BN, dropout
-SOLVER = dict(max_iter=9, base_lr=0.05, ims_per_batch=4, grad_accum=2, steps=[6], warmup_iters=3,
-              warmup_factor=0.1, checkpoint_period=4, log_period=1, weight_decay=1e-3)
+SOLVER = dict(
+    max_iter=9,
+    base_lr=0.05,
+    ims_per_batch=4,
+    grad_accum=2,
+    steps=[6],
+    warmup_iters=3,
+    warmup_factor=0.1,
+    checkpoint_period=4,
+    log_period=1,
+    weight_decay=1e-3,
+)
 
 
 def losses(path):
-    return [(r["iteration"], r["loss_cls"], r["loss_box"], r["lr"])
-            for r in map(json.loads, path.read_text().splitlines()) if "loss_cls" in r]
+    return [
+        (r["iteration"], r["loss_cls"], r["loss_box"], r["lr"])
+        for r in map(json.loads, path.read_text().splitlines())
+        if "loss_cls" in r
+    ]
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
@@ -27,9 +41,12 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     # The same run crashes in iteration 6 (forward call 11 with grad_accum=2); its last checkpoint
     # is iteration 4.
     seed_all(0)
-    crashed = make_trainer(tmp_path / "run", SolverConfig(**SOLVER),
-                           model=ToyDetector(fail_at=(11, "raise")),
-                           tensorboard=True)
+    crashed = make_trainer(
+        tmp_path / "run",
+        SolverConfig(**SOLVER),
+        model=ToyDetector(fail_at=(11, "raise")),
+        tensorboard=True,
+    )
     with pytest.raises(RuntimeError, match="injected failure"):
         crashed.train()
     assert (tmp_path / "run" / "last_checkpoint").read_text().strip() == "model_0000004.pth"
@@ -64,8 +81,9 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
 
 def test_checkpoint_format_loads_weights_only(tmp_path):
     seed_all(0)
-    t = make_trainer(tmp_path,
-                     SolverConfig(max_iter=3, base_lr=0.05, ims_per_batch=4, checkpoint_period=2))
+    t = make_trainer(
+        tmp_path, SolverConfig(max_iter=3, base_lr=0.05, ims_per_batch=4, checkpoint_period=2)
+    )
     t.train()
     ck = torch.load(tmp_path / "model_0000002.pth", weights_only=True)
     assert ck["format"] == "resdet" and ck["kind"] == "detector" and ck["iteration"] == 2

@@ -1,12 +1,13 @@
 """Learning-rate schedule, batch scaling rule, weight-decay groups, clipping and precision options."""
+
 import json
 import math
 
 import pytest
 import torch
+from engine_toy import ToyDetector, make_trainer
 from torch import nn
 
-from engine_toy import ToyDetector, make_trainer
 from resdet.config import ConfigError, config_from_dict
 from resdet.config.solver import SolverConfig
 from resdet.engine import WarmupSchedule, build_optimizer, param_groups
@@ -33,10 +34,16 @@ def test_warmup_then_multistep_by_hand():
 
 def test_cosine_by_hand():
     got = lrs(11, max_iter=10, method="cosine")
-    assert got[0] == pytest.approx(0.1) and got[5] == pytest.approx(0.05) and got[10] == pytest.approx(0.0)
+    assert (
+        got[0] == pytest.approx(0.1)
+        and got[5] == pytest.approx(0.05)
+        and got[10] == pytest.approx(0.0)
+    )
     assert got[2] == pytest.approx(0.1 * (1 + math.cos(math.pi * 0.2)) / 2)
-    floor = lrs(11, max_iter=10, method="cosine", final_factor=0.1, warmup_iters=2, warmup_factor=0.5)
-    assert floor[0] == pytest.approx(0.05)                       # warmup multiplies the cosine
+    floor = lrs(
+        11, max_iter=10, method="cosine", final_factor=0.1, warmup_iters=2, warmup_factor=0.5
+    )
+    assert floor[0] == pytest.approx(0.05)  # warmup multiplies the cosine
     assert floor[1] == pytest.approx(0.1 * 0.75 * (0.1 + 0.9 * (1 + math.cos(math.pi * 0.1)) / 2))
     assert floor[10] == pytest.approx(0.01)
 
@@ -58,9 +65,13 @@ def test_schedule_resumes_from_state_dict():
 
 
 def test_linear_scaling_rule_and_config_checks():
-    assert SolverConfig(base_lr=0.02, ims_per_batch=16).lr == 0.02           # no reference: as written
-    assert SolverConfig(base_lr=0.02, ims_per_batch=4, reference_batch=16).lr == pytest.approx(0.005)
-    cfg = config_from_dict({"solver": {"amp": "bf16", "lr_scheduler": "cosine", "clip_grad_norm": 1.0}})
+    assert SolverConfig(base_lr=0.02, ims_per_batch=16).lr == 0.02  # no reference: as written
+    assert SolverConfig(base_lr=0.02, ims_per_batch=4, reference_batch=16).lr == pytest.approx(
+        0.005
+    )
+    cfg = config_from_dict(
+        {"solver": {"amp": "bf16", "lr_scheduler": "cosine", "clip_grad_norm": 1.0}}
+    )
     assert cfg.solver.amp == "bf16"
     with pytest.raises(ConfigError, match="solver.amp"):
         config_from_dict({"solver": {"amp": "fp8"}})
@@ -70,16 +81,19 @@ def test_linear_scaling_rule_and_config_checks():
 
 def test_no_weight_decay_on_norm_and_bias():
     model = ToyDetector(norm="bn")
-    groups = {g["weight_decay"]: {id(p) for p in g["params"]}
-              for g in param_groups(model, 1e-2, weight_decay_norm=0.0, weight_decay_bias=0.0)}
+    groups = {
+        g["weight_decay"]: {id(p) for p in g["params"]}
+        for g in param_groups(model, 1e-2, weight_decay_norm=0.0, weight_decay_bias=0.0)
+    }
     decayed = {id(model.conv.weight), id(model.cls.weight), id(model.box.weight)}
     assert groups[1e-2] == decayed
     assert groups[0.0] == {id(p) for p in model.parameters()} - decayed
-    assert len(param_groups(model, 1e-2)) == 1                    # default: decay everything
+    assert len(param_groups(model, 1e-2)) == 1  # default: decay everything
 
     # behaviour: with zero gradients only weight decay moves parameters
-    opt = build_optimizer(model, lr=1.0, momentum=0.0, weight_decay=0.5, weight_decay_norm=0.0,
-                          weight_decay_bias=0.0)
+    opt = build_optimizer(
+        model, lr=1.0, momentum=0.0, weight_decay=0.5, weight_decay_norm=0.0, weight_decay_bias=0.0
+    )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
@@ -91,8 +105,15 @@ def test_no_weight_decay_on_norm_and_bias():
 
 def test_grad_clipping_bounds_the_step(tmp_path):
     seed_all(0)
-    solver = SolverConfig(max_iter=1, base_lr=1.0, ims_per_batch=4, momentum=0.0, weight_decay=0.0,
-                          clip_grad_norm=0.01, log_period=1)
+    solver = SolverConfig(
+        max_iter=1,
+        base_lr=1.0,
+        ims_per_batch=4,
+        momentum=0.0,
+        weight_decay=0.0,
+        clip_grad_norm=0.01,
+        log_period=1,
+    )
     trainer = make_trainer(tmp_path, solver, model=ToyDetector(dropout=0.0))
     before = torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()])
     trainer.train()

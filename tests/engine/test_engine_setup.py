@@ -1,4 +1,5 @@
 """`build_trainer` wiring from a Config: scaled lr, per-rank batch, layout, checkpoint metadata."""
+
 import pytest
 import torch
 from engine_toy import ToyDetector, make_trainer
@@ -17,8 +18,9 @@ def test_trainer_from_config_uses_scaled_lr_and_records_metadata(tmp_path):
     seed_all(0)
     model = ToyDetector()
     model.pixel_format = CAFFE_PIXELS
-    solver = SolverConfig(max_iter=2, base_lr=0.08, ims_per_batch=4, reference_batch=16,
-                          log_period=1)
+    solver = SolverConfig(
+        max_iter=2, base_lr=0.08, ims_per_batch=4, reference_batch=16, log_period=1
+    )
     trainer = make_trainer(tmp_path, solver, model=model)
     assert trainer.solver is solver  # the trainer reads its settings from the section, not copies
     lrs = [g["lr"] for g in trainer.optimizer.param_groups]
@@ -41,19 +43,25 @@ def test_images_per_rank_and_channels_last():
 
 def test_sync_bn_refused_on_cpu_ddp():
     with pytest.raises(ValueError, match="sync_bn needs CUDA"):
-        prepare_model(ToyDetector(), SolverConfig(sync_bn=True),
-                      DistInfo(0, 2, 0, torch.device("cpu")))
+        prepare_model(
+            ToyDetector(), SolverConfig(sync_bn=True), DistInfo(0, 2, 0, torch.device("cpu"))
+        )
 
 
 def test_grad_accumulation_equals_the_full_batch(tmp_path):
     # 2 micro-batches of 2 images == 1 batch of 4 (per-sample norm, no dropout: identical math)
-    common = dict(max_iter=3, base_lr=0.1, ims_per_batch=4, weight_decay=1e-3,
-                  checkpoint_period=100)
+    common = dict(
+        max_iter=3, base_lr=0.1, ims_per_batch=4, weight_decay=1e-3, checkpoint_period=100
+    )
     runs = []
     for accum in (1, 2):
         seed_all(0)
-        t = make_trainer(tmp_path / str(accum), SolverConfig(**common, grad_accum=accum),
-                         model=ToyDetector(norm="gn", dropout=0.0), augment=False)
+        t = make_trainer(
+            tmp_path / str(accum),
+            SolverConfig(**common, grad_accum=accum),
+            model=ToyDetector(norm="gn", dropout=0.0),
+            augment=False,
+        )
         t.train()
         runs.append(t.model.state_dict())
     for k, v in runs[0].items():

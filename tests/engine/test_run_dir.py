@@ -1,5 +1,6 @@
 """`resdet.run_dir`: one layout for eval/metrics.json whoever writes it, the files written before it
 still read (by the curve tools too), the metrics log and the checkpoint pointer."""
+
 import json
 import warnings
 
@@ -22,17 +23,25 @@ OLD_EVAL_DET = {"AP": 0.5, "AP50": 0.75, "per_class": {"circle": {"AP": 0.4, "AP
 
 
 def test_every_writer_uses_one_layout(tmp_path):
-    nested = {"AP": 0.5, "AP50": float("nan"), "per_class": {"circle": {"AP": 0.4, "AP50": 0.6}},
-              "note": "x"}
+    nested = {
+        "AP": 0.5,
+        "AP50": float("nan"),
+        "per_class": {"circle": {"AP": 0.4, "AP50": 0.6}},
+        "note": "x",
+    }
     path = write_evaluation(tmp_path / "a", nested, iteration=7)
-    assert json.loads(path.read_text()) == {"iteration": 7,
-                                            "metrics": {"AP": 0.5, "AP50": None, "AP/circle": 0.4,
-                                                                         "AP50/circle": 0.6}}
+    assert json.loads(path.read_text()) == {
+        "iteration": 7,
+        "metrics": {"AP": 0.5, "AP50": None, "AP/circle": 0.4, "AP50/circle": 0.6},
+    }
     write_evaluation(tmp_path / "b", {"top1": 90.0}, checkpoint=tmp_path / "model_final.pth")
     assert json.loads((tmp_path / "b" / "metrics.json").read_text()) == {
-        "checkpoint": str(tmp_path / "model_final.pth"), "metrics": {"top1": 90.0}}
-    assert read_evaluation(tmp_path / "a") == Evaluation({"AP": 0.5, "AP50": None, "AP/circle": 0.4,
-                                                          "AP50/circle": 0.6}, iteration=7)
+        "checkpoint": str(tmp_path / "model_final.pth"),
+        "metrics": {"top1": 90.0},
+    }
+    assert read_evaluation(tmp_path / "a") == Evaluation(
+        {"AP": 0.5, "AP50": None, "AP/circle": 0.4, "AP50/circle": 0.6}, iteration=7
+    )
     assert read_evaluation(tmp_path / "b").checkpoint == str(tmp_path / "model_final.pth")
     assert read_evaluation(tmp_path / "missing") is None
 

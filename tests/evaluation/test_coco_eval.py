@@ -1,4 +1,5 @@
 """COCO evaluation: cocoapi's published fake-results numbers through tools/eval_det.py, and hand cases."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -23,7 +24,9 @@ PUBLISHED = [0.505, 0.697, 0.573, 0.586, 0.519, 0.501, 0.387, 0.594, 0.595, 0.64
 def shared(sub: str) -> Path:
     path = SHARED / sub
     if not path.exists():
-        pytest.skip(f"{path} is absent (real test files live in ../shared/data; a fresh clone has none)")
+        pytest.skip(
+            f"{path} is absent (real test files live in ../shared/data; a fresh clone has none)"
+        )
     return path.resolve()
 
 
@@ -36,16 +39,25 @@ def eval_det():
 
 def config(tmp_path: Path, ann_file: Path) -> Path:
     path = tmp_path / "cfg.yaml"
-    path.write_text(f"output_dir: {tmp_path / 'out'}\ndata:\n  test:\n"
-                    f"    - {{format: coco, ann_file: {ann_file}, image_dir: {tmp_path / 'no_images'}}}\n")
+    path.write_text(
+        f"output_dir: {tmp_path / 'out'}\ndata:\n  test:\n"
+        f"    - {{format: coco, ann_file: {ann_file}, image_dir: {tmp_path / 'no_images'}}}\n"
+    )
     return path
 
 
 def test_fake_results_reproduce_the_published_stats(tmp_path, capsys):
     folder = shared("coco_val2014_100")
     cfg = config(tmp_path, folder / "instances_val2014_100.json")
-    metrics = eval_det().main([str(cfg), "--detections", str(folder / "instances_val2014_fakebbox100_results.json"),
-                               "--output-dir", str(tmp_path / "ev")])
+    metrics = eval_det().main(
+        [
+            str(cfg),
+            "--detections",
+            str(folder / "instances_val2014_fakebbox100_results.json"),
+            "--output-dir",
+            str(tmp_path / "ev"),
+        ]
+    )
     assert [round(metrics[k], 3) for k in KEYS] == PUBLISHED
     assert len(metrics["per_class"]) == 80
     # no ground truth of that class in these images
@@ -74,9 +86,17 @@ def test_two_images_one_without_ground_truth(tmp_path, extra_fp_on_empty_image):
         dets.append({"image_id": 285, "category_id": 1, "bbox": [10, 10, 50, 50], "score": 0.999})
     det_file = tmp_path / "dets.json"
     det_file.write_text(json.dumps(dets))
-    metrics = eval_det().main([str(config(tmp_path, folder / "gt.json")), "--detections", str(det_file),
-                               f"output_dir={tmp_path / 'over'}"])
-    assert (tmp_path / "over/eval/metrics.json").is_file()  # default output: <output_dir>/eval, overridable
+    metrics = eval_det().main(
+        [
+            str(config(tmp_path, folder / "gt.json")),
+            "--detections",
+            str(det_file),
+            f"output_dir={tmp_path / 'over'}",
+        ]
+    )
+    assert (
+        tmp_path / "over/eval/metrics.json"
+    ).is_file()  # default output: <output_dir>/eval, overridable
 
     # Hand computation. GT1 (medium, area 2913) is hit by the top detection, GT2 (small, area 435) by the
     # second; the third is a tiny false positive. At IoU threshold t a GT is found iff its IoU >= t.
@@ -100,14 +120,20 @@ def test_two_images_one_without_ground_truth(tmp_path, extra_fp_on_empty_image):
 
     expected = {
         "AP": sum(ap_all(a, b) for a, b in zip(hit1, hit2)) / 10,
-        "APs": sum(hit2) / 10,   # only GT2 is small; the big top detection lies outside the range: ignored
+        "APs": sum(hit2)
+        / 10,  # only GT2 is small; the big top detection lies outside the range: ignored
         "APm": sum(hit1) / 10,
-        "APl": -1.0, "ARl": -1.0,  # no large object: COCOeval reports -1
-        "AR1": sum(hit1) / 20,   # one detection per image: only the top one on image 139
-        "AR10": (sum(hit1) + sum(hit2)) / 20, "AR100": (sum(hit1) + sum(hit2)) / 20,
-        "ARs": sum(hit2) / 10, "ARm": sum(hit1) / 10,
+        "APl": -1.0,
+        "ARl": -1.0,  # no large object: COCOeval reports -1
+        "AR1": sum(hit1) / 20,  # one detection per image: only the top one on image 139
+        "AR10": (sum(hit1) + sum(hit2)) / 20,
+        "AR100": (sum(hit1) + sum(hit2)) / 20,
+        "ARs": sum(hit2) / 10,
+        "ARm": sum(hit1) / 10,
     }
-    if extra_fp_on_empty_image:  # the FP box (area 2500) is medium: it also precedes GT1's hit there
+    if (
+        extra_fp_on_empty_image
+    ):  # the FP box (area 2500) is medium: it also precedes GT1's hit there
         expected["APm"] = sum(hit1) / 10 / 2
     for key, value in expected.items():
         assert metrics[key] == pytest.approx(value, abs=1e-9), key
@@ -130,10 +156,16 @@ def test_process_merge_and_written_detections_round_trip(tmp_path):
         for image_id in part:
             rs = by_image[image_id]
             xywh = torch.tensor([r["bbox"] for r in rs], dtype=torch.float64)
-            ev.process([{"image_id": image_id}], [{
-                "boxes": torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1).float(),
-                "scores": torch.tensor([r["score"] for r in rs]),
-                "labels": torch.tensor([label[r["category_id"]] for r in rs])}])
+            ev.process(
+                [{"image_id": image_id}],
+                [
+                    {
+                        "boxes": torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1).float(),
+                        "scores": torch.tensor([r["score"] for r in rs]),
+                        "labels": torch.tensor([label[r["category_id"]] for r in rs]),
+                    }
+                ],
+            )
         partials.append(ev.detections)
     ev = build_evaluator(dataset)
     ev.merge(partials)
@@ -146,18 +178,27 @@ def test_process_merge_and_written_detections_round_trip(tmp_path):
     assert again == merged
 
 
-@pytest.mark.parametrize("record,needle", [
-    ({"image_id": 999, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}, "'image_id' 999"),
-    ({"image_id": 139, "category_id": 2, "bbox": [0, 0, 1, 1], "score": 0.5}, "'category_id' 2"),
-    ({"image_id": 139, "category_id": 1, "bbox": [0, 0, 1], "score": 0.5}, "'bbox'"),
-    ({"image_id": 139, "category_id": 1, "bbox": [0, 0, 1, 1]}, "missing field 'score'"),
-])
+@pytest.mark.parametrize(
+    "record,needle",
+    [
+        ({"image_id": 999, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}, "'image_id' 999"),
+        (
+            {"image_id": 139, "category_id": 2, "bbox": [0, 0, 1, 1], "score": 0.5},
+            "'category_id' 2",
+        ),
+        ({"image_id": 139, "category_id": 1, "bbox": [0, 0, 1], "score": 0.5}, "'bbox'"),
+        ({"image_id": 139, "category_id": 1, "bbox": [0, 0, 1, 1]}, "missing field 'score'"),
+    ],
+)
 def test_bad_detection_records(tmp_path, record, needle):
     folder = shared("coco_2img")
     cfg = load_config(config(tmp_path, folder / "gt.json"))
     with pytest.raises(DatasetError, match="record 1") as err:
-        evaluate_detections(cfg, [{"image_id": 139, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.1}, record],
-                            source="x.json")
+        evaluate_detections(
+            cfg,
+            [{"image_id": 139, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.1}, record],
+            source="x.json",
+        )
     assert needle in str(err.value) and "x.json" in str(err.value)
 
 
@@ -165,4 +206,7 @@ def test_no_detections_scores_zero_not_an_error(tmp_path):
     cfg = load_config(config(tmp_path, shared("coco_2img") / "gt.json"))
     metrics, _ = evaluate_detections(cfg, [])
     assert metrics["AP"] == metrics["AR100"] == 0.0 and metrics["APl"] == -1.0
-    assert metrics["per_class"] == {"person": {"AP": 0.0, "AP50": 0.0}, "bed": {"AP": None, "AP50": None}}
+    assert metrics["per_class"] == {
+        "person": {"AP": 0.0, "AP50": 0.0},
+        "bed": {"AP": None, "AP50": None},
+    }

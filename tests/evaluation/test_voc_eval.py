@@ -1,5 +1,6 @@
 """VOC evaluation: devkit rules on hand-computed cases, the vectorised matcher against a sequential
 transcription of the devkit loop, and voc_mini end to end through tools/eval_det.py."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -29,6 +30,7 @@ def test_ap_rules_hand_computed():
     assert voc_ap(rec, prec, eleven_point=True) == pytest.approx((6 * 1.0 + 5 * 2 / 3) / 11)
     assert voc_ap(rec, prec, eleven_point=False) == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
 
+
 def test_eleven_points_are_matlabs_colon_values():
     # 0:0.1:1 in MATLAB: first half k * 0.1 (so t(4) = 0.30000000000000004 > 3/10), second half
     # 1 - (10 - k) * 0.1 (so t(7) = 0.6 == 6/10); numpy's arange(0, 1.1, 0.1) differs in the second half.
@@ -39,29 +41,44 @@ def test_eleven_points_are_matlabs_colon_values():
 
 
 def record(image_id, boxes, labels, difficult):
-    return ImageRecord(file_name=f"/nowhere/{image_id}.jpg", image_id=image_id, height=200, width=200,
-                       boxes=np.array(boxes, np.float32).reshape(-1, 4), labels=np.array(labels, np.int64),
-                       difficult=np.array(difficult, bool))
+    return ImageRecord(
+        file_name=f"/nowhere/{image_id}.jpg",
+        image_id=image_id,
+        height=200,
+        width=200,
+        boxes=np.array(boxes, np.float32).reshape(-1, 4),
+        labels=np.array(labels, np.int64),
+        difficult=np.array(difficult, bool),
+    )
 
 
 def det(image_id, cls, xyxy, score):
     x1, y1, x2, y2 = xyxy
-    return {"image_id": image_id, "category_id": cls + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
+    return {
+        "image_id": image_id,
+        "category_id": cls + 1,
+        "bbox": [x1, y1, x2 - x1, y2 - y1],
+        "score": score,
+    }
 
 
 def test_difficult_hit_duplicate_and_miss():
     # loaded frame: (0, 0, 100, 100) is devkit (1, 1, 100, 100), 100 x 100 pixels
-    records = [record("i1", [[0, 0, 100, 100], [120, 120, 180, 180]], [0, 0], [False, True]),
-               record("i2", [[0, 0, 100, 100], [10, 10, 50, 50]], [0, 2], [False, False])]
+    records = [
+        record("i1", [[0, 0, 100, 100], [120, 120, 180, 180]], [0, 0], [False, True]),
+        record("i2", [[0, 0, 100, 100], [10, 10, 50, 50]], [0, 2], [False, False]),
+    ]
     ev = VOCEvaluator(records, ["a", "b", "c"], "hand")
-    ev.load_results([
-        det("i1", 0, (0, 0, 100, 100), 0.9),     # TP
-        det("i1", 0, (0, 0, 100, 100), 0.8),     # duplicate of the same box: FP
-        det("i1", 0, (120, 120, 180, 180), 0.7),  # on the difficult box: neither
-        det("i2", 0, (150, 150, 190, 190), 0.6),  # miss: FP
-        det("i2", 0, (0, 0, 100, 72), 0.5),      # IoU 72 * 100 / 100 ** 2 = 0.72: TP up to t = 0.70
-        det("i1", 1, (0, 0, 10, 10), 0.4),       # class b has no ground truth
-    ])
+    ev.load_results(
+        [
+            det("i1", 0, (0, 0, 100, 100), 0.9),  # TP
+            det("i1", 0, (0, 0, 100, 100), 0.8),  # duplicate of the same box: FP
+            det("i1", 0, (120, 120, 180, 180), 0.7),  # on the difficult box: neither
+            det("i2", 0, (150, 150, 190, 190), 0.6),  # miss: FP
+            det("i2", 0, (0, 0, 100, 72), 0.5),  # IoU 72 * 100 / 100 ** 2 = 0.72: TP up to t = 0.70
+            det("i1", 1, (0, 0, 10, 10), 0.4),  # class b has no ground truth
+        ]
+    )
     m = ev.evaluate()
     # class a, score order: TP FP (ignored) FP TP; npos = 2 -> recall .5 .5 .5 .5 1, precision 1 .5 .5 1/3 .5
     a = m["per_class"]["a"]
@@ -70,9 +87,15 @@ def test_difficult_hit_duplicate_and_miss():
     # t = .50 .. .70 as above (0.75); t = .75 .. .95 the last one is an FP too: recall stops at .5 (0.5)
     assert a["AP"] == pytest.approx((5 * 0.75 + 5 * 0.5) / 10)
     assert m["per_class"]["b"] == {"AP50_voc07": None, "AP50": None, "AP": None}
-    assert m["per_class"]["c"] == {"AP50_voc07": 0.0, "AP50": 0.0, "AP": 0.0}  # ground truth, no detection
+    assert m["per_class"]["c"] == {
+        "AP50_voc07": 0.0,
+        "AP50": 0.0,
+        "AP": 0.0,
+    }  # ground truth, no detection
     assert m["mAP50"] == pytest.approx((0.75 + 0.0) / 2)  # b is left out of the means
-    assert m["mAP50_voc07"] == pytest.approx(((6 + 2.5) / 11) / 2) and m["mAP"] == pytest.approx(0.625 / 2)
+    assert m["mAP50_voc07"] == pytest.approx(((6 + 2.5) / 11) / 2) and m["mAP"] == pytest.approx(
+        0.625 / 2
+    )
     assert "mean" in ev.format_table(m)
 
 
@@ -95,8 +118,11 @@ def devkit_sequential(dets, gts, thr):
             iw = min(bb[2], bbgt[2]) - max(bb[0], bbgt[0]) + 1
             ih = min(bb[3], bbgt[3]) - max(bb[1], bbgt[1]) + 1
             if iw > 0 and ih > 0:
-                ua = ((bb[2] - bb[0] + 1) * (bb[3] - bb[1] + 1)
-                      + (bbgt[2] - bbgt[0] + 1) * (bbgt[3] - bbgt[1] + 1) - iw * ih)
+                ua = (
+                    (bb[2] - bb[0] + 1) * (bb[3] - bb[1] + 1)
+                    + (bbgt[2] - bbgt[0] + 1) * (bbgt[3] - bbgt[1] + 1)
+                    - iw * ih
+                )
                 if iw * ih / ua > ovmax:
                     ovmax, jmax = iw * ih / ua, j
         if ovmax >= thr:
@@ -120,8 +146,17 @@ def test_vectorised_matching_equals_the_sequential_devkit_loop():
         gts[f"im{n}"] = (boxes, rng.random(k) < 0.2)
         for b in boxes:  # jittered copies (hits, duplicates, near misses) plus random boxes
             for _ in range(int(rng.integers(0, 3))):
-                dets.append((f"im{n}", float(rng.choice([0.5, rng.random()])), np.round(b + rng.normal(0, 6, 4))))
-    dets += [(f"im{int(rng.integers(0, 35))}", float(rng.random()), np.array([5.0, 5, 40, 40])) for _ in range(20)]
+                dets.append(
+                    (
+                        f"im{n}",
+                        float(rng.choice([0.5, rng.random()])),
+                        np.round(b + rng.normal(0, 6, 4)),
+                    )
+                )
+    dets += [
+        (f"im{int(rng.integers(0, 35))}", float(rng.random()), np.array([5.0, 5, 40, 40]))
+        for _ in range(20)
+    ]
     thresholds = np.array([0.5, 0.7, 0.9])
     tp, fp, npos = match_class(dets, gts, thresholds)
     assert npos == sum(int((~d).sum()) for _, d in gts.values())
@@ -134,30 +169,56 @@ def test_vectorised_matching_equals_the_sequential_devkit_loop():
 def test_voc_mini_perfect_detections_through_eval_det(tmp_path):
     root = SHARED / "voc_mini/VOCdevkit"
     if not root.is_dir():
-        pytest.skip(f"{root} is absent (real test files live in ../shared/data; a fresh clone has none)")
+        pytest.skip(
+            f"{root} is absent (real test files live in ../shared/data; a fresh clone has none)"
+        )
     root = root.resolve()
     cfg = tmp_path / "voc.yaml"
-    cfg.write_text("data:\n  test:\n"
-                   f"    - {{format: voc, root: {root / 'VOC2007'}, split: test}}\n"
-                   f"    - {{format: voc, root: {root / 'VOC2012'}, split: test}}\n")
+    cfg.write_text(
+        "data:\n  test:\n"
+        f"    - {{format: voc, root: {root / 'VOC2007'}, split: test}}\n"
+        f"    - {{format: voc, root: {root / 'VOC2012'}, split: test}}\n"
+    )
     from resdet.data.catalog import load_source
-    sources: list[DatasetSource] = [load_source({"format": "voc", "root": str(root / y), "split": "test"})
-                                    for y in ("VOC2007", "VOC2012")]
+
+    sources: list[DatasetSource] = [
+        load_source({"format": "voc", "root": str(root / y), "split": "test"})
+        for y in ("VOC2007", "VOC2012")
+    ]
     dets = []
     for r in (r for s in sources for r in s.records):
         for (x1, y1, x2, y2), k in zip(r.boxes.tolist(), r.labels.tolist()):
-            dets.append({"image_id": r.image_id, "category_id": k + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                         "score": 0.9})
+            dets.append(
+                {
+                    "image_id": r.image_id,
+                    "category_id": k + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": 0.9,
+                }
+            )
     cow = VOC_CLASSES.index("cow") + 1  # no cow in these images: a detection of it changes nothing
     dets.append({"image_id": "000001", "category_id": cow, "bbox": [1, 1, 50, 50], "score": 0.1})
     (tmp_path / "dets.json").write_text(json.dumps(dets))
     spec = importlib.util.spec_from_file_location("eval_det", ROOT / "tools" / "eval_det.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    metrics = module.main([str(cfg), "--detections", str(tmp_path / "dets.json"), "--output-dir", str(tmp_path)])
-    present = {"aeroplane", "car", "chair", "dog", "person", "sofa", "train", "tvmonitor"}  # read off the XML
+    metrics = module.main(
+        [str(cfg), "--detections", str(tmp_path / "dets.json"), "--output-dir", str(tmp_path)]
+    )
+    present = {
+        "aeroplane",
+        "car",
+        "chair",
+        "dog",
+        "person",
+        "sofa",
+        "train",
+        "tvmonitor",
+    }  # read off the XML
     assert {n for n, v in metrics["per_class"].items() if v["AP50"] is not None} == present
-    for name in present:  # every box found once (the difficult chairs' hits are ignored, not counted)
+    for (
+        name
+    ) in present:  # every box found once (the difficult chairs' hits are ignored, not counted)
         assert metrics["per_class"][name] == {"AP50_voc07": 1.0, "AP50": 1.0, "AP": 1.0}
     assert metrics["mAP50"] == metrics["mAP50_voc07"] == metrics["mAP"] == 1.0
     assert metrics["per_class"]["cow"]["AP"] is None

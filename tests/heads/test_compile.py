@@ -3,6 +3,7 @@ it with the default fast paths (folded frozen norms, NHWC batch) and computes th
 
 The `aot_eager` backend runs dynamo and AOTAutograd (forward and backward graphs) without inductor's
 code generation, which would take minutes on a 2-core CI machine."""
+
 from pathlib import Path
 
 import torch
@@ -13,10 +14,18 @@ CONFIGS = Path(__file__).parents[2] / "configs"
 
 
 def test_compiled_backbone_matches_eager():
-    cfg = load_config(CONFIGS / "frcnn_r50_fpn_coco.yaml",
-                      ["model.backbone.depth=18", "model.fpn.out_channels=32", "model.input.min_size_test=64",
-                       "model.input.max_size_test=64", "model.input.min_size_train=[64]",
-                       "model.input.max_size_train=64", "model.roi_heads.fc_dim=32"])
+    cfg = load_config(
+        CONFIGS / "frcnn_r50_fpn_coco.yaml",
+        [
+            "model.backbone.depth=18",
+            "model.fpn.out_channels=32",
+            "model.input.min_size_test=64",
+            "model.input.max_size_test=64",
+            "model.input.min_size_train=[64]",
+            "model.input.max_size_train=64",
+            "model.roi_heads.fc_dim=32",
+        ],
+    )
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=3, load_weights=False)
     assert cfg.model.backbone.fold_frozen_bn and cfg.model.input.channels_last

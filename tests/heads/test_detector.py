@@ -1,10 +1,10 @@
 """The detector's call convention: training with empty images, input validation, output frame."""
+
 import pytest
 import torch
+from tiny_detectors import synthetic_set, tiny_config
 
 from resdet import build_model
-
-from tiny_detectors import synthetic_set, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,10 @@ def test_eval_output_format_and_frame(fpn_model):
         assert o["boxes"].dtype == torch.float32 and o["boxes"].shape[1] == 4
         # boxes come back in the input image's pixels (clipped to it), not the resized frame
         if len(o["boxes"]):
-            assert o["boxes"][:, 2].max() <= img.shape[2] + 1e-3 and o["boxes"][:, 3].max() <= img.shape[1] + 1e-3
+            assert (
+                o["boxes"][:, 2].max() <= img.shape[2] + 1e-3
+                and o["boxes"][:, 3].max() <= img.shape[1] + 1e-3
+            )
             assert o["labels"].min() >= 0 and o["labels"].max() < 3
 
 
@@ -53,18 +56,42 @@ def _target(boxes, labels):
     return {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels)}
 
 
-@pytest.mark.parametrize("images,targets,needle", [
-    ([torch.rand(3, 40, 40), torch.rand(1, 40, 40)], None, r"image 1: expected shape \[3, H, W\], got \[1, 40, 40\]"),
-    ([torch.rand(3, 40, 40), torch.zeros(3, 40, 40, dtype=torch.uint8)], None, r"image 1: .*float.*uint8"),
-    ([torch.rand(3, 40, 40)], [{"boxes": torch.zeros(2, 5), "labels": torch.zeros(2, dtype=torch.int64)}],
-     r"image 0: boxes must be \[N, 4\], got \[2, 5\]"),
-    ([torch.rand(3, 40, 40)] * 2, [_target([[1, 1, 5, 5]], [0]), _target([[1, 1, 5, 5], [8, 8, 8, 20]], [0, 1])],
-     r"image 1: box 1 \[8.0, 8.0, 8.0, 20.0\] is degenerate"),
-    ([torch.rand(3, 40, 40)], [_target([[1, 1, float("nan"), 5]], [0])], r"image 0: box 0 .*nan.* is non-finite"),
-    ([torch.rand(3, 40, 40)] * 2, [_target([[1, 1, 5, 5]], [0]), _target([[1, 1, 5, 5]], [3])],
-     r"image 1: label 3 .*out of range 0..2"),
-    ([torch.rand(3, 40, 40)], [_target([[1, 1, 5, 5]], [-1])], r"image 0: label -1"),
-])
+@pytest.mark.parametrize(
+    "images,targets,needle",
+    [
+        (
+            [torch.rand(3, 40, 40), torch.rand(1, 40, 40)],
+            None,
+            r"image 1: expected shape \[3, H, W\], got \[1, 40, 40\]",
+        ),
+        (
+            [torch.rand(3, 40, 40), torch.zeros(3, 40, 40, dtype=torch.uint8)],
+            None,
+            r"image 1: .*float.*uint8",
+        ),
+        (
+            [torch.rand(3, 40, 40)],
+            [{"boxes": torch.zeros(2, 5), "labels": torch.zeros(2, dtype=torch.int64)}],
+            r"image 0: boxes must be \[N, 4\], got \[2, 5\]",
+        ),
+        (
+            [torch.rand(3, 40, 40)] * 2,
+            [_target([[1, 1, 5, 5]], [0]), _target([[1, 1, 5, 5], [8, 8, 8, 20]], [0, 1])],
+            r"image 1: box 1 \[8.0, 8.0, 8.0, 20.0\] is degenerate",
+        ),
+        (
+            [torch.rand(3, 40, 40)],
+            [_target([[1, 1, float("nan"), 5]], [0])],
+            r"image 0: box 0 .*nan.* is non-finite",
+        ),
+        (
+            [torch.rand(3, 40, 40)] * 2,
+            [_target([[1, 1, 5, 5]], [0]), _target([[1, 1, 5, 5]], [3])],
+            r"image 1: label 3 .*out of range 0..2",
+        ),
+        ([torch.rand(3, 40, 40)], [_target([[1, 1, 5, 5]], [-1])], r"image 0: label -1"),
+    ],
+)
 def test_bad_input_names_image_and_value(fpn_model, images, targets, needle):
     fpn_model.train(targets is not None)
     with pytest.raises(ValueError, match=needle):

@@ -1,4 +1,5 @@
 """Compute and size of the torchvision recipe against torchvision's published figures."""
+
 from pathlib import Path
 
 import pytest

@@ -1,20 +1,22 @@
 """Each detector design learns a two-image, three-object set to mAP@0.5 = 1.0 on CPU."""
+
 import time
 
 import pytest
 import torch
+from tiny_detectors import synthetic_set, tiny_config
 
 from heads.box_ops import pairwise_iou
 from resdet import build_model
 
-from tiny_detectors import synthetic_set, tiny_config
 
-
-def average_precision(dets: list[dict], targets: list[dict], num_classes: int, iou: float = 0.5) -> float:
+def average_precision(
+    dets: list[dict], targets: list[dict], num_classes: int, iou: float = 0.5
+) -> float:
     """VOC all-point AP at ``iou``, averaged over classes; each object matches one detection at most."""
     aps = []
     for c in range(num_classes):
-        found = []   # (score, true positive?)
+        found = []  # (score, true positive?)
         num_gt = 0
         for d, t in zip(dets, targets):
             gt = t["boxes"][t["labels"] == c]
@@ -23,7 +25,7 @@ def average_precision(dets: list[dict], targets: list[dict], num_classes: int, i
             boxes, scores = d["boxes"][keep], d["scores"][keep]
             taken = torch.zeros(len(gt), dtype=torch.bool)
             for i in scores.argsort(descending=True).tolist():
-                overlaps = pairwise_iou(boxes[i:i + 1], gt)[0] if len(gt) else torch.zeros(0)
+                overlaps = pairwise_iou(boxes[i : i + 1], gt)[0] if len(gt) else torch.zeros(0)
                 j = int(overlaps.argmax()) if len(gt) else -1
                 hit = j >= 0 and overlaps[j] >= iou and not taken[j]
                 if hit:
@@ -45,27 +47,63 @@ def average_precision(dets: list[dict], targets: list[dict], num_classes: int, i
 
 
 def test_average_precision_helper():
-    t = [{"boxes": torch.tensor([[0., 0., 10., 10.], [20., 20., 30., 30.]]), "labels": torch.tensor([0, 1])}]
-    perfect = [{"boxes": t[0]["boxes"], "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([0, 1])}]
+    t = [
+        {
+            "boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]),
+            "labels": torch.tensor([0, 1]),
+        }
+    ]
+    perfect = [
+        {"boxes": t[0]["boxes"], "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([0, 1])}
+    ]
     assert average_precision(perfect, t, 2) == 1.0
     # a higher-scored false positive in class 0 halves its precision at full recall
-    fp_first = [{"boxes": torch.tensor([[50., 50., 60., 60.], [0., 0., 10., 10.], [20., 20., 30., 30.]]),
-                 "scores": torch.tensor([0.95, 0.9, 0.8]), "labels": torch.tensor([0, 0, 1])}]
+    fp_first = [
+        {
+            "boxes": torch.tensor(
+                [[50.0, 50.0, 60.0, 60.0], [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]
+            ),
+            "scores": torch.tensor([0.95, 0.9, 0.8]),
+            "labels": torch.tensor([0, 0, 1]),
+        }
+    ]
     assert average_precision(fp_first, t, 2) == pytest.approx((0.5 + 1.0) / 2)
     # a lower-scored duplicate does not hurt; a miss does
-    assert average_precision([{"boxes": t[0]["boxes"][:1], "scores": torch.tensor([0.9]),
-                               "labels": torch.tensor([0])}], t, 2) == 0.5
+    assert (
+        average_precision(
+            [
+                {
+                    "boxes": t[0]["boxes"][:1],
+                    "scores": torch.tensor([0.9]),
+                    "labels": torch.tensor([0]),
+                }
+            ],
+            t,
+            2,
+        )
+        == 0.5
+    )
 
 
-@pytest.mark.parametrize("arch,depth,freeze_at,size", [
-    ("c4", 18, 2, 64), ("c4", 50, 4, 96), ("fpn", 18, 2, 64)])
+@pytest.mark.parametrize(
+    "arch,depth,freeze_at,size", [("c4", 18, 2, 64), ("c4", 50, 4, 96), ("fpn", 18, 2, 64)]
+)
 def test_overfit_two_images(arch, depth, freeze_at, size):
     """Random-init GN backbones (no pretrained weights offline), frozen early stages for CPU time;
     SGD with warmup and gradient clipping, as detection training does."""
     torch.manual_seed(0)
-    cfg = tiny_config(arch, depth, [f"model.backbone.freeze_at={freeze_at}", "model.backbone.norm=GN",
-                                    f"model.input.min_size_train=[{size}]", f"model.input.min_size_test={size}",
-                                    f"model.input.max_size_train={2 * size}", f"model.input.max_size_test={2 * size}"])
+    cfg = tiny_config(
+        arch,
+        depth,
+        [
+            f"model.backbone.freeze_at={freeze_at}",
+            "model.backbone.norm=GN",
+            f"model.input.min_size_train=[{size}]",
+            f"model.input.min_size_test={size}",
+            f"model.input.max_size_train={2 * size}",
+            f"model.input.max_size_test={2 * size}",
+        ],
+    )
     model = build_model(cfg, num_classes=3)
     images, targets = synthetic_set()
     params = [p for p in model.parameters() if p.requires_grad]

@@ -1,4 +1,5 @@
 """heads.roi_align: torchvision's forward, and a sparse-matrix CPU backward equal to torchvision's."""
+
 import pytest
 import torch
 from torchvision.ops import roi_align as tv_roi_align
@@ -6,14 +7,19 @@ from torchvision.ops import roi_align as tv_roi_align
 from heads.roi_align import roi_align
 
 
-def random_rois(n: int, images: int, height: int, width: int, scale: float, g: torch.Generator) -> torch.Tensor:
+def random_rois(
+    n: int, images: int, height: int, width: int, scale: float, g: torch.Generator
+) -> torch.Tensor:
     """(n, 5) rois in input pixels: inside, straddling and outside the map, tiny, inverted, at the edges."""
     h, w = height / scale, width / scale
-    xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 1.3, h * 1.3]) - torch.tensor([w * 0.15, h * 0.15])
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 1.3, h * 1.3]) - torch.tensor(
+        [w * 0.15, h * 0.15]
+    )
     wh = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.8, h * 0.8])
     boxes = torch.cat([xy, xy + wh], 1)
-    boxes[:4] = torch.tensor([[0.0, 0.0, w, h], [w - 1, h - 1, w + 5, h + 5], [3.0, 3.0, 3.2, 3.1],
-                              [5.0, 5.0, 2.0, 4.0]])
+    boxes[:4] = torch.tensor(
+        [[0.0, 0.0, w, h], [w - 1, h - 1, w + 5, h + 5], [3.0, 3.0, 3.2, 3.1], [5.0, 5.0, 2.0, 4.0]]
+    )
     image = torch.randint(0, images, (n, 1), generator=g).float()
     return torch.cat([image, boxes], 1)
 
@@ -78,4 +84,6 @@ def test_no_rois_and_no_grad():
     assert torch.equal(x.grad, torch.zeros_like(x))
     with torch.no_grad():
         rois = torch.tensor([[0, 1.0, 1.0, 6.0, 5.0]])
-        assert torch.equal(roi_align(x, rois, 2, 1.0, 2, True), tv_roi_align(x, rois, 2, 1.0, 2, True))
+        assert torch.equal(
+            roi_align(x, rois, 2, 1.0, 2, True), tv_roi_align(x, rois, 2, 1.0, 2, True)
+        )

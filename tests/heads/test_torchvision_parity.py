@@ -1,5 +1,6 @@
 """A seeded torchvision fasterrcnn_resnet50_fpn, saved and loaded into the model built from
 configs/torchvision_frcnn_r50_fpn_coco.yaml, gives the same proposals and the same detections."""
+
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from resdet import build_model, load_checkpoint, load_config
 
 CONFIG = Path(__file__).parents[2] / "configs" / "torchvision_frcnn_r50_fpn_coco.yaml"
-MIN_SIZE, MAX_SIZE = 256, 400   # smaller than 800/1333 for CPU time, the same in both models
+MIN_SIZE, MAX_SIZE = 256, 400  # smaller than 800/1333 for CPU time, the same in both models
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,12 @@ def models(tmp_path_factory):
     torch.manual_seed(0)
     # exactly what fasterrcnn_resnet50_fpn(weights=COCO_V1) builds: frozen BN, 3 trainable layers,
     # and the BN epsilon overwritten with 0 (torchvision's overwrite_eps for those weights)
-    tv = FasterRCNN(_resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3), num_classes=91,
-                    min_size=MIN_SIZE, max_size=MAX_SIZE).eval()
+    tv = FasterRCNN(
+        _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3),
+        num_classes=91,
+        min_size=MIN_SIZE,
+        max_size=MAX_SIZE,
+    ).eval()
     overwrite_eps(tv, 0.0)
     for name, buf in tv.named_buffers():
         if name.endswith("running_mean"):
@@ -35,8 +40,12 @@ def models(tmp_path_factory):
     torch.nn.init.normal_(tv.roi_heads.box_predictor.cls_score.weight, std=0.003)
     path = tmp_path_factory.mktemp("tv") / "fasterrcnn_resnet50_fpn.pth"
     torch.save(tv.state_dict(), path)
-    sizes = [f"model.input.min_size_test={MIN_SIZE}", f"model.input.max_size_test={MAX_SIZE}",
-             f"model.input.min_size_train=[{MIN_SIZE}]", f"model.input.max_size_train={MAX_SIZE}"]
+    sizes = [
+        f"model.input.min_size_test={MIN_SIZE}",
+        f"model.input.max_size_test={MAX_SIZE}",
+        f"model.input.min_size_train=[{MIN_SIZE}]",
+        f"model.input.max_size_train={MAX_SIZE}",
+    ]
     # torchvision's arithmetic exactly: folded norms and NHWC convolutions round differently
     # (1e-6 relative), enough to reorder near-tied proposal scores; test_fast_defaults covers them
     exact = ["model.backbone.fold_frozen_bn=false", "model.input.channels_last=false"]
@@ -78,7 +87,7 @@ def test_same_detections(models, images):
         assert len(g["boxes"]) == len(e["boxes"]) > 10
         torch.testing.assert_close(g["boxes"], e["boxes"], atol=1e-3, rtol=0)
         torch.testing.assert_close(g["scores"], e["scores"], atol=1e-4, rtol=0)
-        assert torch.equal(g["labels"], e["labels"] - 1)   # torchvision's label 0 is background
+        assert torch.equal(g["labels"], e["labels"] - 1)  # torchvision's label 0 is background
 
 
 def test_same_training_losses(models, images):
@@ -86,19 +95,28 @@ def test_same_training_losses(models, images):
     losses must equal torchvision's."""
     tv, ours, _ = models
     for sampler in (tv.rpn.fg_bg_sampler, tv.roi_heads.fg_bg_sampler):
-        sampler.batch_size_per_image, sampler.positive_fraction = 10 ** 6, 1.0
+        sampler.batch_size_per_image, sampler.positive_fraction = 10**6, 1.0
     for head in (ours.rpn, ours.roi_heads):
-        head.batch_size_per_image, head.positive_fraction = 10 ** 6, 1.0
-    targets = [{"boxes": torch.tensor([[10., 20., 120., 150.], [150., 30., 260., 90.]]), "labels": torch.tensor([3, 17])},
-               {"boxes": torch.tensor([[40., 60., 100., 200.]]), "labels": torch.tensor([0])}]
+        head.batch_size_per_image, head.positive_fraction = 10**6, 1.0
+    targets = [
+        {
+            "boxes": torch.tensor([[10.0, 20.0, 120.0, 150.0], [150.0, 30.0, 260.0, 90.0]]),
+            "labels": torch.tensor([3, 17]),
+        },
+        {"boxes": torch.tensor([[40.0, 60.0, 100.0, 200.0]]), "labels": torch.tensor([0])},
+    ]
     tv_targets = [{"boxes": t["boxes"], "labels": t["labels"] + 1} for t in targets]
     try:
         tv.train(), ours.train()
         expected, got = tv(images, tv_targets), ours(images, targets)
     finally:
         tv.eval(), ours.eval()
-    names = {"loss_objectness": "loss_rpn_cls", "loss_rpn_box_reg": "loss_rpn_box",
-             "loss_classifier": "loss_cls", "loss_box_reg": "loss_box"}
+    names = {
+        "loss_objectness": "loss_rpn_cls",
+        "loss_rpn_box_reg": "loss_rpn_box",
+        "loss_classifier": "loss_cls",
+        "loss_box_reg": "loss_box",
+    }
     assert got["loss_box"] > 0 and got["loss_rpn_box"] > 0
     for tv_name, name in names.items():
         torch.testing.assert_close(got[name], expected[tv_name], rtol=1e-4, atol=1e-6, msg=name)

@@ -1,4 +1,5 @@
 """Small detectors and a synthetic two-image data set shared by the heads tests."""
+
 from pathlib import Path
 
 import torch
@@ -8,30 +9,59 @@ from resdet.config import Config, load_config
 CONFIGS = Path(__file__).parents[2] / "configs"
 
 #: small inputs, few proposals and samples, no weight files
-TINY = ["model.backbone.weights=null", "model.input.min_size_train=[64]", "model.input.max_size_train=128",
-        "model.input.min_size_test=64", "model.input.max_size_test=128", "model.rpn.pre_nms_top_n_train=100",
-        "model.rpn.post_nms_top_n_train=32", "model.rpn.pre_nms_top_n_test=100",
-        "model.rpn.post_nms_top_n_test=16", "model.rpn.batch_size_per_image=64",
-        "model.roi_heads.batch_size_per_image=8", "model.roi_heads.positive_fraction=0.5"]
+TINY = [
+    "model.backbone.weights=null",
+    "model.input.min_size_train=[64]",
+    "model.input.max_size_train=128",
+    "model.input.min_size_test=64",
+    "model.input.max_size_test=128",
+    "model.rpn.pre_nms_top_n_train=100",
+    "model.rpn.post_nms_top_n_train=32",
+    "model.rpn.pre_nms_top_n_test=100",
+    "model.rpn.post_nms_top_n_test=16",
+    "model.rpn.batch_size_per_image=64",
+    "model.roi_heads.batch_size_per_image=8",
+    "model.roi_heads.positive_fraction=0.5",
+]
 
 
 def tiny_config(arch: str, depth: int = 18, extra: list[str] | None = None) -> Config:
     """A C4 (paper recipe) or FPN (modern recipe) config shrunk for CPU tests on ~64 px images."""
     if arch == "c4":
-        return load_config(CONFIGS / "frcnn_r101_coco.yaml", TINY + [
-            f"model.backbone.depth={depth}", "model.pixel_format=torchvision", "model.backbone.stride_in_1x1=false",
-            "model.anchors.sizes=[[16,32,64]]", "model.roi_heads.pooler=align",
-            "model.roi_heads.pooler_resolution=4", "model.roi_heads.aligned=true"] + (extra or []))
-    return load_config(CONFIGS / "frcnn_r50_fpn_coco.yaml", TINY + [
-        f"model.backbone.depth={depth}", "model.fpn.out_channels=32", "model.roi_heads.fc_dim=64",
-        "model.anchors.sizes=[[8],[16],[32],[64],[128]]"] + (extra or []))
+        return load_config(
+            CONFIGS / "frcnn_r101_coco.yaml",
+            TINY
+            + [
+                f"model.backbone.depth={depth}",
+                "model.pixel_format=torchvision",
+                "model.backbone.stride_in_1x1=false",
+                "model.anchors.sizes=[[16,32,64]]",
+                "model.roi_heads.pooler=align",
+                "model.roi_heads.pooler_resolution=4",
+                "model.roi_heads.aligned=true",
+            ]
+            + (extra or []),
+        )
+    return load_config(
+        CONFIGS / "frcnn_r50_fpn_coco.yaml",
+        TINY
+        + [
+            f"model.backbone.depth={depth}",
+            "model.fpn.out_channels=32",
+            "model.roi_heads.fc_dim=64",
+            "model.anchors.sizes=[[8],[16],[32],[64],[128]]",
+        ]
+        + (extra or []),
+    )
 
 
 def synthetic_set() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """Two noisy images with three solid rectangles, one colour per class (labels 0, 1, 2)."""
     colours = torch.tensor([[1.0, 0.2, 0.2], [0.2, 1.0, 0.2], [0.2, 0.2, 1.0]])
-    layout = [((64, 80), [((5, 10, 30, 35), 0), ((45, 25, 75, 55), 1)]),
-              ((72, 64), [((15, 20, 50, 60), 2)])]
+    layout = [
+        ((64, 80), [((5, 10, 30, 35), 0), ((45, 25, 75, 55), 1)]),
+        ((72, 64), [((15, 20, 50, 60), 2)]),
+    ]
     g = torch.Generator().manual_seed(0)
     images, targets = [], []
     for (h, w), objects in layout:
@@ -39,6 +69,10 @@ def synthetic_set() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
         for (x1, y1, x2, y2), c in objects:
             img[:, y1:y2, x1:x2] = colours[c][:, None, None]
         images.append(img)
-        targets.append({"boxes": torch.tensor([o[0] for o in objects], dtype=torch.float32),
-                        "labels": torch.tensor([o[1] for o in objects])})
+        targets.append(
+            {
+                "boxes": torch.tensor([o[0] for o in objects], dtype=torch.float32),
+                "labels": torch.tensor([o[1] for o in objects]),
+            }
+        )
     return images, targets

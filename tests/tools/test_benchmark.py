@@ -1,4 +1,5 @@
 """tools/benchmark.py runs end to end on CPU and writes the documented JSON (shape, not speed)."""
+
 import argparse
 import json
 import math
@@ -13,17 +14,40 @@ def test_benchmark_json_shape(tmp_path):
     from tools.benchmark import main
 
     out = tmp_path / "bench.json"
-    main([str(ROOT / "configs" / "frcnn_r50_fpn_coco.yaml"), "--compare", "torchvision", "--device", "cpu",
-          "--image-size", "64x96", "--batch-size", "1", "--iters", "1", "--warmup", "0", "--json", str(out),
-          "model.input.channels_last=false"])
+    main(
+        [
+            str(ROOT / "configs" / "frcnn_r50_fpn_coco.yaml"),
+            "--compare",
+            "torchvision",
+            "--device",
+            "cpu",
+            "--image-size",
+            "64x96",
+            "--batch-size",
+            "1",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            str(out),
+            "model.input.channels_last=false",
+        ]
+    )
     data = json.loads(out.read_text())
     assert {"ours", "torchvision", "ratio", "settings", "device", "same_weights"} <= set(data)
     assert data["overrides"] == ["model.input.channels_last=false"]
     assert data["settings"]["image_size"] == [64, 96]
     for side in ("ours", "torchvision"):
         r = data[side]
-        for key in ("train_images_per_s", "infer_images_per_s", "infer_latency_ms",
-                    "peak_memory_train_mb", "peak_memory_infer_mb", "gflops_per_image"):
+        for key in (
+            "train_images_per_s",
+            "infer_images_per_s",
+            "infer_latency_ms",
+            "peak_memory_train_mb",
+            "peak_memory_infer_mb",
+            "gflops_per_image",
+        ):
             assert r[key] > 0, (side, key)
         assert r["mfu_train"] is None  # no peak known for a CPU
         assert len(r["train_times_s"]) == 1 and len(r["infer_times_s"]) == 1
@@ -42,8 +66,11 @@ def test_bench_roi_align_reports_both_phases(capsys):
     from tools.bench_roi_align import main
 
     out = main(["--rois", "8", "--images", "1", "--channels", "4", "--size", "16", "--iters", "1"])
-    assert set(out) == {f"{phase}_{who}_ms" for phase in ("forward", "forward+backward")
-                        for who in ("ours", "torchvision")}
+    assert set(out) == {
+        f"{phase}_{who}_ms"
+        for phase in ("forward", "forward+backward")
+        for who in ("ours", "torchvision")
+    }
     assert all(v > 0 for v in out.values())
     assert "speed-up" in capsys.readouterr().out
 
@@ -60,7 +87,9 @@ def test_image_size_argument():
 def test_synthetic_batch_is_height_by_width_with_boxes_inside():
     from resdet.bench import BenchSettings, synthetic_batch
 
-    images, targets = synthetic_batch(BenchSettings(image_size=(64, 96), batch_size=3, boxes_per_image=5))
+    images, targets = synthetic_batch(
+        BenchSettings(image_size=(64, 96), batch_size=3, boxes_per_image=5)
+    )
     assert [tuple(i.shape) for i in images] == [(3, 64, 96)] * 3
     for t in targets:
         b = t["boxes"]

@@ -1,5 +1,6 @@
 """`resdet:shapes_r18`, the demo's backbone: read from $RESDET_CACHE when there, produced there by
 the shapes pretraining on first use (shrunk to seconds here), accepted by the weights check."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,11 +22,22 @@ DEMO = ROOT / "configs" / "demo_shapes.yaml"
 
 #: configs/cls_shapes.yaml shrunk to a few seconds (as in test_pretrain_cls.py)
 TINY_PRETRAINING = (
-    "data.shapes_train_per_class=4", "data.shapes_val_per_class=2", "data.shapes_image_size=16",
-    "data.short_side=[16,20]", "data.crop_size=16", "data.test_short_side=16", "data.num_workers=0",
-    "solver.ims_per_batch=10", "solver.max_iter=2", "solver.steps=[1]", "solver.warmup_iters=0",
-    "solver.log_period=1", "solver.checkpoint_period=2", "test.eval_period=0",
-    "test.ims_per_batch=10")
+    "data.shapes_train_per_class=4",
+    "data.shapes_val_per_class=2",
+    "data.shapes_image_size=16",
+    "data.short_side=[16,20]",
+    "data.crop_size=16",
+    "data.test_short_side=16",
+    "data.num_workers=0",
+    "solver.ims_per_batch=10",
+    "solver.max_iter=2",
+    "solver.steps=[1]",
+    "solver.warmup_iters=0",
+    "solver.log_period=1",
+    "solver.checkpoint_period=2",
+    "test.eval_period=0",
+    "test.ims_per_batch=10",
+)
 
 
 @pytest.fixture
@@ -48,8 +60,15 @@ def test_a_cached_file_is_used_without_training(cache, monkeypatch):
     net = ResNet(18, num_classes=5)
     path = cache / "pretrained" / "shapes_r18.pth"
     path.parent.mkdir(parents=True)
-    torch.save({"format": "resdet", "kind": "classifier", "model": net.state_dict(),
-                "pixel_format": TORCHVISION_PIXELS.to_dict()}, path)
+    torch.save(
+        {
+            "format": "resdet",
+            "kind": "classifier",
+            "model": net.state_dict(),
+            "pixel_format": TORCHVISION_PIXELS.to_dict(),
+        },
+        path,
+    )
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached file should have been used")
@@ -64,8 +83,11 @@ def test_a_cached_file_is_used_without_training(cache, monkeypatch):
 def test_first_use_pretrains_into_the_cache_atomically(cache, monkeypatch, capsys):
     spec = pretrained.NAMED_SOURCES["shapes_r18"]
     assert spec.config == ROOT / "configs" / "cls_shapes.yaml"  # what tools/pretrain_cls.py runs
-    monkeypatch.setitem(pretrained.NAMED_SOURCES, "shapes_r18",
-                        dataclasses.replace(spec, overrides=TINY_PRETRAINING))
+    monkeypatch.setitem(
+        pretrained.NAMED_SOURCES,
+        "shapes_r18",
+        dataclasses.replace(spec, overrides=TINY_PRETRAINING),
+    )
     torch.manual_seed(123)
     np.random.seed(123)
     random.seed(123)

@@ -1,4 +1,5 @@
 """tools/pretrain_cls.py end to end on tiny data: checkpoint format, loading into a backbone, eval-only."""
+
 from __future__ import annotations
 
 import json
@@ -17,15 +18,35 @@ from tools import plot_curves, pretrain_cls, train_det
 ROOT = Path(__file__).resolve().parents[2]
 
 
-TINY = ["data.shapes_train_per_class=4", "data.shapes_val_per_class=2", "data.shapes_image_size=16",
-        "data.short_side=[16,20]", "data.crop_size=16", "data.test_short_side=16", "data.num_workers=0",
-        "solver.ims_per_batch=10", "solver.max_iter=3", "solver.steps=[2]", "solver.warmup_iters=0",
-        "solver.log_period=1", "solver.checkpoint_period=2", "test.eval_period=2", "test.ims_per_batch=10"]
+TINY = [
+    "data.shapes_train_per_class=4",
+    "data.shapes_val_per_class=2",
+    "data.shapes_image_size=16",
+    "data.short_side=[16,20]",
+    "data.crop_size=16",
+    "data.test_short_side=16",
+    "data.num_workers=0",
+    "solver.ims_per_batch=10",
+    "solver.max_iter=3",
+    "solver.steps=[2]",
+    "solver.warmup_iters=0",
+    "solver.log_period=1",
+    "solver.checkpoint_period=2",
+    "test.eval_period=2",
+    "test.ims_per_batch=10",
+]
 
 
 #: the detection demo shrunk to two iterations on 32-px inputs
-DET_TINY = [shapes("train", 4, seed=3), shapes("val", 2, seed=3), *input_size(32), *SHORT_SCHEDULE,
-            "solver.max_iter=2", "solver.checkpoint_period=2", "test.eval_period=0"]
+DET_TINY = [
+    shapes("train", 4, seed=3),
+    shapes("val", 2, seed=3),
+    *input_size(32),
+    *SHORT_SCHEDULE,
+    "solver.max_iter=2",
+    "solver.checkpoint_period=2",
+    "test.eval_period=0",
+]
 
 
 @pytest.fixture
@@ -46,7 +67,9 @@ def test_default_recipe_writes_classifier_checkpoint_for_a_backbone(tool, tmp_pa
     assert ckpt["model"]["fc.weight"].shape == (5, 512)
 
     # what a detection recipe's `model.backbone.weights: <path>` does with it
-    backbone = ResNet(18, out_features=("res2", "res3", "res4", "res5"), norm="FrozenBN", freeze_at=2)
+    backbone = ResNet(
+        18, out_features=("res2", "res3", "res4", "res5"), norm="FrozenBN", freeze_at=2
+    )
     report = load_pretrained(backbone, out / "model_final.pth")
     assert backbone.pixel_format == PixelFormat.from_dict(ckpt["pixel_format"])
     for key in ("conv1.weight", "layer1.0.conv1.weight", "layer4.1.bn2.running_var"):
@@ -55,20 +78,46 @@ def test_default_recipe_writes_classifier_checkpoint_for_a_backbone(tool, tmp_pa
 
     # the detection demo recipe builds its backbone from it through model.backbone.weights
     from resdet import build_model, load_config
-    det = build_model(load_config(ROOT / "configs" / "demo_shapes.yaml",
-                                  [f"model.backbone.weights={out / 'model_final.pth'}"]), num_classes=5)
-    stems = [v for k, v in det.state_dict().items() if k.endswith("conv1.weight") and v.shape == (64, 3, 7, 7)]
+
+    det = build_model(
+        load_config(
+            ROOT / "configs" / "demo_shapes.yaml",
+            [f"model.backbone.weights={out / 'model_final.pth'}"],
+        ),
+        num_classes=5,
+    )
+    stems = [
+        v
+        for k, v in det.state_dict().items()
+        if k.endswith("conv1.weight") and v.shape == (64, 3, 7, 7)
+    ]
     assert len(stems) == 1
     torch.testing.assert_close(stems[0], ckpt["model"]["conv1.weight"])
 
     # ... and a detection run trains from it: the frozen stem stays exactly the pretrained one
     det_out = tmp_path / "det"
-    assert train_det.main([str(ROOT / "configs" / "demo_shapes.yaml"), "--no-progress", "--output-dir",
-                           str(det_out), f"model.backbone.weights={out / 'model_final.pth'}", *DET_TINY]) == 0
+    assert (
+        train_det.main(
+            [
+                str(ROOT / "configs" / "demo_shapes.yaml"),
+                "--no-progress",
+                "--output-dir",
+                str(det_out),
+                f"model.backbone.weights={out / 'model_final.pth'}",
+                *DET_TINY,
+            ]
+        )
+        == 0
+    )
     trained = torch.load(det_out / "model_final.pth", map_location="cpu", weights_only=True)
     assert trained["iteration"] == 2
-    torch.testing.assert_close(trained["model"]["backbone.bottom_up.conv1.weight"], ckpt["model"]["conv1.weight"])
-    moved = trained["model"]["backbone.bottom_up.layer4.0.conv1.weight"] - ckpt["model"]["layer4.0.conv1.weight"]
+    torch.testing.assert_close(
+        trained["model"]["backbone.bottom_up.conv1.weight"], ckpt["model"]["conv1.weight"]
+    )
+    moved = (
+        trained["model"]["backbone.bottom_up.layer4.0.conv1.weight"]
+        - ckpt["model"]["layer4.0.conv1.weight"]
+    )
     assert moved.abs().max() > 0  # res5 is trainable and was updated
 
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -102,10 +151,21 @@ def test_cifar_recipe_runs_and_resumes(tool, tmp_path):
     data = tmp_path / "datasets"
     write_cifar(data / "cifar-10-batches-bin")
     out = tmp_path / "cifar"
-    common = [str(ROOT / "configs" / "cls_resnet20_cifar10.yaml"), "--no-progress", "--output-dir", str(out),
-              f"data.root={data}", "data.num_workers=0", "model.depth=8", "solver.ims_per_batch=8",
-              "solver.steps=[]", "solver.warmup_iters=0", "solver.log_period=1", "test.eval_period=0",
-              "test.ims_per_batch=8"]
+    common = [
+        str(ROOT / "configs" / "cls_resnet20_cifar10.yaml"),
+        "--no-progress",
+        "--output-dir",
+        str(out),
+        f"data.root={data}",
+        "data.num_workers=0",
+        "model.depth=8",
+        "solver.ims_per_batch=8",
+        "solver.steps=[]",
+        "solver.warmup_iters=0",
+        "solver.log_period=1",
+        "test.eval_period=0",
+        "test.ims_per_batch=8",
+    ]
     tool.main([*common, "solver.max_iter=2", "solver.checkpoint_period=1"])
     first = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)
     assert first["iteration"] == 2 and first["config"]["model"]["arch"] == "cifar"
@@ -115,10 +175,17 @@ def test_cifar_recipe_runs_and_resumes(tool, tmp_path):
     assert [x["iteration"] for x in lines if "train_error" in x] == [1, 2, 3]
 
 
-def write_run(run_dir: Path, depth: int, plain: bool, train: list[tuple[int, float]],
-              test: list[tuple[int, float]]) -> None:
+def write_run(
+    run_dir: Path,
+    depth: int,
+    plain: bool,
+    train: list[tuple[int, float]],
+    test: list[tuple[int, float]],
+) -> None:
     run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text(f"model:\n  depth: {depth}\n  plain: {str(plain).lower()}\n")
+    (run_dir / "config.yaml").write_text(
+        f"model:\n  depth: {depth}\n  plain: {str(plain).lower()}\n"
+    )
     lines = [{"iteration": i, "loss_cls": 1.0, "train_error": e, "lr": 0.1} for i, e in train]
     lines += [{"iteration": i, "eval/top1": 100 - e, "eval/top1_err": e} for i, e in test]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
@@ -129,8 +196,12 @@ def test_plot_curves_tool(tmp_path, capsys):
 
     from resdet.curves import moving_average, read_run
 
-    write_run(tmp_path / "p56", 56, True, [(10, 90.0), (20, 70.0), (30, 60.0)], [(20, 75.0), (30, 65.0)])
-    write_run(tmp_path / "r56", 56, False, [(10, 80.0), (20, 40.0), (30, 20.0)], [(20, 45.0), (30, 30.0)])
+    write_run(
+        tmp_path / "p56", 56, True, [(10, 90.0), (20, 70.0), (30, 60.0)], [(20, 75.0), (30, 65.0)]
+    )
+    write_run(
+        tmp_path / "r56", 56, False, [(10, 80.0), (20, 40.0), (30, 20.0)], [(20, 45.0), (30, 30.0)]
+    )
 
     run = read_run(tmp_path / "p56")
     assert run.label == "plain-56" and run.train_iter.tolist() == [10, 20, 30]

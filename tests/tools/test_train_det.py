@@ -1,5 +1,6 @@
 """tools/train_det.py end to end on a tiny shapes run: output files, exact resume, --eval-only, errors,
 and every recipe in configs/ loading."""
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: the demo recipe shrunk to seconds: 48..64-px images seen at 32 px, narrow heads, batch 2, no workers,
 #: a random-init backbone (the demo's pretrained one is made by tools/pretrain_cls.py)
-TINY = [shapes("train", 6, seed=3), shapes("val", 2, seed=3), *input_size(32), *NARROW_HEADS, *SHORT_SCHEDULE,
-        "model.rpn.batch_size_per_image=32", "model.roi_heads.batch_size_per_image=32", "solver.base_lr=0.01",
-        "solver.log_period=1", "solver.checkpoint_period=2", "test.eval_period=0",
-        "model.backbone.weights=null", "model.backbone.norm=BN", "model.backbone.freeze_at=1"]
+TINY = [
+    shapes("train", 6, seed=3),
+    shapes("val", 2, seed=3),
+    *input_size(32),
+    *NARROW_HEADS,
+    *SHORT_SCHEDULE,
+    "model.rpn.batch_size_per_image=32",
+    "model.roi_heads.batch_size_per_image=32",
+    "solver.base_lr=0.01",
+    "solver.log_period=1",
+    "solver.checkpoint_period=2",
+    "test.eval_period=0",
+    "model.backbone.weights=null",
+    "model.backbone.norm=BN",
+    "model.backbone.freeze_at=1",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +57,12 @@ def tool(cache, monkeypatch):
 
 
 def train(tool, out: Path, *extra: str) -> None:
-    assert tool.main(["configs/demo_shapes.yaml", "--no-progress", "--output-dir", str(out), *TINY, *extra]) == 0
+    assert (
+        tool.main(
+            ["configs/demo_shapes.yaml", "--no-progress", "--output-dir", str(out), *TINY, *extra]
+        )
+        == 0
+    )
 
 
 def final_state(out: Path) -> dict[str, torch.Tensor]:
@@ -57,7 +75,11 @@ def test_train_writes_the_documented_outputs_and_resumes_exactly(tool, tmp_path,
     train(tool, full, "solver.max_iter=3")
 
     cfg = load_config(full / "config.yaml")  # the resolved config reads back, overrides applied
-    assert cfg.solver.max_iter == 3 and cfg.model.fpn.out_channels == 16 and cfg.output_dir == str(full)
+    assert (
+        cfg.solver.max_iter == 3
+        and cfg.model.fpn.out_channels == 16
+        and cfg.output_dir == str(full)
+    )
     assert (full / "last_checkpoint").read_text().strip() == "model_final.pth"
     assert (full / "model_0000002.pth").is_file() and list(full.glob("events.out.tfevents.*"))
     logged = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
@@ -84,14 +106,29 @@ def test_train_writes_the_documented_outputs_and_resumes_exactly(tool, tmp_path,
     assert resumed["iteration"] == 3
     for k, v in ckpt["model"].items():
         torch.testing.assert_close(resumed["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
-    logged = [json.loads(x)["iteration"] for x in (part / "metrics.jsonl").read_text().splitlines()
-              if "total_loss" in x]
+    logged = [
+        json.loads(x)["iteration"]
+        for x in (part / "metrics.jsonl").read_text().splitlines()
+        if "total_loss" in x
+    ]
     assert logged == [1, 2, 3]  # the resumed run appended iteration 3 to the log
 
     # --eval-only --weights scores the checkpoint as the training run's final evaluation did
     again = tmp_path / "again"
-    assert tool.main(["configs/demo_shapes.yaml", "--eval-only", "--weights", str(full / "model_final.pth"),
-                      "--output-dir", str(again), *TINY]) == 0
+    assert (
+        tool.main(
+            [
+                "configs/demo_shapes.yaml",
+                "--eval-only",
+                "--weights",
+                str(full / "model_final.pth"),
+                "--output-dir",
+                str(again),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     evaluated = json.loads((again / "eval" / "metrics.json").read_text())
     assert evaluated["checkpoint"] == str(full / "model_final.pth")
     assert evaluated["metrics"] == pytest.approx(evaluation["metrics"], abs=1e-6)
@@ -100,14 +137,28 @@ def test_train_writes_the_documented_outputs_and_resumes_exactly(tool, tmp_path,
 def test_missing_dataset_is_one_clear_line_and_a_non_zero_exit(tool, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RESDET_DATASETS", str(tmp_path / "datasets"))
     cfg = tmp_path / "voc.yaml"
-    cfg.write_text(yaml.safe_dump({"_base_": str(ROOT / "configs" / "demo_shapes.yaml"),
-                                   "model": {"backbone": {"weights": None}},
-                                   "data": {"train": ["voc_2007_trainval"], "test": ["voc_2007_test"]}}))
-    assert tool.main([str(cfg), "--output-dir", str(tmp_path / "out")]) == 2  # the process exit code
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "_base_": str(ROOT / "configs" / "demo_shapes.yaml"),
+                "model": {"backbone": {"weights": None}},
+                "data": {"train": ["voc_2007_trainval"], "test": ["voc_2007_test"]},
+            }
+        )
+    )
+    assert (
+        tool.main([str(cfg), "--output-dir", str(tmp_path / "out")]) == 2
+    )  # the process exit code
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
-    expected = tmp_path / "datasets" / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main" / "trainval.txt"
-    assert str(expected) in lines[0] and "voc_2007_trainval" in lines[0] and "RESDET_DATASETS" in lines[0]
+    expected = (
+        tmp_path / "datasets" / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main" / "trainval.txt"
+    )
+    assert (
+        str(expected) in lines[0]
+        and "voc_2007_trainval" in lines[0]
+        and "RESDET_DATASETS" in lines[0]
+    )
     assert not (tmp_path / "out").exists()  # nothing started
 
     missing = tmp_path / "no_such_backbone.pth"

@@ -1,10 +1,16 @@
 """Config overrides that shrink configs/demo_shapes.yaml to seconds for the tool tests."""
+
 from __future__ import annotations
 
 #: narrow FPN and box head: a few thousand parameters above the backbone
 NARROW_HEADS = ["model.fpn.out_channels=16", "model.roi_heads.fc_dim=32"]
 #: two images a step, constant learning rate, no data-loader processes
-SHORT_SCHEDULE = ["solver.ims_per_batch=2", "solver.steps=[]", "solver.warmup_iters=0", "data.num_workers=0"]
+SHORT_SCHEDULE = [
+    "solver.ims_per_batch=2",
+    "solver.steps=[]",
+    "solver.warmup_iters=0",
+    "data.num_workers=0",
+]
 
 
 def shapes(split: str, num_images: int, seed: int, image_size: int = 64) -> str:
@@ -15,5 +21,9 @@ def shapes(split: str, num_images: int, seed: int, image_size: int = 64) -> str:
 
 def input_size(pixels: int) -> list[str]:
     """Train and test images resized to `pixels` on both sides."""
-    return [f"model.input.min_size_train=[{pixels}]", f"model.input.max_size_train={pixels}",
-            f"model.input.min_size_test={pixels}", f"model.input.max_size_test={pixels}"]
+    return [
+        f"model.input.min_size_train=[{pixels}]",
+        f"model.input.max_size_train={pixels}",
+        f"model.input.min_size_test={pixels}",
+        f"model.input.max_size_test={pixels}",
+    ]
