@@ -1,1 +1,2 @@
-"""Residual backbones with declared multi-scale outputs. Imports nothing beyond torch/torchvision."""
+"""Residual backbones with declared multi-scale outputs.
+Imports nothing beyond torch/torchvision."""

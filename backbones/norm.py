@@ -41,8 +41,8 @@ def freeze(module: nn.Module) -> nn.Module:
 
     Every ``BatchNorm2d``/``SyncBatchNorm`` inside is replaced by a ``FrozenBatchNorm2d`` holding
     the same affine parameters and running statistics, so the function in eval mode is unchanged
-    and ``train()`` no longer updates statistics (detectron2's semantics). Returns ``module`` itself, or
-    the replacement when ``module`` is a batch norm.
+    and ``train()`` no longer updates statistics (detectron2's semantics). Returns ``module``
+    itself, or the replacement when ``module`` is a batch norm.
     """
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
@@ -64,7 +64,8 @@ def freeze(module: nn.Module) -> nn.Module:
 
 
 def fold_frozen_norms(module: nn.Module, enabled: bool = True) -> int:
-    """Let every ``FrozenBatchNorm2d`` in ``module`` be folded into its convolution by :func:`conv_norm`.
+    """Let every ``FrozenBatchNorm2d`` in ``module`` be folded into its convolution
+    by :func:`conv_norm`.
 
     Off by default: folding is the same function up to float rounding (relative ~1e-6), which is
     enough to reorder near-tied proposal scores, so bit-for-bit parity with torchvision needs it
@@ -107,6 +108,7 @@ def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:
 
 
 def _fold(conv: nn.Conv2d, norm: FrozenBatchNorm2d) -> tuple[Tensor, Tensor]:
-    """(C, Cin, k, k) weight * scale, and bias - mean * scale, as FrozenBatchNorm2d computes them."""
+    """(C, Cin, k, k) weight * scale, and bias - mean * scale, as
+    FrozenBatchNorm2d computes them."""
     scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
     return conv.weight * scale[:, None, None, None], norm.bias - norm.running_mean * scale

@@ -71,7 +71,8 @@ class AnchorGenerator(nn.Module):
     def forward(
         self, grid_sizes: Sequence[tuple[int, int]], image_size: tuple[int, int]
     ) -> list[Tensor]:
-        """Grid sizes (H_l, W_l) per level and the padded batch size (H, W) -> [(H_l*W_l*A_l, 4)]."""
+        """Grid sizes (H_l, W_l) per level and the padded batch size (H, W) ->
+        [(H_l*W_l*A_l, 4)]."""
         out = []
         for i, ((gh, gw), stride) in enumerate(zip(grid_sizes, self.strides)):
             cell: Tensor = getattr(self, f"cell{i}")

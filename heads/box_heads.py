@@ -7,7 +7,8 @@ from torch import Tensor, nn
 
 
 class FCHead(nn.Module):
-    """Flatten (R, C, S, S) RoI features -> ``num_fc`` fc+ReLU layers of ``fc_dim`` (FPN paper's 2fc).
+    """Flatten (R, C, S, S) RoI features -> ``num_fc`` fc+ReLU layers of
+    ``fc_dim`` (FPN paper's 2fc).
 
     Layers are named ``fc6``, ``fc7``, ... as in the FPN and torchvision code.
     """

@@ -1,4 +1,5 @@
-"""The Faster R-CNN detector: preprocessing -> backbone -> RPN -> RoI heads -> boxes per input image."""
+"""The Faster R-CNN detector: preprocessing -> backbone -> RPN -> RoI heads ->
+boxes per input image."""
 
 from __future__ import annotations
 

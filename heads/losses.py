@@ -10,7 +10,8 @@ from torch import Tensor
 
 
 def smooth_l1(pred: Tensor, target: Tensor, beta: float) -> Tensor:
-    """Summed smooth-L1 (Huber/beta): 0.5 x^2 / beta for |x| < beta, |x| - 0.5 beta beyond; beta 0 is L1."""
+    """Summed smooth-L1 (Huber/beta): 0.5 x^2 / beta for |x| < beta, |x| - 0.5 beta beyond;
+    beta 0 is L1."""
     if beta < 1e-5:
         return l1(pred, target)
     diff = (pred - target).abs()

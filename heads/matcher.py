@@ -1,4 +1,5 @@
-"""IoU matching of predictions (anchors or proposals) to ground-truth boxes, for a whole batch at once."""
+"""IoU matching of predictions (anchors or proposals) to ground-truth boxes, for a
+whole batch at once."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ FOREGROUND, BACKGROUND, IGNORE = 1, 0, -1
 
 
 class Matcher:
-    """Label each prediction foreground (IoU >= ``fg_iou``), background (IoU < ``bg_iou``) or ignored.
+    """Label each prediction foreground (IoU >= ``fg_iou``), background (IoU <
+    ``bg_iou``) or ignored.
 
     With ``allow_low_quality``, every prediction whose IoU with some ground-truth box equals that
     box's best IoU over all predictions of the same image becomes foreground too (Faster R-CNN's
@@ -30,8 +32,8 @@ class Matcher:
         """Match R predictions against the (padded) ground truth of their own image.
 
         Args:
-            iou: (R, G) IoU of prediction r with ground-truth slot g of r's image; slots that hold no
-                box (padding) must be -1.
+            iou: (R, G) IoU of prediction r with ground-truth slot g of r's image; slots that hold
+                no box (padding) must be -1.
             image_index: (R,) int64, the image each prediction belongs to.
             num_images: batch size.
         Returns:

@@ -77,7 +77,8 @@ class RoIPooler(nn.Module):
         return roi_align(x, rois, self.output_size, scale, self.sampling_ratio, self.aligned)
 
     def forward(self, features: list[Tensor], boxes: Tensor, image_index: Tensor) -> Tensor:
-        """Per level (B, C, H_l, W_l); boxes (R, 4) xyxy input pixels; image index (R,) -> (R, C, S, S)."""
+        """Per level (B, C, H_l, W_l); boxes (R, 4) xyxy input pixels;
+        image index (R,) -> (R, C, S, S)."""
         if len(features) != len(self.scales):
             raise ValueError(
                 f"pooler built for {len(self.scales)} levels got {len(features)} feature maps"

@@ -29,12 +29,12 @@ def roi_align(
     sampling_ratio: int,
     aligned: bool,
 ) -> Tensor:
-    """``torchvision.ops.roi_align`` for (N, C, H, W) features and (R, 5) rois ``(image, x1, y1, x2, y2)``
-    in input pixels (scaled by ``spatial_scale``) -> (R, C, output_size, output_size), NHWC-strided
-    when ``x`` is.
+    """``torchvision.ops.roi_align`` for (N, C, H, W) features and (R, 5) rois ``(image, x1, y1, x2,
+    y2)`` in input pixels (scaled by ``spatial_scale``) -> (R, C, output_size, output_size),
+    NHWC-strided when ``x`` is.
 
-    ``sampling_ratio`` points per bin side (0: ``ceil(roi side / output_size)``, per roi); ``aligned``
-    shifts the box by half a pixel (detectron2's ROIAlignV2).
+    ``sampling_ratio`` points per bin side (0: ``ceil(roi side / output_size)``, per roi);
+    ``aligned`` shifts the box by half a pixel (detectron2's ROIAlignV2).
     """
     needs_grad = torch.is_grad_enabled() and x.requires_grad
     if x.device.type != "cpu" or not (needs_grad or _nhwc(x)):
@@ -93,7 +93,8 @@ class _RoIAlign(torch.autograd.Function):
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    # half-precision features (autocast) are pooled in float32, as torchvision's autocast wrapper does
+    # half-precision features (autocast) are pooled in float32, as torchvision's
+    # autocast wrapper does
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
@@ -107,7 +108,8 @@ def _sparse(
     dtype: torch.dtype,
     transpose: bool,
 ) -> Tensor:
-    """RoIAlign's (R * size * size, N * H * W) matrix, or its transpose, as a CSR tensor of ``dtype``."""
+    """RoIAlign's (R * size * size, N * H * W) matrix, or its transpose, as a CSR
+    tensor of ``dtype``."""
     n, h, w = grid
     bins, cells = len(rois) * size * size, n * h * w
     rows, cols, vals = sampling_matrix(rois.to(dtype), h, w, size, scale, sampling_ratio, aligned)
@@ -132,7 +134,8 @@ def sampling_matrix(
     sampling_ratio: int,
     aligned: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The nonzeros of RoIAlign's (R * size * size, N * H * W) matrix as (rows, cols, values), values in rois' dtype.
+    """The nonzeros of RoIAlign's (R * size * size, N * H * W) matrix as (rows, cols, values),
+    values in rois' dtype.
 
     Row ``(r * size + i) * size + j`` is output bin (i, j) of roi r; column ``(b * H + y) * W + x``
     is feature cell (y, x) of image b. Entries repeat where sampling points share a cell (a matrix
@@ -176,7 +179,8 @@ def _axis_weights(
     start: Tensor, bin_size: Tensor, size: int, grid: int, extent: int
 ) -> tuple[Tensor, Tensor]:
     """Along one axis: for k rois, the two cells and linear weights of each of the ``grid`` points
-    of each of the ``size`` bins -> indices (k, size, 2 * grid) int64 and weights (k, size, 2 * grid)."""
+    of each of the ``size`` bins -> indices (k, size, 2 * grid) int64 and weights
+    (k, size, 2 * grid)."""
     b = torch.arange(size, dtype=start.dtype).view(1, size, 1)
     g = torch.arange(grid, dtype=start.dtype).view(1, 1, grid)
     step = bin_size.view(-1, 1, 1)

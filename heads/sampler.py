@@ -36,8 +36,8 @@ def sample_balanced(
     per_image: int,
     positive_fraction: float,
 ) -> tuple[Tensor, Tensor]:
-    """Pick up to ``per_image`` labelled predictions per image, at most ``positive_fraction`` of them
-    foreground; background fills the rest.
+    """Pick up to ``per_image`` labelled predictions per image, at most ``positive_fraction`` of
+    them foreground; background fills the rest.
 
     Args:
         labels: (R,) int8 from the matcher (1 fg, 0 bg, -1 ignore).

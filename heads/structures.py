@@ -34,7 +34,8 @@ class Proposals:
 
 @dataclass
 class Detections:
-    """Final detections of a batch: boxes (D, 4), scores (D,), labels (D,) int64, image index (D,)."""
+    """Final detections of a batch: boxes (D, 4), scores (D,), labels (D,) int64,
+    image index (D,)."""
 
     boxes: Tensor
     scores: Tensor

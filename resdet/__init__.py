@@ -1,4 +1,5 @@
-"""resdet: configs, model building, data, evaluation and the training engine around `backbones`/`heads`."""
+"""resdet: configs, model building, data, evaluation and the training engine around
+`backbones`/`heads`."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 All figures are medians over timed iterations after a warm-up. Training throughput covers forward,
 backward and the optimizer step; inference covers `model(images)` in eval mode under `no_grad`.
-Peak memory is CUDA max-allocated on GPU and the process's peak resident set (VmHWM, reset before each
-phase) on CPU. FLOPs per image come from `resdet.flops.count_flops`, the counter
+Peak memory is CUDA max-allocated on GPU and the process's peak resident set (VmHWM, reset before
+each phase) on CPU. FLOPs per image come from `resdet.flops.count_flops`, the counter
 tools/model_stats.py uses too; MFU is computed from them (`add_mfu`).
 """
 
@@ -69,7 +69,8 @@ class BenchResult:
 
 
 def synthetic_batch(s: BenchSettings) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    """`batch_size` RGB images `[3, H, W]` in 0..1 and targets with `boxes_per_image` xyxy boxes each."""
+    """`batch_size` RGB images `[3, H, W]` in 0..1 and targets with
+    `boxes_per_image` xyxy boxes each."""
     g = torch.Generator().manual_seed(s.seed)
     images, targets = [], []
     for _ in range(s.batch_size):
@@ -230,7 +231,8 @@ def interleaved(
 
 
 def peak_tflops(s: BenchSettings) -> float | None:
-    """The device's dense peak for the benchmark's precision: `--peak-tflops`, else the known table."""
+    """The device's dense peak for the benchmark's precision:
+    `--peak-tflops`, else the known table."""
     if s.peak_tflops is not None:
         return s.peak_tflops
     if not s.device.startswith("cuda"):

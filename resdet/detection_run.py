@@ -61,8 +61,8 @@ def _expected_path(entry: str | dict[str, Any], root: Path) -> Path | None:
 
 
 def check_datasets_present(cfg: Config, splits: tuple[str, ...] = ("train", "test")) -> None:
-    """Raise a one-line `DatasetError` naming the first dataset of `data.<split>` that is not installed,
-    the file expected and the root it is looked up under."""
+    """Raise a one-line `DatasetError` naming the first dataset of `data.<split>` that is not
+    installed, the file expected and the root it is looked up under."""
     root = dataset_root(cfg.data.root)
     for split in splits:
         for entry in getattr(cfg.data, split):
@@ -78,7 +78,8 @@ def check_datasets_present(cfg: Config, splits: tuple[str, ...] = ("train", "tes
 def check_weights_present(cfg: Config) -> None:
     """Raise a one-line `ConfigError` when `model.backbone.weights` names a file that does not exist
     or an unknown `resdet:<name>` (`torchvision:<name>` / `timm:<name>` are resolved by
-    `backbones.weights`; a known `resdet:<name>` is produced on first use by `resdet.pretrained`)."""
+    `backbones.weights`; a known `resdet:<name>` is produced on first use by
+    `resdet.pretrained`)."""
     weights = cfg.model.backbone.weights
     if is_named(weights):
         try:
@@ -186,8 +187,9 @@ def evaluate_weights(
     detections_path: str | Path | None = None,
 ) -> dict[str, Any] | None:
     """Load `weights` (any format `resdet.load_checkpoint` reads) into the model `cfg` describes and
-    evaluate it on `test_set`, sharded over the ranks. Returns the evaluator's metrics on rank 0 (None
-    elsewhere) and, with `detections_path`, writes the detections there in the results format."""
+    evaluate it on `test_set`, sharded over the ranks. Returns the evaluator's metrics on
+    rank 0 (None elsewhere) and, with `detections_path`, writes the detections there in
+    the results format."""
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
     seed_all(cfg.seed, dist.rank)
     num_classes = (

@@ -1,12 +1,15 @@
 """Input-pipeline throughput (images/s): detection decode + flip, or CIFAR in-memory batches beside
 what ResNet-20 training consumes.
 
-    python tools/bench_data.py                                   # detection: shapes JPEGs, DataLoader
-    python tools/bench_data.py --cifar ../shared/data/cifar10_jpeg   # CIFAR pipeline vs ResNet-20 steps
+    # detection: shapes JPEGs, DataLoader
+    python tools/bench_data.py
+    # CIFAR pipeline vs ResNet-20 steps
+    python tools/bench_data.py --cifar ../shared/data/cifar10_jpeg
 
 Detection: generates (once, cached) shapes JPEGs of about `--image-size` pixels, then times the
 training pipeline: safe decode, random flip, float conversion, through a DataLoader with `--workers`
-processes and the grouped batch sampler. Resizing is not part of it: the detector resizes (`model.input`).
+processes and the grouped batch sampler. Resizing is not part of it: the detector
+resizes (`model.input`).
 
 CIFAR: the split is decoded once (cached), then the tool times the in-memory batches (indexing,
 pad-crop-flip, on `--device`) alone, then full ResNet-20 training steps (forward, backward, SGD) on
@@ -49,7 +52,8 @@ def detection_rate(args: argparse.Namespace) -> float:
     t0 = time.perf_counter()
     dataset = build_detection_dataset(data, "train")
     print(
-        f"dataset ready in {time.perf_counter() - t0:.1f}s ({len(dataset)} images, generated once then cached)"
+        f"dataset ready in {time.perf_counter() - t0:.1f}s "
+        f"({len(dataset)} images, generated once then cached)"
     )
     loader = iter(build_train_loader(dataset, data, args.batch_size, seed=0))
     with warnings.catch_warnings():

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""heads.roi_align against torchvision.ops.roi_align on CPU: forward and forward + backward, interleaved.
+"""heads.roi_align against torchvision.ops.roi_align on CPU: forward and forward +
+backward, interleaved.
 
     python tools/bench_roi_align.py --rois 1024 --size 128 --channels 256 --layout nhwc
 
 The workload is one FPN level of a training step: (images, channels, size, size) features and
-``--rois`` boxes of 8..120 px at stride 4, pooled to 7x7 with ``--sampling-ratio`` points per bin side.
-Prints median milliseconds and the speed-up (torchvision time / ours).
+``--rois`` boxes of 8..120 px at stride 4, pooled to 7x7 with ``--sampling-ratio`` points per bin
+side. Prints median milliseconds and the speed-up (torchvision time / ours).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def workload(a: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Features (N, C, S, S), rois (R, 5) in input pixels at stride 4, output gradient (R, C, 7, 7)."""
+    """Features (N, C, S, S), rois (R, 5) in input pixels at stride 4, output
+    gradient (R, C, 7, 7)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(a.images, a.channels, a.size, a.size, generator=g)
     if a.layout == "nhwc":

@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
         ours, tv = results["ours"], results["torchvision"]
         out["ratio"] = paired_ratios(ours, tv)
     print(
-        f"{a.config}  device={device_name}  image={s.image_size[0]}x{s.image_size[1]}px  batch={s.batch_size}  "
+        f"{a.config}  device={device_name}  image={s.image_size[0]}x{s.image_size[1]}px  "
+        f"batch={s.batch_size}  "
         f"amp={s.amp}"
     )
     print(table(results))
@@ -177,8 +178,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"same weights as torchvision: {same_weights}")
         q = out["ratio"]
         print(
-            f"ratio ours/torchvision: train {q['train']:.3f}x  infer {q['infer']:.3f}x  (median of per-round "
-            f"ratios: train {q['train_per_round']:.3f}x  infer {q['infer_per_round']:.3f}x; by process CPU "
+            f"ratio ours/torchvision: train {q['train']:.3f}x  infer {q['infer']:.3f}x  "
+            f"(median of per-round ratios: train {q['train_per_round']:.3f}x  "
+            f"infer {q['infer_per_round']:.3f}x; by process CPU "
             f"time: train {q['train_cpu']:.3f}x  infer {q['infer_cpu']:.3f}x)"
         )
     if a.json:

@@ -1,13 +1,16 @@
 """The GPU suite, prepared once for whoever is lent a GPU: one run of at most ~9 minutes.
 
-    python tools/gpu_suite.py --prepare       # here: .gpu/cifar10_jpeg.tar and the wheels the GPU machine lacks
-    python3 tools/gpu_suite.py --out $OUT     # there (the command --prepare prints installs the wheels first)
+    python tools/gpu_suite.py --prepare       # here: .gpu/cifar10_jpeg.tar and the wheels the GPU
+                                              # machine lacks
+    python3 tools/gpu_suite.py --out $OUT     # there (the command --prepare prints installs the
+                                              # wheels first)
     python tools/gpu_suite.py --smoke --out /tmp/suite   # CPU, tiny sizes: checks the suite itself
 
 Parts, each in its own process with its own time limit (one that fails or overruns is reported as
 such and the others still run):
-  cifar  ResNet-20 on CIFAR-10, the paper's full schedule (64k iterations of 128, lr 0.1 /10 at 32k and
-         48k), bf16 + channels_last, data decoded once and augmented on the GPU; final test error.
+  cifar  ResNet-20 on CIFAR-10, the paper's full schedule (64k iterations of 128, lr 0.1 /10 at
+         32k and 48k), bf16 + channels_last, data decoded once and augmented on the GPU; final
+         test error.
   det    tools/benchmark.py rows of README "Performance": R50-FPN vs torchvision at 800x1333, bf16,
          training batch 8 and inference batch 1; R101-C4 at batch 8.
   cls    ResNet-50 ImageNet-style training images/s at 224 vs torchvision's resnet50 (bf16).
@@ -32,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10_jpeg"
 PACK = ROOT / ".gpu"
 WHEELS = ROOT / ".whl"
-#: packages resdet imports that the GPU machine's image lacks (it has torch, torchvision, timm, yaml, ...):
-#: pycocotools as a compiled wheel for its Python 3.12, the others pure Python (fvcore ships no wheel)
+#: packages resdet imports that the GPU machine's image lacks (it has torch, torchvision, timm,
+#: yaml, ...): pycocotools as a compiled wheel for its Python 3.12, the others pure Python
+#: (fvcore ships no wheel)
 COMPILED_THERE = ("pycocotools",)
 PURE_THERE = ("fvcore", "iopath", "yacs", "termcolor")
 #: seconds per part on the GPU; the three together stay under 9 minutes
@@ -43,7 +47,8 @@ LIMITS = {"cifar": 330, "det": 150, "cls": 50}
 def prepare() -> None:
     """Pack CIFAR-10 (JPEG tree, one tar) and download the missing wheels into ignored folders."""
     PACK.mkdir(exist_ok=True)
-    # gzip: the 60,000 tar headers and paddings (~45 MB) shrink to almost nothing, the JPEGs stay ~53 MB
+    # gzip: the 60,000 tar headers and paddings (~45 MB) shrink to almost nothing,
+    # the JPEGs stay ~53 MB
     tar = PACK / "cifar10_jpeg.tar.gz"
     if not tar.is_file():
         partial = PACK / "partial.tar.gz"
@@ -80,7 +85,8 @@ def prepare() -> None:
     )
     size = sum(f.stat().st_size for f in [tar, *WHEELS.iterdir()]) / 2**20
     print(
-        f"packed {tar} and {len(list(WHEELS.iterdir()))} wheels ({size:.0f} MiB); on the GPU machine run "
+        f"packed {tar} and {len(list(WHEELS.iterdir()))} wheels ({size:.0f} MiB); "
+        "on the GPU machine run "
         f"(carry .gpu and .whl):\n  python3 -m pip install -q --no-index --no-deps --no-compile "
         f"--target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 "
         f"python3 tools/gpu_suite.py --out $OUT"
@@ -226,7 +232,8 @@ PARTS = {"cifar": part_cifar, "det": part_det, "cls": part_cls}
 
 
 def run_parts(args: argparse.Namespace) -> dict:
-    """Each part in a child process (`--part NAME`) under its limit; returns {part: figures or error}."""
+    """Each part in a child process (`--part NAME`) under its limit;
+    returns {part: figures or error}."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
@@ -246,7 +253,8 @@ def run_parts(args: argparse.Namespace) -> dict:
             results[name] = {"error": f"stopped at its {LIMITS[name]} s limit"}
         results[name]["wall_s"] = round(time.perf_counter() - t0, 1)
         print(
-            f"[gpu_suite] {name}: {results[name].get('error', 'done')} in {results[name]['wall_s']} s",
+            f"[gpu_suite] {name}: {results[name].get('error', 'done')} "
+            f"in {results[name]['wall_s']} s",
             flush=True,
         )
     import torch
@@ -294,13 +302,15 @@ def markdown(r: dict) -> str:
             f"| {_fmt(d, name, 'ratio', ratio_key)} |"
         )
     lines.append(
-        f"| det | R101-C4 train / infer img/s, batch 8 | {_fmt(d, 'r101_c4_b8', 'ours', 'train_images_per_s')}"
+        "| det | R101-C4 train / infer img/s, batch 8 | "
+        f"{_fmt(d, 'r101_c4_b8', 'ours', 'train_images_per_s')}"
         f" / {_fmt(d, 'r101_c4_b8', 'ours', 'infer_images_per_s')} | | |"
     )
     k = r.get("cls", {})
     lines.append(
         f"| cls | ResNet-50 train img/s at 224, batch {k.get('batch_size', 256)} | "
-        f"{_fmt(k, 'ours_images_per_s', spec='.0f')} | {_fmt(k, 'torchvision_images_per_s', spec='.0f')} "
+        f"{_fmt(k, 'ours_images_per_s', spec='.0f')} | "
+        f"{_fmt(k, 'torchvision_images_per_s', spec='.0f')} "
         f"| {_fmt(k, 'ratio')} |"
     )
     errors = [

@@ -1,7 +1,8 @@
 """Parameter count and fvcore FLOPs of a detector built from a config (random weights).
 
     python tools/model_stats.py configs/frcnn_r50_fpn_coco.yaml --size 800 1333
-    python tools/model_stats.py --torchvision --size 800 800      # torchvision's fasterrcnn_resnet50_fpn
+    # torchvision's fasterrcnn_resnet50_fpn
+    python tools/model_stats.py --torchvision --size 800 800
 
 FLOPs come from `resdet.flops.count_flops` (fvcore, on the unmodified model), the counter
 tools/benchmark.py uses too: one fused multiply-add is one FLOP, as in torchvision's published
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     params = sum(q.numel() for q in model.parameters())
     gflops, proposals = count(model, h, w)
     print(
-        f"{name}: {params / 1e6:.2f} M parameters, {gflops:.2f} GFLOPs (fvcore) on a {h}x{w} image, "
+        f"{name}: {params / 1e6:.2f} M parameters, {gflops:.2f} GFLOPs (fvcore) "
+        f"on a {h}x{w} image, "
         f"{proposals} proposals into the RoI head"
     )
 

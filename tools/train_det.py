@@ -1,13 +1,15 @@
 """Train a Faster R-CNN detector, evaluating it on the config's test set.
 
-    python tools/train_det.py configs/demo_shapes.yaml            # CPU demo: shapes data; the first
-                                                                  # run also pretrains resdet:shapes_r18
+    python tools/train_det.py configs/demo_shapes.yaml            # CPU demo: shapes data; the
+                                                                  # first run also pretrains
+                                                                  # resdet:shapes_r18
     python tools/train_det.py CONFIG [--output-dir DIR] [--resume] [key.sub=value ...]
     torchrun --nproc-per-node 8 tools/train_det.py CONFIG ...     # same run, DDP
     python tools/train_det.py CONFIG --eval-only [--weights CKPT]  # evaluate only
 
-Writes into output_dir: config.yaml, metrics.jsonl, TensorBoard events, checkpoints + last_checkpoint,
-eval/metrics.json. Exit code 0 on success, 2 for a bad config or a missing dataset, 1 for any other failure.
+Writes into output_dir: config.yaml, metrics.jsonl, TensorBoard events, checkpoints +
+last_checkpoint, eval/metrics.json. Exit code 0 on success, 2 for a bad config or a missing dataset,
+1 for any other failure.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_intermixed_args(argv)
     if args.weights and not args.eval_only:
         p.error(
-            "--weights is for --eval-only; to start from backbone weights set model.backbone.weights=<path>"
+            "--weights is for --eval-only; to start from backbone weights "
+            "set model.backbone.weights=<path>"
         )
     if args.output_dir:
         args.overrides.append(f"output_dir={args.output_dir}")
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if get_rank() == 0:
             scores = headline({k: v for k, v in metrics.items() if "/" not in k})
             print(
-                f"done in {(time.perf_counter() - start) / 60:.1f} min; {scores or 'no evaluation'}; "
+                f"done in {(time.perf_counter() - start) / 60:.1f} min; "
+                f"{scores or 'no evaluation'}; "
                 f"outputs in {cfg.output_dir}"
             )
     sys.stdout.flush()

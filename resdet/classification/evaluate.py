@@ -23,8 +23,9 @@ def evaluate_classifier(
 ) -> dict[str, float]:
     """`{"top1", "top5", "top1_err", "top5_err"}` in percent, over every rank's shard.
 
-    `loader` yields `(images, labels)`: images uint8 `[n, 3, H, W]`, or `[n, k, 3, H, W]` for k crops
-    per image, whose softmax probabilities are averaged. A collective under DDP: every rank calls it.
+    `loader` yields `(images, labels)`: images uint8 `[n, 3, H, W]`, or `[n, k, 3, H, W]` for
+    k crops per image, whose softmax probabilities are averaged. A collective under DDP:
+    every rank calls it.
     """
     was_training = net.training
     net.eval()

@@ -3,7 +3,8 @@ batches over a decoded `CifarSplit`.
 
 Train: infinite, seeded, rank-sharded and resumable (`resdet.data.sampler.GroupedBatchSampler` with
 one group); each batch is `([images uint8 [n, 3, H, W]], [{"labels": int64 [n]}])`.
-Test: this rank's contiguous shard, once, as `(images, labels)`; 10-crop images are `[n, 10, 3, H, W]`.
+Test: this rank's contiguous shard, once, as `(images, labels)`; 10-crop images
+are `[n, 10, 3, H, W]`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def build_train_loader(
     pad: int = 4,
     device: torch.device | str = "cpu",
 ) -> DataLoader | InMemoryTrainBatches:
-    """Endless batches of `micro_batch // world_size` images per rank, from global batch `start_batch` on.
+    """Endless batches of `micro_batch // world_size` images per rank, from global
+    batch `start_batch` on.
 
     `micro_batch` is the global batch of one forward pass (`ims_per_batch / grad_accum`). A decoded
     `CifarSplit` gets `InMemoryTrainBatches` (augmented on `device`, `pad` pixels); a `Dataset` a
@@ -96,7 +98,8 @@ class InMemoryTrainBatches:
 
     The whole split is moved to `device` once; each batch is indexed out of it and augmented there
     (`pad_crop_flip`) with a generator seeded by `(seed, rank, batch number)`, so a run resumed at
-    global batch `start_batch` sees the same images and the same augmentation as an uninterrupted one.
+    global batch `start_batch` sees the same images and the same augmentation as
+    an uninterrupted one.
     """
 
     def __init__(
@@ -137,7 +140,8 @@ class InMemoryTrainBatches:
 
 
 class InMemoryTestBatches:
-    """This rank's contiguous shard of a decoded split, in order, as `(images uint8, labels)` batches."""
+    """This rank's contiguous shard of a decoded split, in order, as `(images uint8,
+    labels)` batches."""
 
     def __init__(
         self, data: CifarSplit, batch_size: int, *, rank: int = 0, world_size: int = 1

@@ -10,7 +10,8 @@ import torch
 def topk_correct(
     scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)
 ) -> dict[int, int]:
-    """How many of the `N` rows of `scores` `[N, C]` have `labels` `[N]` among their `k` highest scores.
+    """How many of the `N` rows of `scores` `[N, C]` have `labels` `[N]` among
+    their `k` highest scores.
 
     `k` larger than `C` counts every row as correct. Ties are broken by `torch.topk`'s order.
     """

@@ -1,4 +1,5 @@
-"""`model:` section -> a ResNet classifier (ImageNet-style or the paper's CIFAR nets, or a plain twin)."""
+"""`model:` section -> a ResNet classifier (ImageNet-style or the paper's CIFAR nets,
+or a plain twin)."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ class ClassificationObjective(nn.Module):
 
     `images` is a one-element list holding the batch `[N, 3, H, W]` (uint8 RGB or float 0..1) and
     `targets` a one-element list `[{"labels": [N] int64}]` (see `resdet.classification.loader`).
-    Its `state_dict` is the network's own, so checkpoints hold plain ResNet keys (`conv1.weight`, ...).
-    It counts training top-1 errors; `pop_train_error` returns and resets them.
+    Its `state_dict` is the network's own, so checkpoints hold plain ResNet keys (`conv1.weight`,
+    ...). It counts training top-1 errors; `pop_train_error` returns and resets them.
     """
 
     def __init__(self, net: ResNetBase, channels_last: bool = False) -> None:
@@ -50,7 +50,8 @@ class ClassificationObjective(nn.Module):
         return {"loss_cls": F.cross_entropy(logits.float(), labels)}
 
     def pop_train_error(self) -> float:
-        """Top-1 error (%) of the batches seen since the last call, over all ranks (a collective)."""
+        """Top-1 error (%) of the batches seen since the last call, over all
+        ranks (a collective)."""
         if self._errors is None:
             raise RuntimeError("pop_train_error called before any training batch")
         wrong, seen = all_reduce_mean(self._errors).tolist()

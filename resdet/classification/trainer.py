@@ -1,5 +1,5 @@
-"""The engine's `Trainer`, specialised for classification: checkpoints of kind "classifier" that name
-their classes, a constant warm-up option, and the training top-1 error in every log line."""
+"""The engine's `Trainer`, specialised for classification: checkpoints of kind "classifier" that
+name their classes, a constant warm-up option, and the training top-1 error in every log line."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ class ConstantWarmupSchedule(WarmupSchedule):
 
 
 class ClassificationTrainer(Trainer):
-    """`Trainer` over a `ClassificationObjective`; adds `train_error` (top-1, %) to each step's record
-    and writes checkpoints `{"format": "resdet", "kind": "classifier", "classes": [...], ...}` whose
-    `model` is the plain network's state dict (loadable by `backbones.weights.load_pretrained`)."""
+    """`Trainer` over a `ClassificationObjective`; adds `train_error` (top-1, %) to each step's
+    record and writes checkpoints `{"format": "resdet", "kind": "classifier", "classes": [...],
+    ...}` whose `model` is the plain network's state dict (loadable by
+    `backbones.weights.load_pretrained`)."""
 
     def __init__(self, *args: Any, classes: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -62,9 +62,9 @@ class ClsModelConfig:
 @dataclass
 class ClsDataConfig:
     #: "shapes": the synthetic shapes classification set, generated on first use into the cache
-    #: ($RESDET_CACHE, else ~/.cache/resdet); "cifar10": the official binary release or class folders
-    #: `train/<class>/*.jpg` + `test/<class>/*.jpg` (detected; decoded once, cached, kept in memory);
-    #: "imagenet_folder": `train/<wnid>/*.JPEG` + `val/`
+    #: ($RESDET_CACHE, else ~/.cache/resdet); "cifar10": the official binary release or class
+    #: folders `train/<class>/*.jpg` + `test/<class>/*.jpg` (detected; decoded once, cached, kept in
+    #: memory); "imagenet_folder": `train/<wnid>/*.JPEG` + `val/`
     format: Literal["shapes", "cifar10", "imagenet_folder"] = "shapes"
     #: datasets root; null = $RESDET_DATASETS, else `datasets/`
     root: str | None = None

@@ -2,9 +2,10 @@
 
 Dataset entries (`train`, `test`) are names resolved under the dataset root (`coco_2017_train`,
 `voc_2007_trainval`, ...; see `resdet.data.catalog`) or mappings:
-`{format: coco, ann_file: ..., image_dir: ...}`, `{format: voc, root: ..., split: ..., class_names: [...]}`,
-`{format: shapes, split: train|val, num_images: ..., image_size: ..., seed: ..., max_objects: ...}`.
-Several entries are concatenated. Relative paths in mappings are taken under the dataset root.
+`{format: coco, ann_file: ..., image_dir: ...}`, `{format: voc, root: ..., split: ...,
+class_names: [...]}`, `{format: shapes, split: train|val, num_images: ..., image_size: ..., seed:
+..., max_objects: ...}`. Several entries are concatenated. Relative paths in mappings are taken
+under the dataset root.
 
 Images are not resized here: the detector resizes (sizes in `model.input`), so training and
 evaluation images reach it at their decoded size and its outputs are in that frame.

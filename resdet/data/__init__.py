@@ -1,6 +1,8 @@
-"""Detection data: COCO/VOC readers, the synthetic shapes set, safe decoding, transforms and samplers.
+"""Detection data: COCO/VOC readers, the synthetic shapes set, safe decoding,
+transforms and samplers.
 
-Classification data (CIFAR, ImageNet folders) lives in `cifar.py`, `imagenet_folder.py`, `cls_transforms.py`.
+Classification data (CIFAR, ImageNet folders) lives in `cifar.py`, `imagenet_folder.py`,
+`cls_transforms.py`.
 """
 
 from resdet.data.build import (

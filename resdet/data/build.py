@@ -38,8 +38,8 @@ def build_transforms(data: DataConfig, split: Literal["train", "test"]) -> Compo
 def build_detection_dataset(
     data: DataConfig, split: Literal["train", "test"], *, check_files: bool = True
 ) -> DetectionDataset:
-    """Read and concatenate `data.train` or `data.test`. `check_files=False` skips the image-exists check
-    (evaluating a results file needs annotations only)."""
+    """Read and concatenate `data.train` or `data.test`. `check_files=False` skips the image-exists
+    check (evaluating a results file needs annotations only)."""
     entries = data.train if split == "train" else data.test
     if not entries:
         raise DatasetError(f"data.{split} lists no dataset")
@@ -66,7 +66,8 @@ def build_train_loader(
     world_size: int = 1,
     start_iter: int = 0,
 ) -> DataLoader:
-    """Infinite loader of this rank's `ims_per_batch // world_size` images per step, resuming at `start_iter`."""
+    """Infinite loader of this rank's `ims_per_batch // world_size` images per step,
+    resuming at `start_iter`."""
     groups = (
         aspect_groups([r.height for r in dataset.records], [r.width for r in dataset.records])
         if data.aspect_grouping

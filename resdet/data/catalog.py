@@ -1,14 +1,18 @@
 """Dataset names and mapping entries -> `DatasetSource`s (annotations only; no image is opened).
 
 Registered names, under the dataset root (`data.root`, else `$RESDET_DATASETS`, else `datasets/`):
-- `coco_2017_{train,val}`: `coco/annotations/instances_<split>2017.json`, images in `coco/<split>2017/`
-- `coco_2014_{train,val}`: `coco/annotations/instances_<split>2014.json`, images in `coco/<split>2014/`
-- `coco_2014_{minival,valminusminival}`: `coco/annotations/instances_<split>2014.json`, images in `coco/val2014/`
-- `voc_{2007,2012}_{train,val,trainval,test}`: `VOCdevkit/VOC<year>/`, split file `ImageSets/Main/<split>.txt`
+- `coco_2017_{train,val}`: `coco/annotations/instances_<split>2017.json`, images
+  in `coco/<split>2017/`
+- `coco_2014_{train,val}`: `coco/annotations/instances_<split>2014.json`, images
+  in `coco/<split>2014/`
+- `coco_2014_{minival,valminusminival}`: `coco/annotations/instances_<split>2014.json`,
+  images in `coco/val2014/`
+- `voc_{2007,2012}_{train,val,trainval,test}`: `VOCdevkit/VOC<year>/`, split file
+  `ImageSets/Main/<split>.txt`
 
 Mappings: `{format: coco, ann_file, image_dir}`, `{format: voc, root, split[, class_names]}` and
-`{format: shapes, split[, num_images, image_size, seed, max_objects]}` (generated once into the cache,
-then read through the COCO reader).
+`{format: shapes, split[, num_images, image_size, seed, max_objects]}` (generated once into the
+cache, then read through the COCO reader).
 """
 
 from __future__ import annotations

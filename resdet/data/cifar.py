@@ -1,16 +1,17 @@
 """CIFAR-10 in memory: the official binary release or class folders of images, decoded once.
 
 Two layouts are read from the same `data.path`, detected from what the folder holds:
-- binary (`cifar-10-batches-bin/`): `data_batch_{1..5}.bin`, `test_batch.bin` and `batches.meta.txt`.
-  Each `*.bin` file is a run of 3073-byte records: one label byte, then 1024 red, 1024 green and
-  1024 blue bytes of a 32x32 image in row-major order; `batches.meta.txt` names the classes.
+- binary (`cifar-10-batches-bin/`): `data_batch_{1..5}.bin`, `test_batch.bin` and
+  `batches.meta.txt`. Each `*.bin` file is a run of 3073-byte records: one label byte, then
+  1024 red, 1024 green and 1024 blue bytes of a 32x32 image in row-major order;
+  `batches.meta.txt` names the classes.
 - folders: `train/<class>/*.{jpg,png}` and `test/<class>/*`; the sorted folder names are the label
   order (for CIFAR-10 the official one: airplane, automobile, bird, ...).
 
 A split lives in memory as one uint8 tensor `[N, 3, 32, 32]` (150 MB for the 50k training images).
-Decoding 60,000 small files takes seconds to minutes, so a folder split is decoded once and cached under
-`$RESDET_CACHE/cifar/` (default `~/.cache/resdet`), keyed by the folder's content (every file's name
-and size): the second run loads one file.
+Decoding 60,000 small files takes seconds to minutes, so a folder split is decoded once and cached
+under `$RESDET_CACHE/cifar/` (default `~/.cache/resdet`), keyed by the folder's content (every
+file's name and size): the second run loads one file.
 
 Splits: `train` and `test`, plus the paper's held-out split of the training set (Sec. 4.2: "45k/5k
 train/val split"): `val5k` is the last 500 images of each class in file order, `train45k` the rest.
@@ -45,7 +46,8 @@ CACHE_VERSION = 1
 
 
 class CifarFormatError(DatasetError):
-    """A CIFAR folder or file is missing or malformed; the message names the folder, file or record."""
+    """A CIFAR folder or file is missing or malformed;
+    the message names the folder, file or record."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,9 @@ def cifar_layout(folder: str | Path) -> str:
     if not folder.is_dir():
         raise CifarFormatError(f"{folder}: CIFAR folder not found (set data.path, or data.root)")
     raise CifarFormatError(
-        f"{folder}: neither CIFAR layout: expected the binary release ({', '.join(TRAIN_FILES[:1])} ... "
-        f"{TEST_FILES[0]} and {META_FILE}) or class folders train/<class>/*.jpg and test/<class>/*.jpg"
+        f"{folder}: neither CIFAR layout: expected the binary release "
+        f"({', '.join(TRAIN_FILES[:1])} ... {TEST_FILES[0]} and {META_FILE}) "
+        "or class folders train/<class>/*.jpg and test/<class>/*.jpg"
     )
 
 
@@ -97,7 +100,8 @@ def load_cifar(
 def held_out_mask(
     labels: torch.Tensor, num_classes: int, per_class: int = HELD_OUT_PER_CLASS
 ) -> torch.Tensor:
-    """Bool `[N]`: the last `per_class` images of each class (in file order) -> the `val5k` split."""
+    """Bool `[N]`: the last `per_class` images of each class (in file order) ->
+    the `val5k` split."""
     mask = torch.zeros(len(labels), dtype=torch.bool)
     for c in range(num_classes):
         idx = torch.nonzero(labels == c).flatten()
@@ -141,7 +145,8 @@ def read_cifar_batch(path: str | Path, num_classes: int) -> tuple[torch.Tensor, 
     if extra or count == 0:
         raise CifarFormatError(
             f"{path}: {raw.size} bytes is not a whole number of {RECORD_BYTES}-byte records "
-            f"({count} full records and {extra} bytes left over); the file is truncated or not CIFAR-10"
+            f"({count} full records and {extra} bytes left over); "
+            "the file is truncated or not CIFAR-10"
         )
     records = raw.reshape(count, RECORD_BYTES)
     labels = records[:, 0].astype(np.int64)
@@ -172,7 +177,8 @@ def read_binary_split(root: str | Path, split: str) -> CifarSplit:
 
 
 def _folder_files(split_dir: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """Sorted class names and `(file, label)` pairs in sorted order, or an error naming the folder."""
+    """Sorted class names and `(file, label)` pairs in sorted order, or an error
+    naming the folder."""
     if not split_dir.is_dir():
         raise CifarFormatError(f"{split_dir}: missing; the folder layout needs train/ and test/")
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
@@ -204,8 +210,8 @@ def read_folder_split(
 ) -> CifarSplit:
     """Decode `split_dir/<class>/*` into one uint8 tensor, or load it from the cache.
 
-    Every image must have the first image's size; one that differs, or cannot be decoded, is an error
-    naming the file.
+    Every image must have the first image's size; one that differs, or cannot be decoded, is an
+    error naming the file.
     """
     split_dir = Path(split_dir)
     classes, files = _folder_files(split_dir)

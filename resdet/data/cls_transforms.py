@@ -1,9 +1,11 @@
 """Classification augmentation as in He et al. 2015, on uint8 `[3, H, W]` RGB tensors.
 
-ImageNet (Sec. 3.4): short side resized to a random length in [256, 480], a random 224x224 crop and a
-horizontal flip; test: short side 256, the centre 224 crop, or the 10 crops (corners, centre, flipped).
-CIFAR-10 (Sec. 4.2): 4 zero pixels padded on each side, a random 32x32 crop and a horizontal flip; test:
-the original image; `pad_crop_flip` does the same to a whole batch at once, on the batch's device.
+ImageNet (Sec. 3.4): short side resized to a random length in [256, 480], a random 224x224 crop and
+a horizontal flip; test: short side 256, the centre 224 crop, or the 10 crops (corners, centre,
+flipped).
+CIFAR-10 (Sec. 4.2): 4 zero pixels padded on each side, a random 32x32 crop and a horizontal flip;
+test: the original image; `pad_crop_flip` does the same to a whole batch at once, on the batch's
+device.
 Pixel normalisation is a separate module applied to whole batches on the training device
 (`PixelNormalize`), so images stay uint8 until then.
 """
@@ -36,7 +38,8 @@ def imagenet_train_transform(
 def imagenet_test_transform(
     crop: int = 224, short_side: int = 256, ten_crop: bool = False
 ) -> v2.Compose:
-    """Short side `short_side`, then the centre `crop`^2 -> `[3, crop, crop]`, or 10 crops -> `[10, 3, crop, crop]`."""
+    """Short side `short_side`, then the centre `crop`^2 -> `[3, crop, crop]`, or 10 crops ->
+    `[10, 3, crop, crop]`."""
     if ten_crop:
         return v2.Compose([v2.Resize(short_side, antialias=True), v2.TenCrop(crop), _Stack()])
     return v2.Compose([v2.Resize(short_side, antialias=True), v2.CenterCrop(crop)])
@@ -48,7 +51,8 @@ def cifar_train_transform(size: int = 32, pad: int = 4) -> v2.Compose:
 
 
 def cifar_test_transform(size: int = 32) -> v2.Compose:
-    """The image itself, centre-cropped to `size` if it is larger (CIFAR images already are 32x32)."""
+    """The image itself, centre-cropped to `size` if it is larger (CIFAR images
+    already are 32x32)."""
     return v2.Compose([v2.CenterCrop(size)])
 
 
@@ -84,7 +88,8 @@ class _Stack(nn.Module):
 class PixelNormalize(nn.Module):
     """uint8 (0..255) or float (0..1) RGB `[..., 3, H, W]` -> float network input in `pixel_format`.
 
-    `x = (reorder(rgb01) * scale - mean) / std` per channel, `reorder` giving BGR when the format asks.
+    `x = (reorder(rgb01) * scale - mean) / std` per channel, `reorder` giving BGR
+    when the format asks.
     """
 
     def __init__(self, pixel_format: PixelFormat) -> None:

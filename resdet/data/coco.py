@@ -1,8 +1,8 @@
 """COCO detection reader: instances json + image folder -> `DatasetSource`.
 
 - Category ids, sorted, map to contiguous labels `0..C-1` (`DatasetSource.category_ids` maps back).
-- `bbox` `[x, y, w, h]` becomes xyxy, clipped to the image; boxes empty after clipping are dropped and
-  counted in one summary warning. Crowd annotations (`iscrowd=1`) go to `crowd_boxes`.
+- `bbox` `[x, y, w, h]` becomes xyxy, clipped to the image; boxes empty after clipping are dropped
+  and counted in one summary warning. Crowd annotations (`iscrowd=1`) go to `crowd_boxes`.
 - Invalid input is a `DatasetError` naming the file, the record and the field: malformed json, a
   missing field, NaN/inf coordinates, duplicate annotation ids, unknown category or image ids,
   absolute or `..` file names.

@@ -10,5 +10,6 @@ import torch
 def collate_detection(
     batch: list[tuple[torch.Tensor, dict[str, Any]]],
 ) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
-    """[(image (3, H_i, W_i), target_i), ...] -> ([image_i, ...], [target_i, ...]); nothing is padded or dropped."""
+    """[(image (3, H_i, W_i), target_i), ...] -> ([image_i, ...], [target_i, ...]);
+    nothing is padded or dropped."""
     return [image for image, _ in batch], [target for _, target in batch]

@@ -1,14 +1,16 @@
-"""`DetectionDataset`: concatenated `DatasetSource`s, filtered for training, decoded and transformed.
+"""`DetectionDataset`: concatenated `DatasetSource`s, filtered for training,
+decoded and transformed.
 
 An item is `(image, target)`: `image` a float32 Tensor (3, H, W) RGB in 0..1 after the transforms;
 `target` a dict with `boxes` (N, 4) float32 xyxy in the transformed image's pixels, `labels` (N,)
-int64 in `0..C-1`, `image_id` (int for COCO, str for VOC), `orig_size` `(H0, W0)` of the decoded file
-and `file_name`. Training targets hold the boxes to learn from: no crowd boxes, and no VOC
+int64 in `0..C-1`, `image_id` (int for COCO, str for VOC), `orig_size` `(H0, W0)` of the decoded
+file and `file_name`. Training targets hold the boxes to learn from: no crowd boxes, and no VOC
 `difficult` objects unless `use_difficult`. The evaluator keeps its own ground truth.
 
 Checks done before training starts: every image file exists (one error lists all missing paths) and
 the dataset is not empty after filtering. Undecodable images fail with an error naming the file, or,
-with `skip_bad_images`, are replaced by the next index and counted (per process) up to `max_bad_images`.
+with `skip_bad_images`, are replaced by the next index and counted (per process) up
+to `max_bad_images`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ Transform = Callable[[torch.Tensor, dict[str, Any]], tuple[torch.Tensor, dict[st
 
 
 class DetectionDataset(Dataset):
-    """Detection images of one or more sources with the same class list. See the module docstring."""
+    """Detection images of one or more sources with the same class list.
+    See the module docstring."""
 
     def __init__(
         self,
@@ -65,7 +68,8 @@ class DetectionDataset(Dataset):
                     1 for r in records if not len(self._train_boxes(r)[0]) and len(r.crowd_boxes)
                 )
                 warnings.warn(
-                    f"{names}: {len(records) - len(kept)} of {len(records)} images have no box to train on "
+                    f"{names}: {len(records) - len(kept)} of {len(records)} images "
+                    "have no box to train on "
                     f"and are left out ({crowd_only} with only crowd boxes)",
                     DatasetWarning,
                     stacklevel=2,
@@ -129,7 +133,8 @@ class DetectionDataset(Dataset):
             "orig_size": (r.height, r.width),
             "file_name": r.file_name,
         }
-        # (H, W, 3) array -> (3, H, W) uint8 view (channels-last strides, no copy) for the transforms
+        # (H, W, 3) array -> (3, H, W) uint8 view (channels-last strides, no copy)
+        # for the transforms
         tensor = torch.from_numpy(image).permute(2, 0, 1)
         if self.transforms is not None:
             tensor, target = self.transforms(tensor, target)

@@ -1,13 +1,14 @@
-"""Safe image decoding: any file -> RGB `uint8` array of shape (H, W, 3), or an error naming the file.
+"""Safe image decoding: any file -> RGB `uint8` array of shape (H, W, 3), or an
+error naming the file.
 
 Policy:
-- Grayscale (`L`, `1`), palette (`P`, `PA`), `LA`, `RGBA`, `CMYK`, `YCbCr` and `LAB` are converted to RGB;
-  alpha is dropped, not composited.
+- Grayscale (`L`, `1`), palette (`P`, `PA`), `LA`, `RGBA`, `CMYK`, `YCbCr` and `LAB` are converted
+  to RGB; alpha is dropped, not composited.
 - 16- and 32-bit modes (`I;16*`, `I`, `F`) are refused: squashing them to 8 bits silently would
   change what the network sees.
-- EXIF orientation is applied (the pixels are turned the way a viewer shows them), as detectron2 does;
-  the dataset then checks the decoded size against the annotation's, so a file whose frame disagrees
-  with its boxes is an error rather than wrong training data.
+- EXIF orientation is applied (the pixels are turned the way a viewer shows them), as detectron2
+  does; the dataset then checks the decoded size against the annotation's, so a file whose frame
+  disagrees with its boxes is an error rather than wrong training data.
 - Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) is left as it is.
 - The whole decode runs inside the guard, so truncated files fail here and not later.
 """
@@ -43,7 +44,8 @@ def read_image(path: str | Path) -> np.ndarray:
             img = ImageOps.exif_transpose(img)
             if img.mode != "RGB":
                 with warnings.catch_warnings():
-                    # "Palette images with transparency ... should be converted to RGBA": alpha is dropped anyway
+                    # "Palette images with transparency ... should be converted to RGBA":
+                    # alpha is dropped anyway
                     warnings.simplefilter("ignore", UserWarning)
                     img = img.convert("RGB")
             return np.array(img, dtype=np.uint8)  # writable copy: torch.from_numpy needs one

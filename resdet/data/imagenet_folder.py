@@ -1,10 +1,12 @@
 """Image classification sets in the ImageNet folder layout.
 
 ```
-<root>/train/<wnid>/*.JPEG            one folder per class; the sorted folder names give labels 0..C-1
+<root>/train/<wnid>/*.JPEG            one folder per class; the sorted folder names give labels
+                                      0..C-1
 <root>/val/<wnid>/*.JPEG              the same, or
 <root>/val/*.JPEG + a labels file     lines `<image> <wnid>` or `<image> <index>` (space or comma),
-                                      or Kaggle's `LOC_val_solution.csv` (`ImageId,PredictionString`)
+                                      or Kaggle's `LOC_val_solution.csv`
+                                      (`ImageId,PredictionString`)
 ```
 The class list always comes from `<root>/train` when it exists, so train and val labels agree.
 """
@@ -43,7 +45,8 @@ def _images_in(folder: Path) -> list[str]:
 
 
 def read_label_file(path: Path, classes: list[str]) -> dict[str, int]:
-    """Map image stem -> label from a labels file (see the module docstring for the accepted lines)."""
+    """Map image stem -> label from a labels file (see the module docstring for
+    the accepted lines)."""
     index = {c: i for i, c in enumerate(classes)}
     out: dict[str, int] = {}
     for n, line in enumerate(path.read_text().splitlines(), start=1):

@@ -1,7 +1,7 @@
 """What a reader produces: one `ImageRecord` per image and a `DatasetSource` per dataset entry.
 
-Records hold annotations only (no pixels). Boxes are `xyxy` float32 in absolute pixels of the image's
-loaded frame, already clipped to the image; degenerate boxes were dropped by the reader.
+Records hold annotations only (no pixels). Boxes are `xyxy` float32 in absolute pixels of the
+image's loaded frame, already clipped to the image; degenerate boxes were dropped by the reader.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ class DatasetWarning(UserWarning):
 class ImageRecord:
     """Annotations of one image.
 
-    `boxes` (N, 4) float32 xyxy, `labels` (N,) int64 contiguous `0..C-1`, `difficult` (N,) bool (VOC's
-    flag; all False for COCO), `crowd_boxes` (M, 4) float32 xyxy (COCO `iscrowd=1`, never trained on).
+    `boxes` (N, 4) float32 xyxy, `labels` (N,) int64 contiguous `0..C-1`, `difficult` (N,)
+    bool (VOC's flag; all False for COCO), `crowd_boxes` (M, 4) float32 xyxy (COCO
+    `iscrowd=1`, never trained on).
     """
 
     file_name: str
@@ -46,8 +47,8 @@ class DatasetSource:
     """One dataset entry after reading: its class list, records and what its evaluator needs.
 
     `category_ids[k]` is the dataset's own id of contiguous label `k` (COCO ids; 1..C for VOC).
-    `ann_file` is the COCO json the COCO evaluator scores against (None for VOC, whose evaluator uses
-    the records).
+    `ann_file` is the COCO json the COCO evaluator scores against (None for VOC, whose
+    evaluator uses the records).
     """
 
     name: str
@@ -101,7 +102,8 @@ def finite(value: object, where: str, name: str) -> float:
 
 
 def check_relative(file_name: str, where: str) -> None:
-    """Refuse absolute file names and `..` components: an annotation may only name files below its root."""
+    """Refuse absolute file names and `..` components: an annotation may only name
+    files below its root."""
     for p in (PurePosixPath(file_name), PureWindowsPath(file_name)):
         if p.is_absolute() or p.drive or p.root or ".." in p.parts:
             raise DatasetError(

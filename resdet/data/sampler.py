@@ -12,9 +12,9 @@ batches without yielding them (index arithmetic only) and continues with batch `
 uninterrupted run sees next. The engine's loader factory receives the number of batches the rank has
 consumed, one per micro-step: `iterations * solver.grad_accum`, which is `start_iter` for a sampler
 whose `batch_size` is the micro-step's global batch `ims_per_batch // grad_accum` (what
-`resdet.detection_run` builds). The sampler's own position (`state_dict()["position"]`, batches handed
-out so far) runs ahead of that by what a DataLoader prefetched, so the engine does not read it.
-`load_state_dict({"position": k, ...})` is the same as `start_iter=k`.
+`resdet.detection_run` builds). The sampler's own position (`state_dict()["position"]`, batches
+handed out so far) runs ahead of that by what a DataLoader prefetched, so the engine does not read
+it. `load_state_dict({"position": k, ...})` is the same as `start_iter=k`.
 """
 
 from __future__ import annotations

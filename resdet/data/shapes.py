@@ -2,12 +2,12 @@
 
 Every image has a textured background (colour gradient, low-frequency noise, optional stripes, pixel
 noise) and 1..`max_objects` filled shapes of the classes `SHAPE_CLASSES`, with random size, aspect,
-colour and position; shapes may overlap (box IoU at most 0.3 with any earlier shape, later ones drawn on
-top). Everything follows from the seed: the same arguments give byte-identical files.
+colour and position; shapes may overlap (box IoU at most 0.3 with any earlier shape, later ones
+drawn on top). Everything follows from the seed: the same arguments give byte-identical files.
 
 Boxes are whole pixels: a shape drawn over pixel columns `x1..x2-1` has the continuous box
-`[x1, x2)`. The COCO json stores `[x1, y1, x2-x1, y2-y1]` (area = box area) and the VOC XML the 1-based
-inclusive `xmin = x1+1, xmax = x2`, so both readers load identical xyxy boxes.
+`[x1, x2)`. The COCO json stores `[x1, y1, x2-x1, y2-y1]` (area = box area) and the VOC XML the
+1-based inclusive `xmin = x1+1, xmax = x2`, so both readers load identical xyxy boxes.
 
 Detection layout of one split, in `out_dir`:
     JPEGImages/<id>.jpg, annotations.json, Annotations/<id>.xml, ImageSets/Main/<split>.txt
@@ -175,7 +175,8 @@ def generate_shapes(
     seed: int = 0,
     max_objects: int = 5,
 ) -> Path:
-    """Write a detection split (JPEGs, COCO json, VOC tree) into `out_dir`; image sides in [0.75, 1] x size."""
+    """Write a detection split (JPEGs, COCO json, VOC tree) into `out_dir`;
+    image sides in [0.75, 1] x size."""
     out = Path(out_dir)
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -230,7 +231,8 @@ def generate_shapes_classification(
     image_size: int = 64,
     seed: int = 0,
 ) -> Path:
-    """Write `out_dir/{train,val}/<class>/<n>.jpg`: one centred shape per image (ImageNet folder layout)."""
+    """Write `out_dir/{train,val}/<class>/<n>.jpg`: one centred shape per image
+    (ImageNet folder layout)."""
     out = Path(out_dir)
     for split, count in (("train", num_train_per_class), ("val", num_val_per_class)):
         rng = _rng(seed, split, kind=1)

@@ -1,10 +1,10 @@
 """Detection transforms on (image, target) pairs.
 
-A transform is called as `image, target = t(image, target)` with `image` an RGB `uint8` Tensor of shape
-(3, H, W) (any strides: the decoder's (H, W, 3) array viewed channels-last) and `target["boxes"]` an
-(N, 4) float32 xyxy array in that image's pixels. There is no resize: the detector resizes its input
-(`model.input`), so doing it here too would resample twice. Random choices draw from torch's global
-generator, which the DataLoader seeds per worker.
+A transform is called as `image, target = t(image, target)` with `image` an RGB `uint8` Tensor of
+shape (3, H, W) (any strides: the decoder's (H, W, 3) array viewed channels-last) and
+`target["boxes"]` an (N, 4) float32 xyxy array in that image's pixels. There is no resize: the
+detector resizes its input (`model.input`), so doing it here too would resample twice. Random
+choices draw from torch's global generator, which the DataLoader seeds per worker.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
 
 
 class RandomHorizontalFlip:
-    """Mirror the image with probability `prob`; a box `(x1, y1, x2, y2)` becomes `(W - x2, y1, W - x1, y2)`."""
+    """Mirror the image with probability `prob`; a box `(x1, y1, x2, y2)` becomes `(W - x2,
+    y1, W - x1, y2)`."""
 
     def __init__(self, prob: float = 0.5) -> None:
         self.prob = float(prob)

@@ -3,9 +3,9 @@
 Layout: `<root>/ImageSets/Main/<split>.txt` lists ids; `<root>/Annotations/<id>.xml` and
 `<root>/JPEGImages/<id>.jpg` hold each image. Only direct `<object>` children of `<annotation>` are
 objects (the `<part>` boxes of VOC's person layout are not). VOC pixel coordinates are 1-based and
-inclusive; as detectron2 does, a box is loaded as `(xmin - 1, ymin - 1, xmax, ymax)`, which makes its
-width `xmax - xmin + 1` pixels. `difficult` is kept as a per-object flag. The VOC evaluator undoes the
-shift so its numbers equal the devkit's.
+inclusive; as detectron2 does, a box is loaded as `(xmin - 1, ymin - 1, xmax, ymax)`, which makes
+its width `xmax - xmin + 1` pixels. `difficult` is kept as a per-object flag. The VOC evaluator
+undoes the shift so its numbers equal the devkit's.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ VOC_CLASSES = [
 
 
 def read_split(root: str | Path, split: str) -> list[str]:
-    """Image ids listed in `<root>/ImageSets/Main/<split>.txt` (one per line, blank lines skipped)."""
+    """Image ids listed in `<root>/ImageSets/Main/<split>.txt` (one per line,
+    blank lines skipped)."""
     path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
     if not path.is_file():
         raise DatasetError(f"{path}: split file not found (VOC root {root}, split {split!r})")

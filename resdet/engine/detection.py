@@ -47,8 +47,8 @@ class InferenceRunner:
     `DetectionEvaluator`: `runner(model)` -> the evaluator's metrics on rank 0, None on other ranks.
     Every rank must call it (the shards are gathered).
 
-    `model`: the bare detector (not the DDP wrapper: shards differ in length, and DDP's forward would
-    wait for the other ranks); it is run as it is (the caller puts it in eval mode).
+    `model`: the bare detector (not the DDP wrapper: shards differ in length, and DDP's forward
+    would wait for the other ranks); it is run as it is (the caller puts it in eval mode).
     """
 
     def __init__(

@@ -2,9 +2,10 @@
 
 The rate at iteration `i` (0-based; the rate used for the i-th optimizer step) is
 `lr_i = lr * warmup(i) * decay(i)` with
-    warmup(i) = warmup_factor * (1 - i / warmup_iters) + i / warmup_iters   for i < warmup_iters, else 1
-    decay(i)  = gamma ** (number of steps s with s <= i)                      (multistep)
-    decay(i)  = f + (1 - f) * (1 + cos(pi * i / max_iter)) / 2               (cosine, f = final factor)
+    warmup(i) = warmup_factor * (1 - i / warmup_iters) + i / warmup_iters
+                for i < warmup_iters, else 1
+    decay(i)  = gamma ** (number of steps s with s <= i)          (multistep)
+    decay(i)  = f + (1 - f) * (1 + cos(pi * i / max_iter)) / 2    (cosine, f = final factor)
 The value is computed in closed form from the iteration, so resuming needs only the iteration.
 """
 

@@ -52,7 +52,8 @@ def build_optimizer(
     weight_decay_norm: float | None = None,
     weight_decay_bias: float | None = None,
 ) -> torch.optim.Optimizer:
-    """SGD with momentum (or AdamW, whose betas are `(momentum, 0.999)`) over `param_groups(model)`."""
+    """SGD with momentum (or AdamW, whose betas are `(momentum, 0.999)`) over
+    `param_groups(model)`."""
     groups = param_groups(model, weight_decay, weight_decay_norm, weight_decay_bias)
     if not groups:
         raise ValueError("the model has no trainable parameters")

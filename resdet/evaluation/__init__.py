@@ -1,4 +1,5 @@
-"""Detection evaluation: COCO (pycocotools) and devkit-exact VOC metrics, plus results-file scoring."""
+"""Detection evaluation: COCO (pycocotools) and devkit-exact VOC metrics, plus
+results-file scoring."""
 
 from resdet.evaluation.base import DetectionEvaluator
 from resdet.evaluation.build import build_evaluator, evaluate_detections, read_results

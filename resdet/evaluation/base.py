@@ -1,4 +1,5 @@
-"""What every detection evaluator shares: collecting detections in the results format and checking them.
+"""What every detection evaluator shares: collecting detections in the results
+format and checking them.
 
 Detections are kept in DESIGN.md's results format, one dict per box: `image_id` (the dataset's id),
 `category_id` (the dataset's id of the class: COCO category id, 1-based index for VOC), `bbox`
@@ -22,7 +23,8 @@ from resdet.data.records import DatasetError
 
 
 class DetectionEvaluator:
-    """Base class: accumulate detections (`process`, `load_results`, `merge`) and score them (`evaluate`)."""
+    """Base class: accumulate detections (`process`, `load_results`, `merge`) and score
+    them (`evaluate`)."""
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""Pick the evaluator that matches a dataset, and evaluate a results file against a config's test set."""
+"""Pick the evaluator that matches a dataset, and evaluate a results file against a
+config's test set."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from resdet.evaluation.voc_evaluator import VOCEvaluator
 
 
 def build_evaluator(dataset: DetectionDataset) -> DetectionEvaluator:
-    """COCO evaluator for a (single) COCO-format source, VOC evaluator for one or more VOC sources."""
+    """COCO evaluator for a (single) COCO-format source, VOC evaluator for one or
+    more VOC sources."""
     formats = {s.format for s in dataset.sources}
     name = " + ".join(s.name for s in dataset.sources)
     if formats == {"voc"}:
@@ -53,7 +55,8 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 def evaluate_detections(
     cfg: Config, results: list[dict[str, Any]], source: str = "<results>"
 ) -> tuple[dict[str, Any], DetectionEvaluator]:
-    """Score `results` (results format) against `cfg.data.test`; opens annotations only, no image."""
+    """Score `results` (results format) against `cfg.data.test`;
+    opens annotations only, no image."""
     dataset = build_detection_dataset(cfg.data, "test", check_files=False)
     evaluator = build_evaluator(dataset)
     evaluator.load_results(results, source)

@@ -1,10 +1,10 @@
 """COCO box metrics through pycocotools' `COCOeval`, against the dataset's own annotation file.
 
 Reported (`metrics.json`): the 12 standard stats `AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100,
-ARs, ARm, ARl` (fractions; -1 where COCOeval has nothing to average, e.g. an area range without ground
-truth) and `per_class: {name: {AP, AP50}}` (None for a class without ground truth). The ground truth is
-the json file as released (crowd regions and the `area` field included), so numbers equal the official
-evaluation; no image file is opened.
+ARs, ARm, ARl` (fractions; -1 where COCOeval has nothing to average, e.g. an area range without
+ground truth) and `per_class: {name: {AP, AP50}}` (None for a class without ground truth). The
+ground truth is the json file as released (crowd regions and the `area` field included), so numbers
+equal the official evaluation; no image file is opened.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ STAT_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", 
 
 
 def _results_coco(gt: COCO, detections: list[dict[str, Any]]) -> COCO:
-    """A COCO object holding `detections`, built as `COCO.loadRes` builds box results (area = w * h)."""
+    """A COCO object holding `detections`, built as `COCO.loadRes` builds box
+    results (area = w * h)."""
     dt = COCO()
     dt.dataset = {
         "images": list(gt.dataset["images"]),
@@ -76,7 +77,8 @@ class COCOEvaluator(DetectionEvaluator):
 
     def format_table(self, metrics: dict[str, Any]) -> str:
         lines = [
-            f"COCO box metrics on {self.name} ({len(self.image_ids)} images, {len(self.detections)} detections)",
+            f"COCO box metrics on {self.name} "
+            f"({len(self.image_ids)} images, {len(self.detections)} detections)",
             "  ".join(f"{k:>5}" for k in STAT_KEYS),
             "  ".join(f"{fmt(metrics[k]):>5}" for k in STAT_KEYS),
             "",

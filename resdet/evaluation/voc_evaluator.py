@@ -1,19 +1,19 @@
 """PASCAL VOC box metrics, computed as the official MATLAB devkit (`VOCevaldet.m`, `VOCap`) does.
 
 Rules, per class:
-- Boxes are compared in devkit pixel coordinates (1-based, inclusive): a loaded box `(x1, y1, x2, y2)`
-  is `(x1 + 1, y1 + 1, x2, y2)` there (undoing the reader's shift), and widths count `x2 - x1 + 1`
-  pixels, in the intersection too.
+- Boxes are compared in devkit pixel coordinates (1-based, inclusive): a loaded box `(x1, y1, x2,
+  y2)` is `(x1 + 1, y1 + 1, x2, y2)` there (undoing the reader's shift), and widths count `x2 - x1 +
+  1` pixels, in the intersection too.
 - Detections of all images are taken in decreasing score order (stable for ties). Each is compared
   with every ground-truth box of its image, difficult ones included; let `j` be the first box of
-  maximal overlap. If overlap >= threshold: a difficult `j` makes the detection neither true nor false
-  positive; otherwise it is a true positive the first time `j` is claimed and a false positive
+  maximal overlap. If overlap >= threshold: a difficult `j` makes the detection neither true nor
+  false positive; otherwise it is a true positive the first time `j` is claimed and a false positive
   (duplicate) after. Below the threshold it is a false positive. (`>=` is the devkit's test; the
   py-faster-rcnn port uses `>`.)
 - recall = TP / #non-difficult ground truth, precision = TP / (TP + FP), cumulated.
 - `AP50_voc07`: 11-point average of max precision at recall >= t, t = 0:0.1:1 (the devkit's VOC2007
-  rule, with MATLAB's colon values for t); `AP50`: area under the monotone precision envelope (VOC2010+);
-  `AP`: the all-point AP averaged over IoU thresholds 0.50:0.05:0.95.
+  rule, with MATLAB's colon values for t); `AP50`: area under the monotone precision envelope
+  (VOC2010+); `AP`: the all-point AP averaged over IoU thresholds 0.50:0.05:0.95.
 A class without non-difficult ground truth has no AP (None) and is left out of the means.
 `metrics.json`: `mAP50_voc07`, `mAP50`, `mAP` and `per_class: {name: {AP50_voc07, AP50, AP}}`.
 """
@@ -53,7 +53,8 @@ def devkit_iou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> float:
-    """AP from cumulative recall/precision (in score order), by the VOC2007 11-point or the all-point rule."""
+    """AP from cumulative recall/precision (in score order), by the VOC2007 11-point or
+    the all-point rule."""
     if eleven_point:
         return float(
             sum(
@@ -76,8 +77,9 @@ def match_class(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Match one class's detections to its ground truth at each IoU threshold.
 
-    `dets`: (image_id, score, devkit box (4,)); `gts[image_id]` = (devkit boxes (G, 4), difficult (G,)).
-    Returns `tp`, `fp` of shape (T, D) in decreasing score order, and the number of non-difficult boxes.
+    `dets`: (image_id, score, devkit box (4,)); `gts[image_id]` = (devkit boxes (G, 4), difficult
+    (G,)). Returns `tp`, `fp` of shape (T, D) in decreasing score order, and the number of
+    non-difficult boxes.
     """
     npos = int(sum((~diff).sum() for _, diff in gts.values()))
     order = np.argsort(-np.array([s for _, s, _ in dets], dtype=np.float64), kind="stable")
@@ -101,7 +103,8 @@ def match_class(
     for t, thr in enumerate(thresholds):
         hit = ovmax >= thr
         counted = hit & ~difficult
-        # the first claim (in score order) of each (image, gt box) is the true positive, later ones duplicates
+        # the first claim (in score order) of each (image, gt box) is the true positive,
+        # later ones duplicates
         key = image_index * (1 + max(int(jmax.max(initial=0)), 0)) + jmax
         first = np.zeros(len(dets), dtype=bool)
         idx = np.nonzero(counted)[0]
@@ -113,7 +116,8 @@ def match_class(
 
 
 class VOCEvaluator(DetectionEvaluator):
-    """Scores detections against the records' boxes and `difficult` flags (no image file is opened)."""
+    """Scores detections against the records' boxes and `difficult` flags (no
+    image file is opened)."""
 
     def __init__(self, records: list[ImageRecord], class_names: list[str], name: str) -> None:
         super().__init__(
@@ -170,7 +174,8 @@ class VOCEvaluator(DetectionEvaluator):
 
     def format_table(self, metrics: dict[str, Any]) -> str:
         lines = [
-            f"VOC box metrics on {self.name} ({len(self.image_ids)} images, {len(self.detections)} detections)",
+            f"VOC box metrics on {self.name} "
+            f"({len(self.image_ids)} images, {len(self.detections)} detections)",
             f"{'class':<14} {'AP50(07)':>8} {'AP50':>6} {'AP':>6}",
         ]
         for name, v in metrics["per_class"].items():

@@ -1,1 +1,2 @@
-"""Small helpers shared by the engine and tools: atomic files, distributed state, seeding and RNG states."""
+"""Small helpers shared by the engine and tools: atomic files, distributed state,
+seeding and RNG states."""

@@ -2,8 +2,8 @@
 
 The data goes to a temporary file in the destination's directory (same file system, so the rename is
 atomic), is flushed and fsync'ed, then `os.replace`d over the destination; the directory is fsync'ed
-so the rename itself survives a crash. On any error the temporary file is removed and the destination
-is untouched.
+so the rename itself survives a crash. On any error the temporary file is removed and the
+destination is untouched.
 """
 
 from __future__ import annotations

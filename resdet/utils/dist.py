@@ -128,8 +128,8 @@ def exit_on_failure(main: Callable[[], T]) -> T:
     (or the code of a non-zero `SystemExit`).
 
     Used by every entry point so that no rank outlives a failure: the failed rank leaves at once
-    (`os._exit`, because tearing down a process group whose peers sit in a collective can block), its
-    peers' next collective then fails (gloo: the connection closes; NCCL: the watchdog or the
+    (`os._exit`, because tearing down a process group whose peers sit in a collective can block),
+    its peers' next collective then fails (gloo: the connection closes; NCCL: the watchdog or the
     `timeout_s` of `init_distributed`) and they leave through here too; `torchrun` also stops the
     group when one worker exits non-zero.
     """

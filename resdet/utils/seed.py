@@ -1,4 +1,5 @@
-"""Seeding and RNG states stored as plain lists and tensors (loadable with `torch.load(weights_only=True)`)."""
+"""Seeding and RNG states stored as plain lists and tensors (loadable with
+`torch.load(weights_only=True)`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 
 
 def seed_all(seed: int, rank: int = 0) -> int:
-    """Seed python, numpy and torch (all devices) with `seed + rank`, so ranks draw different numbers."""
+    """Seed python, numpy and torch (all devices) with `seed + rank`, so ranks draw
+    different numbers."""
     s = seed + rank
     random.seed(s)
     np.random.seed(s % 2**32)

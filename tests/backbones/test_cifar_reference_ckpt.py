@@ -1,6 +1,6 @@
 """Checkpoints of the pytorch_resnet_cifar10 reproduction load into cifar_resnet and compute the
-same function. The reference network is written here from the layout description (our own code): basic
-blocks whose option-A shortcut pads zero channels on both sides of the subsampled input, a
+same function. The reference network is written here from the layout description (our own code):
+basic blocks whose option-A shortcut pads zero channels on both sides of the subsampled input, a
 `linear` classifier, a `{"state_dict": {"module." ...}, "best_prec1": ...}` file without
 `num_batches_tracked`."""
 

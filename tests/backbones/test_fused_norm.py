@@ -1,4 +1,5 @@
-"""conv_norm folds a frozen batch norm into its convolution: same outputs and gradients, fresh cache."""
+"""conv_norm folds a frozen batch norm into its convolution:
+same outputs and gradients, fresh cache."""
 
 import pytest
 import torch
@@ -70,7 +71,8 @@ def test_other_norms_are_applied_unchanged():
 
 
 def test_frozen_resnet_matches_torchvision_features(randomize_norms):
-    # torchvision's resnet50 with frozen BN applies the norm as a separate op: an independent reference
+    # torchvision's resnet50 with frozen BN applies the norm as a separate op: an
+    # independent reference
     theirs = randomize_norms(torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d)).eval()
     ours = ResNet(50, out_features=("res4",), norm="FrozenBN", freeze_at=2).eval()
     fold_frozen_norms(ours)

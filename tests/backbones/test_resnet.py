@@ -199,7 +199,10 @@ def test_shortcut_options_differ_as_described():
 
     # A adds no parameters over plain; B adds the 3 downsampling projections; C one per block.
     assert n(shortcut="A") == n(plain=True)
-    projection = lambda cin, cout: cin * cout + 2 * cout  # 1x1 conv + norm
+
+    def projection(cin, cout):
+        return cin * cout + 2 * cout  # 1x1 conv + norm
+
     b_extra = projection(64, 128) + projection(128, 256) + projection(256, 512)
     assert n(shortcut="B") - n(shortcut="A") == b_extra
     c_extra = (

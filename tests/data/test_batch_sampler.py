@@ -1,4 +1,5 @@
-"""GroupedBatchSampler: grouping, determinism, rank sharding and exact resume; InferenceSampler shards."""
+"""GroupedBatchSampler: grouping, determinism, rank sharding and exact resume;
+InferenceSampler shards."""
 
 import itertools
 
@@ -19,7 +20,8 @@ def test_batches_are_single_group_and_cover_every_image_each_pass():
     for b in batches:
         assert len(b) == 4 and len({GROUPS[i] for i in b}) == 1
     flat = [i for b in batches for i in b]
-    # buckets carry over between epochs, so within the first 9 batches (36 of 37 images) none repeats
+    # buckets carry over between epochs, so within the first 9 batches (36 of 37
+    # images) none repeats
     assert len(set(flat[:36])) == 36
     assert set(flat) == set(range(len(GROUPS)))
 

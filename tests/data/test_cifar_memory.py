@@ -18,7 +18,8 @@ SHARED_CIFAR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / 
 
 
 def write_folders(root: Path, per_class: int = 3, classes=("cat", "airplane", "dog")) -> dict:
-    """PNG (lossless) class folders; returns {split: [(array HWC, class name), ...]} in file order."""
+    """PNG (lossless) class folders;
+    returns {split: [(array HWC, class name), ...]} in file order."""
     rng = np.random.default_rng(0)
     content = {}
     for split in ("train", "test"):

@@ -1,4 +1,5 @@
-"""The classification recipes: they load, hold the paper's values, and build the paper's networks."""
+"""The classification recipes: they load, hold the paper's values, and build the
+paper's networks."""
 
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def test_imagenet_recipe_follows_section_3_4():
         256,
     )
     assert cfg.test.ten_crop
-    # /10 at epochs 30 and 60 of 90, counted in iterations of 256 images over the 1,281,167 of ILSVRC-2012
+    # /10 at epochs 30 and 60 of 90, counted in iterations of 256 images over the
+    # 1,281,167 of ILSVRC-2012
     epoch = -(-1281167 // 256)
     assert s.steps == [30 * epoch, 60 * epoch] and s.max_iter == 90 * epoch
     # other depths by override, as the recipe says

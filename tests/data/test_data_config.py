@@ -8,7 +8,8 @@ from resdet.config import ConfigError, load_config
 def test_data_section_round_trip(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(
-        "data:\n  root: /d\n  train: [voc_2007_trainval, {format: shapes, split: train, num_images: 8}]\n"
+        "data:\n  root: /d\n"
+        "  train: [voc_2007_trainval, {format: shapes, split: train, num_images: 8}]\n"
         "  test: [{format: coco, ann_file: a.json, image_dir: img}]\n  flip_prob: 0.25\n"
         "  skip_bad_images: true\n"
     )

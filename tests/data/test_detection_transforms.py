@@ -45,7 +45,8 @@ def test_flip_probability():
 
 
 def test_pipeline_keeps_the_decoded_size():
-    """The detector resizes (model.input); train (flip only) and test transforms keep H, W and box scale."""
+    """The detector resizes (model.input); train (flip only) and test transforms keep
+    H, W and box scale."""
     img = image()
     for split in ("train", "test"):
         out, t = build_transforms(DataConfig(flip_prob=1.0), split)(img, {"boxes": BOXES.copy()})

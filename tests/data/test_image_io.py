@@ -31,7 +31,8 @@ def test_modes(tmp_path, mode):
         return
     out = read_image(path)
     assert out.dtype == np.uint8 and out.shape == (6, 9, 3) and out.flags.writeable
-    # Pillow's own conversion of the stored pixels is the expectation; alpha is dropped, not composited
+    # Pillow's own conversion of the stored pixels is the expectation; alpha is
+    # dropped, not composited
     stored = Image.open(path)
     expected = np.asarray(
         stored.convert("RGBA").convert("RGB") if "A" in mode else stored.convert("RGB")

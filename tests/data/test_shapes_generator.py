@@ -39,7 +39,8 @@ def test_shapes_have_pixels_inside_their_boxes(tmp_path):
         img = read_image(r.file_name).astype(np.float32)
         for x1, y1, x2, y2 in r.boxes.astype(int):
             inside = img[y1:y2, x1:x2]
-            # a filled shape makes the box interior far less like the plain textured background around it
+            # a filled shape makes the box interior far less like the plain textured
+            # background around it
             assert inside.size and np.abs(inside - np.median(img, axis=(0, 1))).mean() > 5
 
 

@@ -36,8 +36,8 @@ def test_voc_mini_records_match_the_xml():
     r4 = recs["000004"]
     assert (r4.height, r4.width) == (406, 500)
     assert [VOC_CLASSES[k] for k in r4.labels] == ["car"] * 7 and not r4.difficult.any()
-    # XML (xmin, ymin, xmax, ymax) = (13, 311, 84, 362) and (362, 330, 500, 389): loaded as (x-1, y-1, x, y);
-    # xmax == width (500) stays inside the image.
+    # XML (xmin, ymin, xmax, ymax) = (13, 311, 84, 362) and (362, 330, 500, 389): loaded as (x-1,
+    # y-1, x, y); xmax == width (500) stays inside the image.
     np.testing.assert_array_equal(r4.boxes[:2], [[12, 310, 84, 362], [361, 329, 500, 389]])
     np.testing.assert_array_equal(r4.boxes[-1], [83, 322, 121, 350])
     r5 = recs["000005"]
@@ -74,7 +74,8 @@ def test_both_years_by_name_concatenate(monkeypatch):
     assert [s.name for s in train.sources] == ["voc_2007_trainval", "voc_2012_trainval"]
     test = build_detection_dataset(data, "test")
     assert [r.image_id for r in test.records] == ["000001", "000002", "000003", "000004", "000005"]
-    # training targets leave the two difficult chairs of 000005 out; the loaded image is real, not resized
+    # training targets leave the two difficult chairs of 000005 out; the loaded image
+    # is real, not resized
     i = [r.image_id for r in train.records].index("000005")
     image, target = train[i]
     assert target["labels"].tolist() == [8, 8, 8] and target["orig_size"] == (375, 500)

@@ -1,4 +1,5 @@
-"""Failures leave the last good checkpoint usable: a NaN loss, a crash while writing a checkpoint."""
+"""Failures leave the last good checkpoint usable:
+a NaN loss, a crash while writing a checkpoint."""
 
 import re
 import subprocess

@@ -1,4 +1,5 @@
-"""Learning-rate schedule, batch scaling rule, weight-decay groups, clipping and precision options."""
+"""Learning-rate schedule, batch scaling rule, weight-decay groups, clipping and
+precision options."""
 
 import json
 import math
@@ -26,7 +27,8 @@ def lrs(n, **kw):
 
 
 def test_warmup_then_multistep_by_hand():
-    # warmup from 0.1 * 0.1 over 4 iterations: 0.1 * (0.1 * (1 - i/4) + i/4); then x0.1 at 6 and at 8
+    # warmup from 0.1 * 0.1 over 4 iterations: 0.1 * (0.1 * (1 - i/4) + i/4); then
+    # x0.1 at 6 and at 8
     got = lrs(10, max_iter=10, steps=[6, 8], gamma=0.1, warmup_iters=4, warmup_factor=0.1)
     want = [0.01, 0.0325, 0.055, 0.0775, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
     assert got == pytest.approx(want, rel=1e-12)

@@ -1,4 +1,5 @@
-"""COCO evaluation: cocoapi's published fake-results numbers through tools/eval_det.py, and hand cases."""
+"""COCO evaluation: cocoapi's published fake-results numbers through
+tools/eval_det.py, and hand cases."""
 
 import importlib.util
 import json
@@ -98,8 +99,9 @@ def test_two_images_one_without_ground_truth(tmp_path, extra_fp_on_empty_image):
         tmp_path / "over/eval/metrics.json"
     ).is_file()  # default output: <output_dir>/eval, overridable
 
-    # Hand computation. GT1 (medium, area 2913) is hit by the top detection, GT2 (small, area 435) by the
-    # second; the third is a tiny false positive. At IoU threshold t a GT is found iff its IoU >= t.
+    # Hand computation. GT1 (medium, area 2913) is hit by the top detection, GT2 (small, area
+    # 435) by the second; the third is a tiny false positive. At IoU threshold t a GT is
+    # found iff its IoU >= t.
     g1, g2 = (next(a["bbox"] for a in gt["annotations"] if a["id"] == i) for i in (230831, 233201))
     i1, i2 = iou(dets[0]["bbox"], g1), iou(dets[1]["bbox"], g2)
     ts = [0.5 + 0.05 * k for k in range(10)]

@@ -33,7 +33,8 @@ def test_ap_rules_hand_computed():
 
 def test_eleven_points_are_matlabs_colon_values():
     # 0:0.1:1 in MATLAB: first half k * 0.1 (so t(4) = 0.30000000000000004 > 3/10), second half
-    # 1 - (10 - k) * 0.1 (so t(7) = 0.6 == 6/10); numpy's arange(0, 1.1, 0.1) differs in the second half.
+    # 1 - (10 - k) * 0.1 (so t(7) = 0.6 == 6/10); numpy's arange(0, 1.1, 0.1) differs
+    # in the second half.
     one_at = lambda r: voc_ap(np.array([r]), np.array([1.0]), eleven_point=True)  # noqa: E731
     assert one_at(3 / 10) == pytest.approx(3 / 11)
     assert one_at(6 / 10) == pytest.approx(7 / 11)
@@ -80,11 +81,13 @@ def test_difficult_hit_duplicate_and_miss():
         ]
     )
     m = ev.evaluate()
-    # class a, score order: TP FP (ignored) FP TP; npos = 2 -> recall .5 .5 .5 .5 1, precision 1 .5 .5 1/3 .5
+    # class a, score order: TP FP (ignored) FP TP; npos = 2 -> recall .5 .5 .5 .5 1,
+    # precision 1 .5 .5 1/3 .5
     a = m["per_class"]["a"]
     assert a["AP50_voc07"] == pytest.approx((6 * 1.0 + 5 * 0.5) / 11)
     assert a["AP50"] == pytest.approx(0.5 * 1.0 + 0.5 * 0.5)
-    # t = .50 .. .70 as above (0.75); t = .75 .. .95 the last one is an FP too: recall stops at .5 (0.5)
+    # t = .50 .. .70 as above (0.75); t = .75 .. .95 the last one is an FP too:
+    # recall stops at .5 (0.5)
     assert a["AP"] == pytest.approx((5 * 0.75 + 5 * 0.5) / 10)
     assert m["per_class"]["b"] == {"AP50_voc07": None, "AP50": None, "AP": None}
     assert m["per_class"]["c"] == {

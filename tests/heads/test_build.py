@@ -1,4 +1,5 @@
-"""Every detection recipe builds from YAML; bad YAML is refused; checkpoints load with their pixels."""
+"""Every detection recipe builds from YAML; bad YAML is refused;
+checkpoints load with their pixels."""
 
 import pickle
 from pathlib import Path
@@ -233,7 +234,9 @@ def test_detectron2_checkpoint_loads(tmp_path, arch, suffix):
     assert load_checkpoint(dst, path) == "detectron2"
     for k, v in src.state_dict().items():
         if arch == "c4" and k.startswith(("rpn.head.cls_logits", "rpn.head.bbox_pred")):
-            continue  # several sizes per location: reordered (test_detectron2_anchor_order_is_permuted_for_c4)
+            # several sizes per location: reordered
+            # (test_detectron2_anchor_order_is_permuted_for_c4)
+            continue
         assert torch.equal(v, dst.state_dict()[k]), k
     if (
         suffix == ".pkl"

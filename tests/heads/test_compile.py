@@ -1,5 +1,6 @@
-"""torch.compile of the backbone (what `tools/benchmark.py --compile` and training use): dynamo captures
-it with the default fast paths (folded frozen norms, NHWC batch) and computes the eager function.
+"""torch.compile of the backbone (what `tools/benchmark.py --compile` and training use):
+dynamo captures it with the default fast paths (folded frozen norms, NHWC batch) and
+computes the eager function.
 
 The `aot_eager` backend runs dynamo and AOTAutograd (forward and backward graphs) without inductor's
 code generation, which would take minutes on a 2-core CI machine."""

@@ -99,7 +99,8 @@ def test_box_coding_hand_case_round_trip_and_clamp():
 
 
 def test_matcher_labels_and_low_quality_matches():
-    # image 0: one object; image 1: one object only partly covered, one nobody overlaps, one padding slot
+    # image 0: one object; image 1: one object only partly covered, one nobody
+    # overlaps, one padding slot
     gt = torch.tensor(
         [
             [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]],

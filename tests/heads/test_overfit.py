@@ -13,7 +13,8 @@ from resdet import build_model
 def average_precision(
     dets: list[dict], targets: list[dict], num_classes: int, iou: float = 0.5
 ) -> float:
-    """VOC all-point AP at ``iou``, averaged over classes; each object matches one detection at most."""
+    """VOC all-point AP at ``iou``, averaged over classes;
+    each object matches one detection at most."""
     aps = []
     for c in range(num_classes):
         found = []  # (score, true positive?)

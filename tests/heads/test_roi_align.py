@@ -1,4 +1,5 @@
-"""heads.roi_align: torchvision's forward, and a sparse-matrix CPU backward equal to torchvision's."""
+"""heads.roi_align: torchvision's forward, and a sparse-matrix CPU backward equal
+to torchvision's."""
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ from heads.roi_align import roi_align
 def random_rois(
     n: int, images: int, height: int, width: int, scale: float, g: torch.Generator
 ) -> torch.Tensor:
-    """(n, 5) rois in input pixels: inside, straddling and outside the map, tiny, inverted, at the edges."""
+    """(n, 5) rois in input pixels: inside, straddling and outside the map, tiny,
+    inverted, at the edges."""
     h, w = height / scale, width / scale
     xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 1.3, h * 1.3]) - torch.tensor(
         [w * 0.15, h * 0.15]

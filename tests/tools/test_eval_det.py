@@ -1,5 +1,6 @@
-"""tools/eval_det.py --weights: a checkpoint is run over the test set, its metrics and detections written;
-the detections file scores the same through --detections (pycocotools on the file alone)."""
+"""tools/eval_det.py --weights: a checkpoint is run over the test set, its metrics and
+detections written; the detections file scores the same through --detections (pycocotools
+on the file alone)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def plain_convolutions(monkeypatch):
 
 @pytest.fixture
 def checkpoint(tmp_path, monkeypatch):
-    """An untrained detector saved as training saves it (its scores are near-uniform, so it detects)."""
+    """An untrained detector saved as training saves it (its scores are
+    near-uniform, so it detects)."""
     monkeypatch.setenv("RESDET_CACHE", str(tmp_path / "cache"))
     cfg = load_config(ROOT / "configs" / "demo_shapes.yaml", TINY)
     torch.manual_seed(0)
@@ -83,7 +85,8 @@ def test_weights_writes_metrics_and_detections_that_rescore_identically(checkpoi
     assert {r["image_id"] for r in records} <= {1, 2, 3} and {
         r["category_id"] for r in records
     } <= {1, 2, 3, 4, 5}
-    # boxes are in the original image's pixels (the detector resized it to a 64-px short side and back)
+    # boxes are in the original image's pixels (the detector resized it to a 64-px
+    # short side and back)
     test_set = load_datasets(load_config(config, TINY), train=False).test
     sizes = {r.image_id: (r.width, r.height) for r in test_set.records}
     assert any(

@@ -1,4 +1,5 @@
-"""tools/gpu_suite.py --smoke: every part runs in its own process and lands in one JSON and one table."""
+"""tools/gpu_suite.py --smoke: every part runs in its own process and lands in one
+JSON and one table."""
 
 from __future__ import annotations
 

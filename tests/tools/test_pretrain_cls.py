@@ -1,4 +1,5 @@
-"""tools/pretrain_cls.py end to end on tiny data: checkpoint format, loading into a backbone, eval-only."""
+"""tools/pretrain_cls.py end to end on tiny data: checkpoint format, loading into a
+backbone, eval-only."""
 
 from __future__ import annotations
 

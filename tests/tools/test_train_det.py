@@ -1,5 +1,5 @@
-"""tools/train_det.py end to end on a tiny shapes run: output files, exact resume, --eval-only, errors,
-and every recipe in configs/ loading."""
+"""tools/train_det.py end to end on a tiny shapes run: output files, exact resume, --eval-only,
+errors, and every recipe in configs/ loading."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from tools import train_det
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: the demo recipe shrunk to seconds: 48..64-px images seen at 32 px, narrow heads, batch 2, no workers,
-#: a random-init backbone (the demo's pretrained one is made by tools/pretrain_cls.py)
+#: the demo recipe shrunk to seconds: 48..64-px images seen at 32 px, narrow heads, batch 2, no
+#: workers, a random-init backbone (the demo's pretrained one is made by tools/pretrain_cls.py)
 TINY = [
     shapes("train", 6, seed=3),
     shapes("val", 2, seed=3),
@@ -95,7 +95,8 @@ def test_train_writes_the_documented_outputs_and_resumes_exactly(tool, tmp_path,
     ckpt = final_state(full)
     assert ckpt["iteration"] == 3 and ckpt["config"]["model"]["backbone"]["depth"] == 18
 
-    # stopped after 2 iterations (its checkpoint), then resumed to 3: the uninterrupted run's weights
+    # stopped after 2 iterations (its checkpoint), then resumed to 3: the
+    # uninterrupted run's weights
     part = tmp_path / "part"
     part.mkdir()
     shutil.copy(full / "model_0000002.pth", part)

@@ -16,7 +16,10 @@ SHORT_SCHEDULE = [
 def shapes(split: str, num_images: int, seed: int, image_size: int = 64) -> str:
     """A generated shapes set as a `data.train=`/`data.test=` list value."""
     key = "train" if split == "train" else "test"
-    return f"data.{key}=[{{format: shapes, split: {split}, num_images: {num_images}, image_size: {image_size}, seed: {seed}}}]"
+    return (
+        f"data.{key}=[{{format: shapes, split: {split}, num_images: {num_images}, "
+        f"image_size: {image_size}, seed: {seed}}}]"
+    )
 
 
 def input_size(pixels: int) -> list[str]:
