@@ -14,33 +14,12 @@ from PIL import Image
 from resdet.curves import read_run, resolve_keys
 from resdet.data import DatasetError
 from resdet.data.shapes import SHAPE_CLASSES, ensure_shapes_detection
+from resdet.data.voc import VOC_CLASSES
 from resdet.visualize import GT_COLOUR, PRED_COLOUR
 from tools import visualize
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT / ".." / "shared" / "data"
-VOC_CLASSES = [
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-]
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +157,20 @@ def test_voc_ids_give_the_same_pictures_as_coco_ids(tool, shapes, tmp_path):
         )
 
 
+def draw_coco_boxes(tool, shapes, detections: Path, output_dir: Path):
+    """`visualize boxes` on the COCO config of the `shapes` fixture."""
+    return tool.main(
+        [
+            "boxes",
+            str(shapes["coco"]),
+            "--detections",
+            str(detections),
+            "--output-dir",
+            str(output_dir),
+        ]
+    )
+
+
 def test_boxes_bad_detections_name_the_file_and_record(tool, shapes, tmp_path):
     dets = handmade_detections(shapes["ann"])
     dets[3] = {**dets[3], "image_id": 99}
@@ -186,40 +179,13 @@ def test_boxes_bad_detections_name_the_file_and_record(tool, shapes, tmp_path):
     with pytest.raises(
         DatasetError, match=rf"{bad}: record 3: field 'image_id' 99 is not an image"
     ):
-        tool.main(
-            [
-                "boxes",
-                str(shapes["coco"]),
-                "--detections",
-                str(bad),
-                "--output-dir",
-                str(tmp_path / "o"),
-            ]
-        )
+        draw_coco_boxes(tool, shapes, bad, tmp_path / "o")
     dets[3] = {**dets[0], "bbox": [10, 10, -5, 4]}
     bad.write_text(json.dumps(dets))
     with pytest.raises(DatasetError, match=rf"{bad}: record 3: field 'bbox' .* negative width"):
-        tool.main(
-            [
-                "boxes",
-                str(shapes["coco"]),
-                "--detections",
-                str(bad),
-                "--output-dir",
-                str(tmp_path / "o"),
-            ]
-        )
+        draw_coco_boxes(tool, shapes, bad, tmp_path / "o")
     with pytest.raises(DatasetError, match=r"missing.json: detections file not found"):
-        tool.main(
-            [
-                "boxes",
-                str(shapes["coco"]),
-                "--detections",
-                str(tmp_path / "missing.json"),
-                "--output-dir",
-                str(tmp_path / "o"),
-            ]
-        )
+        draw_coco_boxes(tool, shapes, tmp_path / "missing.json", tmp_path / "o")
     assert not (tmp_path / "o").exists()
 
 
