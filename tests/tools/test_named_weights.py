@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_runs import TINY_CLS
 
 from backbones.resnet import ResNet
 from backbones.spec import TORCHVISION_PIXELS
@@ -20,24 +21,8 @@ from resdet.detection_run import check_weights_present
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "configs" / "demo_shapes.yaml"
 
-#: configs/cls_shapes.yaml shrunk to a few seconds (as in test_pretrain_cls.py)
-TINY_PRETRAINING = (
-    "data.shapes_train_per_class=4",
-    "data.shapes_val_per_class=2",
-    "data.shapes_image_size=16",
-    "data.short_side=[16,20]",
-    "data.crop_size=16",
-    "data.test_short_side=16",
-    "data.num_workers=0",
-    "solver.ims_per_batch=10",
-    "solver.max_iter=2",
-    "solver.steps=[1]",
-    "solver.warmup_iters=0",
-    "solver.log_period=1",
-    "solver.checkpoint_period=2",
-    "test.eval_period=0",
-    "test.ims_per_batch=10",
-)
+#: configs/cls_shapes.yaml shrunk to a few seconds (tiny_runs.TINY_CLS), two iterations
+TINY_PRETRAINING = (*TINY_CLS, "solver.max_iter=2", "solver.steps=[1]", "test.eval_period=0")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_runs import SHORT_SCHEDULE, input_size, shapes
+from tiny_runs import SHORT_SCHEDULE, TINY_CLS, input_size, shapes
 
 from backbones.resnet import ResNet
 from backbones.spec import PixelFormat
@@ -19,23 +19,7 @@ from tools import plot_curves, pretrain_cls, train_det
 ROOT = Path(__file__).resolve().parents[2]
 
 
-TINY = [
-    "data.shapes_train_per_class=4",
-    "data.shapes_val_per_class=2",
-    "data.shapes_image_size=16",
-    "data.short_side=[16,20]",
-    "data.crop_size=16",
-    "data.test_short_side=16",
-    "data.num_workers=0",
-    "solver.ims_per_batch=10",
-    "solver.max_iter=3",
-    "solver.steps=[2]",
-    "solver.warmup_iters=0",
-    "solver.log_period=1",
-    "solver.checkpoint_period=2",
-    "test.eval_period=2",
-    "test.ims_per_batch=10",
-]
+TINY = [*TINY_CLS, "solver.max_iter=3", "solver.steps=[2]", "test.eval_period=2"]
 
 
 #: the detection demo shrunk to two iterations on 32-px inputs

@@ -30,3 +30,21 @@ def input_size(pixels: int) -> list[str]:
         f"model.input.min_size_test={pixels}",
         f"model.input.max_size_test={pixels}",
     ]
+
+
+#: configs/cls_shapes.yaml shrunk to seconds (16-px shapes, batch 10, no workers, no warm-up);
+#: the schedule (`solver.max_iter`, `solver.steps`, `test.eval_period`) is each test's own
+TINY_CLS = [
+    "data.shapes_train_per_class=4",
+    "data.shapes_val_per_class=2",
+    "data.shapes_image_size=16",
+    "data.short_side=[16,20]",
+    "data.crop_size=16",
+    "data.test_short_side=16",
+    "data.num_workers=0",
+    "solver.ims_per_batch=10",
+    "solver.warmup_iters=0",
+    "solver.log_period=1",
+    "solver.checkpoint_period=2",
+    "test.ims_per_batch=10",
+]
