@@ -19,6 +19,7 @@ from resdet.classification.run import pretrain
 from resdet.config import ConfigError
 from resdet.config.cls import load_cls_config
 from resdet.data.records import DatasetError
+from resdet.utils.cli import add_run_arguments, run_overrides
 from resdet.utils.dist import exit_on_failure, get_rank
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cls_shapes.yaml"
@@ -36,25 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])}), "
         "then overrides such as solver.max_iter=100",
     )
-    p.add_argument("--output-dir", help="overrides output_dir")
-    p.add_argument(
-        "--resume", action="store_true", help="continue from output_dir's last checkpoint"
-    )
-    p.add_argument(
-        "--eval-only",
-        action="store_true",
-        help="only evaluate (the run's final model or --weights)",
-    )
-    p.add_argument("--weights", help="checkpoint to evaluate with --eval-only")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_arguments(p)
     args = p.parse_intermixed_args(argv)
     rest = list(args.args)
     args.config = Path(rest.pop(0)) if rest and "=" not in rest[0] else DEFAULT_CONFIG
-    args.overrides = rest + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
-    if args.weights and not args.eval_only:
-        p.error(
-            "--weights is for --eval-only; to start training from weights use model.weights=<path>"
-        )
+    args.overrides = run_overrides(p, args, rest, "model.weights")
     return args
 
 

@@ -22,6 +22,7 @@ from resdet.config import ConfigError, load_config
 from resdet.data.records import DatasetError
 from resdet.detection_run import check_weights_present, eval_only, load_datasets, train_detector
 from resdet.engine.detection import headline
+from resdet.utils.cli import add_run_arguments, run_overrides
 from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 
 
@@ -36,25 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="key.sub=value",
         help="config overrides, e.g. solver.max_iter=100",
     )
-    p.add_argument("--output-dir", help="overrides output_dir")
-    p.add_argument(
-        "--resume", action="store_true", help="continue from output_dir's last_checkpoint"
-    )
-    p.add_argument(
-        "--eval-only",
-        action="store_true",
-        help="only evaluate (--weights, else the run's final model)",
-    )
-    p.add_argument("--weights", help="checkpoint to evaluate with --eval-only")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_arguments(p)
     args = p.parse_intermixed_args(argv)
-    if args.weights and not args.eval_only:
-        p.error(
-            "--weights is for --eval-only; to start from backbone weights "
-            "set model.backbone.weights=<path>"
-        )
-    if args.output_dir:
-        args.overrides.append(f"output_dir={args.output_dir}")
+    args.overrides = run_overrides(p, args, args.overrides, "model.backbone.weights")
     return args
 
 
