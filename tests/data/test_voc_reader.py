@@ -10,26 +10,19 @@ from resdet.config.data import DataConfig
 from resdet.data import DatasetError, DatasetWarning, build_detection_dataset, load_source
 from resdet.data.voc import VOC_CLASSES, load_voc
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-def voc_mini() -> Path:
-    path = SHARED / "voc_mini"
-    if not path.is_dir():
-        pytest.skip(
-            f"{path} is absent (real test files live in ../shared/data; a fresh clone has none)"
-        )
-    return path.resolve()
-
 
 def by_id(source):
     return {r.image_id: r for r in source.records}
 
 
-def test_voc_mini_records_match_the_xml():
+def test_voc_mini_records_match_the_xml(shared_data):
     recs = by_id(
         load_source(
-            {"format": "voc", "root": str(voc_mini() / "VOCdevkit/VOC2007"), "split": "trainval"}
+            {
+                "format": "voc",
+                "root": str(shared_data("voc_mini") / "VOCdevkit/VOC2007"),
+                "split": "trainval",
+            }
         )
     )
     assert sorted(recs) == ["000001", "000002", "000003", "000004", "000005"]
@@ -56,16 +49,16 @@ def test_voc_mini_records_match_the_xml():
     assert r5.boxes.dtype == np.float32 and r5.labels.dtype == np.int64
 
 
-def test_parts_are_not_objects():
-    recs = by_id(load_voc(voc_mini() / "VOCdevkit/VOC2012", "trainval"))
+def test_parts_are_not_objects(shared_data):
+    recs = by_id(load_voc(shared_data("voc_mini") / "VOCdevkit/VOC2012", "trainval"))
     r = recs["2007_000027"]  # one person with head/hand/foot <part> boxes inside
     assert [VOC_CLASSES[k] for k in r.labels] == ["person"]
     np.testing.assert_array_equal(r.boxes, [[173, 100, 349, 351]])
     assert (r.height, r.width) == (500, 486)
 
 
-def test_both_years_by_name_concatenate(monkeypatch):
-    monkeypatch.setenv("RESDET_DATASETS", str(voc_mini()))
+def test_both_years_by_name_concatenate(shared_data, monkeypatch):
+    monkeypatch.setenv("RESDET_DATASETS", str(shared_data("voc_mini")))
     data = DataConfig(train=["voc_2007_trainval", "voc_2012_trainval"], test=["voc_2007_test"])
     with warnings.catch_warnings():
         warnings.simplefilter("error", DatasetWarning)  # nothing is dropped from these files

@@ -16,19 +16,9 @@ from resdet.evaluation import build_evaluator, evaluate_detections
 from resdet.run_dir import flat_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT / ".." / "shared" / "data"
 KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 #: cocoapi's published summary for instances_val2014_fakebbox100_results.json (pycocoEvalDemo)
 PUBLISHED = [0.505, 0.697, 0.573, 0.586, 0.519, 0.501, 0.387, 0.594, 0.595, 0.640, 0.566, 0.564]
-
-
-def shared(sub: str) -> Path:
-    path = SHARED / sub
-    if not path.exists():
-        pytest.skip(
-            f"{path} is absent (real test files live in ../shared/data; a fresh clone has none)"
-        )
-    return path.resolve()
 
 
 def eval_det():
@@ -47,8 +37,8 @@ def config(tmp_path: Path, ann_file: Path) -> Path:
     return path
 
 
-def test_fake_results_reproduce_the_published_stats(tmp_path, capsys):
-    folder = shared("coco_val2014_100")
+def test_fake_results_reproduce_the_published_stats(shared_data, tmp_path, capsys):
+    folder = shared_data("coco_val2014_100")
     cfg = config(tmp_path, folder / "instances_val2014_100.json")
     metrics = eval_det().main(
         [
@@ -78,8 +68,8 @@ def iou(a, b) -> float:
 
 
 @pytest.mark.parametrize("extra_fp_on_empty_image", [False, True])
-def test_two_images_one_without_ground_truth(tmp_path, extra_fp_on_empty_image):
-    folder = shared("coco_2img")
+def test_two_images_one_without_ground_truth(shared_data, tmp_path, extra_fp_on_empty_image):
+    folder = shared_data("coco_2img")
     gt = json.loads((folder / "gt.json").read_text())
     dets = json.loads((folder / "detections.json").read_text())
     assert {i["id"] for i in gt["images"]} - {a["image_id"] for a in gt["annotations"]} == {285}
@@ -141,8 +131,8 @@ def test_two_images_one_without_ground_truth(tmp_path, extra_fp_on_empty_image):
         assert metrics[key] == pytest.approx(value, abs=1e-9), key
 
 
-def test_process_merge_and_written_detections_round_trip(tmp_path):
-    folder = shared("coco_val2014_100")
+def test_process_merge_and_written_detections_round_trip(shared_data, tmp_path):
+    folder = shared_data("coco_val2014_100")
     cfg = load_config(config(tmp_path, folder / "instances_val2014_100.json"))
     results = json.loads((folder / "instances_val2014_fakebbox100_results.json").read_text())
     reference, _ = evaluate_detections(cfg, results)
@@ -192,8 +182,8 @@ def test_process_merge_and_written_detections_round_trip(tmp_path):
         ({"image_id": 139, "category_id": 1, "bbox": [0, 0, 1, 1]}, "missing field 'score'"),
     ],
 )
-def test_bad_detection_records(tmp_path, record, needle):
-    folder = shared("coco_2img")
+def test_bad_detection_records(shared_data, tmp_path, record, needle):
+    folder = shared_data("coco_2img")
     cfg = load_config(config(tmp_path, folder / "gt.json"))
     with pytest.raises(DatasetError, match="record 1") as err:
         evaluate_detections(
@@ -204,8 +194,8 @@ def test_bad_detection_records(tmp_path, record, needle):
     assert needle in str(err.value) and "x.json" in str(err.value)
 
 
-def test_no_detections_scores_zero_not_an_error(tmp_path):
-    cfg = load_config(config(tmp_path, shared("coco_2img") / "gt.json"))
+def test_no_detections_scores_zero_not_an_error(shared_data, tmp_path):
+    cfg = load_config(config(tmp_path, shared_data("coco_2img") / "gt.json"))
     metrics, _ = evaluate_detections(cfg, [])
     assert metrics["AP"] == metrics["AR100"] == 0.0 and metrics["APl"] == -1.0
     assert metrics["per_class"] == {

@@ -14,7 +14,6 @@ from resdet.evaluation import VOCEvaluator
 from resdet.evaluation.voc_evaluator import devkit_iou, match_class, voc_ap
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT / ".." / "shared" / "data"
 
 
 def test_iou_counts_pixels_inclusively():
@@ -169,13 +168,8 @@ def test_vectorised_matching_equals_the_sequential_devkit_loop():
         np.testing.assert_array_equal(fp[t], ref_fp)
 
 
-def test_voc_mini_perfect_detections_through_eval_det(tmp_path):
-    root = SHARED / "voc_mini/VOCdevkit"
-    if not root.is_dir():
-        pytest.skip(
-            f"{root} is absent (real test files live in ../shared/data; a fresh clone has none)"
-        )
-    root = root.resolve()
+def test_voc_mini_perfect_detections_through_eval_det(shared_data, tmp_path):
+    root = shared_data("voc_mini/VOCdevkit")
     cfg = tmp_path / "voc.yaml"
     cfg.write_text(
         "data:\n  test:\n"

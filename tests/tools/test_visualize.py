@@ -18,9 +18,6 @@ from resdet.data.voc import VOC_CLASSES
 from resdet.visualize import GT_COLOUR, PRED_COLOUR
 from tools import visualize
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT / ".." / "shared" / "data"
-
 
 @pytest.fixture(scope="module")
 def tool():
@@ -189,13 +186,9 @@ def test_boxes_bad_detections_name_the_file_and_record(tool, shapes, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_boxes_on_a_real_voc_image(tool, tmp_path):
+def test_boxes_on_a_real_voc_image(tool, shared_data, tmp_path):
     """VOC2007 000005 (500 x 375) has difficult chairs; its XML's xmin=5 is column 4 once loaded."""
-    root = SHARED / "voc_mini"
-    if not root.is_dir():
-        pytest.skip(
-            f"{root} is absent (real test files live in ../shared/data; a fresh clone has none)"
-        )
+    root = shared_data("voc_mini")
     cfg = tmp_path / "voc.yaml"
     cfg.write_text(f"data:\n  root: {root.resolve()}\n  test: [voc_2007_test]\n")
     dets = tmp_path / "dets.json"
