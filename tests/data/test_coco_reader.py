@@ -6,24 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from coco_records import coco_annotation
 
 from resdet.data import DatasetError, DatasetWarning
 from resdet.data.coco import load_coco
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
-
-def shared(sub: str) -> Path:
-    path = SHARED / sub
-    if not path.exists():
-        pytest.skip(
-            f"{path} is absent (real test files live in ../shared/data; a fresh clone has none)"
-        )
-    return path.resolve()
-
-
-def test_val2014_100_labels_boxes_and_crowd():
-    ann = shared("coco_val2014_100/instances_val2014_100.json")
+def test_val2014_100_labels_boxes_and_crowd(shared_data):
+    ann = shared_data("coco_val2014_100/instances_val2014_100.json")
     raw = json.loads(ann.read_text())
     with warnings.catch_warnings():
         warnings.simplefilter("error", DatasetWarning)  # no box of this file is outside its image
@@ -67,14 +57,7 @@ def coco(
 
 
 def ann(aid: int = 1, bbox=(10, 10, 20, 20), cat: int = 7, image: int = 1, crowd: int = 0) -> dict:
-    return {
-        "id": aid,
-        "image_id": image,
-        "category_id": cat,
-        "bbox": list(bbox),
-        "iscrowd": crowd,
-        "area": 1.0,
-    }
+    return coco_annotation(aid, image, bbox, cat, crowd, area=1.0)
 
 
 def test_clip_drop_and_one_summary_warning(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from coco_records import coco_annotation
 from PIL import Image
 
 from resdet.config.data import DataConfig
@@ -50,14 +51,7 @@ def write_coco(
 
 
 def ann(aid, image, bbox=(2, 2, 10, 8), crowd=0, cat=1):
-    return {
-        "id": aid,
-        "image_id": image,
-        "category_id": cat,
-        "bbox": list(bbox),
-        "iscrowd": crowd,
-        "area": 80.0,
-    }
+    return coco_annotation(aid, image, bbox, cat, crowd, area=80.0)
 
 
 def source(tmp_path, images, annotations, make_files=True):
