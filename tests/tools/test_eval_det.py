@@ -29,17 +29,13 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def plain_convolutions(monkeypatch):
-    """At 64 px oneDNN's kernel creation for each new shape costs more than the convolutions."""
-    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+pytestmark = pytest.mark.usefixtures("plain_convolutions")
 
 
 @pytest.fixture
-def checkpoint(tmp_path, monkeypatch):
+def checkpoint(tmp_path, private_cache):
     """An untrained detector saved as training saves it (its scores are
     near-uniform, so it detects)."""
-    monkeypatch.setenv("RESDET_CACHE", str(tmp_path / "cache"))
     cfg = load_config(ROOT / "configs" / "demo_shapes.yaml", TINY)
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=5)

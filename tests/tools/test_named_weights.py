@@ -25,25 +25,19 @@ DEMO = ROOT / "configs" / "demo_shapes.yaml"
 TINY_PRETRAINING = (*TINY_CLS, "solver.max_iter=2", "solver.steps=[1]", "test.eval_period=0")
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("RESDET_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def test_demo_names_the_source_and_the_weights_check_accepts_it(cache):
+def test_demo_names_the_source_and_the_weights_check_accepts_it(private_cache):
     cfg = load_config(DEMO)
     assert cfg.model.backbone.weights == "resdet:shapes_r18"
     check_weights_present(cfg)  # not in the cache yet: still fine, it is produced on first use
-    assert not cache.exists()
+    assert not private_cache.exists()
     with pytest.raises(ConfigError, match="resdet:shapes_r18"):  # the known names are listed
         check_weights_present(load_config(DEMO, ["model.backbone.weights=resdet:nope"]))
 
 
-def test_a_cached_file_is_used_without_training(cache, monkeypatch):
+def test_a_cached_file_is_used_without_training(private_cache, monkeypatch):
     torch.manual_seed(0)
     net = ResNet(18, num_classes=5)
-    path = cache / "pretrained" / "shapes_r18.pth"
+    path = private_cache / "pretrained" / "shapes_r18.pth"
     path.parent.mkdir(parents=True)
     torch.save(
         {
@@ -65,7 +59,7 @@ def test_a_cached_file_is_used_without_training(cache, monkeypatch):
     torch.testing.assert_close(det.backbone.bottom_up.conv1.weight, net.conv1.weight)
 
 
-def test_first_use_pretrains_into_the_cache_atomically(cache, monkeypatch, capsys):
+def test_first_use_pretrains_into_the_cache_atomically(private_cache, monkeypatch, capsys):
     spec = pretrained.NAMED_SOURCES["shapes_r18"]
     assert spec.config == ROOT / "configs" / "cls_shapes.yaml"  # what tools/pretrain_cls.py runs
     monkeypatch.setitem(
@@ -82,7 +76,7 @@ def test_first_use_pretrains_into_the_cache_atomically(cache, monkeypatch, capsy
     random.seed(123)
 
     path = Path(pretrained.resolve_weights("resdet:shapes_r18", progress=False))
-    assert path == cache / "pretrained" / "shapes_r18.pth"
+    assert path == private_cache / "pretrained" / "shapes_r18.pth"
     out = capsys.readouterr().out
     first = out.splitlines()[0]
     assert first.startswith("resdet:shapes_r18: not in the cache yet, training it now")

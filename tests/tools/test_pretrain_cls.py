@@ -35,8 +35,7 @@ DET_TINY = [
 
 
 @pytest.fixture
-def tool(tmp_path, monkeypatch):
-    monkeypatch.setenv("RESDET_CACHE", str(tmp_path / "cache"))
+def tool(private_cache):
     return pretrain_cls
 
 

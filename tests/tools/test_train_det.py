@@ -39,10 +39,7 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def plain_convolutions(monkeypatch):
-    """At 32 px oneDNN's kernel creation for each new shape costs more than the convolutions."""
-    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+pytestmark = pytest.mark.usefixtures("plain_convolutions")
 
 
 @pytest.fixture(scope="module")
