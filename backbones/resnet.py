@@ -45,6 +45,31 @@ class _Block(nn.Module):
 
     pad_placement: str = "end"
 
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        *,
+        stride: int,
+        dilation: int,
+        norm: str,
+        shortcut: str,
+        stride_in_1x1: bool = False,
+    ) -> None:
+        """The block's convs and norms (`_init_convs`, registered first, in torchvision's order),
+        then its shortcut."""
+        super().__init__()
+        out_channels = self._init_convs(
+            in_channels, channels, stride, dilation, norm, stride_in_1x1
+        )
+        self._init_shortcut(in_channels, out_channels, stride, shortcut, norm)
+
+    def _init_convs(
+        self, in_channels: int, channels: int, stride: int, dilation: int, norm: str, s1x1: bool
+    ) -> int:
+        """Create conv1, bn1, ... (``s1x1``: ``stride_in_1x1``); return the output channels."""
+        raise NotImplementedError
+
     def _init_shortcut(
         self, in_channels: int, out_channels: int, stride: int, shortcut: str, norm: str
     ) -> None:
@@ -79,23 +104,14 @@ class BasicBlock(_Block):
 
     expansion = 1
 
-    def __init__(
-        self,
-        in_channels: int,
-        channels: int,
-        *,
-        stride: int,
-        dilation: int,
-        norm: str,
-        shortcut: str,
-        stride_in_1x1: bool = False,
-    ) -> None:
-        super().__init__()
+    def _init_convs(
+        self, in_channels: int, channels: int, stride: int, dilation: int, norm: str, s1x1: bool
+    ) -> int:
         self.conv1 = _conv3x3(in_channels, channels, stride, dilation)
         self.bn1 = make_norm(norm, channels)
         self.conv2 = _conv3x3(channels, channels, 1, dilation)
         self.bn2 = make_norm(norm, channels)
-        self._init_shortcut(in_channels, channels, stride, shortcut, norm)
+        return channels
 
     def last_norm(self) -> nn.Module:
         return self.bn2
@@ -114,27 +130,18 @@ class Bottleneck(_Block):
 
     expansion = 4
 
-    def __init__(
-        self,
-        in_channels: int,
-        channels: int,
-        *,
-        stride: int,
-        dilation: int,
-        norm: str,
-        shortcut: str,
-        stride_in_1x1: bool = False,
-    ) -> None:
-        super().__init__()
+    def _init_convs(
+        self, in_channels: int, channels: int, stride: int, dilation: int, norm: str, s1x1: bool
+    ) -> int:
         out_channels = channels * self.expansion
-        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        stride_1x1, stride_3x3 = (stride, 1) if s1x1 else (1, stride)
         self.conv1 = _conv1x1(in_channels, channels, stride_1x1)
         self.bn1 = make_norm(norm, channels)
         self.conv2 = _conv3x3(channels, channels, stride_3x3, dilation)
         self.bn2 = make_norm(norm, channels)
         self.conv3 = _conv1x1(channels, out_channels)
         self.bn3 = make_norm(norm, out_channels)
-        self._init_shortcut(in_channels, out_channels, stride, shortcut, norm)
+        return out_channels
 
     def last_norm(self) -> nn.Module:
         return self.bn3
