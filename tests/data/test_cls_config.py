@@ -138,3 +138,13 @@ def test_bad_values_name_the_key_and_file(tmp_path):
         load_cls_config(CONFIGS / "cls_shapes.yaml", ["data.crop=3"])
     with pytest.raises(ConfigError, match=r"data\.short_side"):
         load_cls_config(CONFIGS / "cls_r50_imagenet.yaml", ["data.short_side=[200,480]"])
+
+
+def test_fig6_cpu_budget_compresses_the_papers_schedule_proportionally():
+    paper = load_cls_config(CONFIGS / "cls_resnet20_cifar10.yaml").solver
+    cpu = load_cls_config(CONFIGS / "cls_cifar10_fig6_cpu.yaml")
+    s = cpu.solver
+    assert [x / s.max_iter for x in s.steps] == [x / paper.max_iter for x in paper.steps]
+    assert (s.ims_per_batch, s.base_lr, s.weight_decay, s.momentum) == (128, 0.1, 1e-4, 0.9)
+    assert cpu.model.shortcut == "A" and cpu.data.augment == "cifar"
+    assert s.max_iter % cpu.test.eval_period == 0  # the last test point is the final model
