@@ -24,7 +24,6 @@ from backbones.spec import TORCHVISION_PIXELS, PixelFormat
 from backbones.weights import (
     LoadReport,
     detectron2_state,
-    load_pretrained,
     load_state,
     load_torch_file,
     read_pkl,
@@ -49,19 +48,14 @@ def load_backbone_weights(
     ``kwargs`` as that function's.
     """
     path = resolve_weights(str(source))
-    if kwargs.get("prefix") is None:
-        state, fmt, pixels = read_source(path)
-        if fmt == "resdet-detector":
-            pixel_format = kwargs.pop("pixel_format", None) or pixels
-            return load_state(
-                backbone,
-                _detector_backbone(state, path),
-                source_format=fmt,
-                pixel_format=pixel_format,
-                source=path,
-                **kwargs,
-            )
-    return load_pretrained(backbone, path, **kwargs)
+    # read once: the detector case needs the state itself, every other case load_state's arguments
+    state, fmt, pixels = read_source(path)
+    if fmt == "resdet-detector" and kwargs.get("prefix") is None:
+        state = _detector_backbone(state, path)
+    pixel_format = kwargs.pop("pixel_format", None) or pixels
+    return load_state(
+        backbone, state, source_format=fmt, pixel_format=pixel_format, source=path, **kwargs
+    )
 
 
 def _detector_backbone(state: dict[str, Any], source: str) -> dict[str, Any]:
