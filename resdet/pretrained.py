@@ -13,17 +13,14 @@ next call starts over. Any other source is returned unchanged.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from resdet.data.shapes import cache_root
+from resdet.utils.seed import get_rng_state, set_rng_state
 
 PREFIX = "resdet:"
 _CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -101,7 +98,7 @@ def _produce(source: str, path: Path, progress: bool) -> None:
         f"{source}: not in the cache yet, training it now: {spec.description} -> {path}", flush=True
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    states = get_rng_state()
     run_dir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))
     try:
         cfg = load_cls_config(spec.config, [*spec.overrides, f"output_dir={run_dir}"])
@@ -109,9 +106,7 @@ def _produce(source: str, path: Path, progress: bool) -> None:
         os.replace(result.checkpoint, path)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-        torch.set_rng_state(states[0])
-        np.random.set_state(states[1])
-        random.setstate(states[2])
+        set_rng_state(states)
     print(
         f"{source}: top-1 {result.metrics['top1']:.1f}% on {result.num_test_images} test "
         f"images after {result.seconds / 60:.1f} min; saved to {path}",
