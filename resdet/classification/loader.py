@@ -16,7 +16,12 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from resdet.data.cifar import CifarSplit
 from resdet.data.cls_transforms import pad_crop_flip
-from resdet.data.sampler import GroupedBatchSampler, InferenceSampler, loader_generator
+from resdet.data.sampler import (
+    GroupedBatchSampler,
+    InferenceSampler,
+    loader_generator,
+    position_seed,
+)
 
 Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
 
@@ -24,6 +29,15 @@ Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
 def _collate_train(items: list[tuple[torch.Tensor, int]]) -> Batch:
     images, labels = default_collate(items)
     return [images], [{"labels": labels}]
+
+
+def _one_group_sampler(
+    size: int, micro_batch: int, seed: int, rank: int, world_size: int, start_batch: int
+) -> GroupedBatchSampler:
+    """The training order of a classification set: every image in one group (no aspect grouping)."""
+    return GroupedBatchSampler(
+        [0] * size, micro_batch, seed=seed, rank=rank, world_size=world_size, start_iter=start_batch
+    )
 
 
 def build_train_loader(
@@ -56,14 +70,7 @@ def build_train_loader(
             start_batch=start_batch,
             device=device,
         )
-    sampler = GroupedBatchSampler(
-        [0] * len(dataset),
-        micro_batch,
-        seed=seed,
-        rank=rank,
-        world_size=world_size,
-        start_iter=start_batch,
-    )
+    sampler = _one_group_sampler(len(dataset), micro_batch, seed, rank, world_size, start_batch)
     return DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -117,20 +124,15 @@ class InMemoryTrainBatches:
         self.device = torch.device(device)
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
-        self.sampler = GroupedBatchSampler(
-            [0] * len(data),
-            micro_batch,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            start_iter=start_batch,
+        self.sampler = _one_group_sampler(
+            len(data), micro_batch, seed, rank, world_size, start_batch
         )
         self.pad, self.seed, self.rank, self.start_batch = pad, seed, rank, start_batch
 
     def __iter__(self) -> Iterator[Batch]:
         generator = torch.Generator(device=self.device)
         for b, indices in enumerate(self.sampler, start=self.start_batch):
-            generator.manual_seed(hash((self.seed, self.rank, b)) & 0x7FFF_FFFF_FFFF)
+            generator.manual_seed(position_seed(self.seed, self.rank, b))
             idx = torch.as_tensor(indices, device=self.device)
             images = self.images.index_select(0, idx)
             yield (

@@ -31,10 +31,16 @@ def aspect_groups(heights: Sequence[int], widths: Sequence[int]) -> list[int]:
     return [0 if w >= h else 1 for h, w in zip(heights, widths)]
 
 
+def position_seed(seed: int, rank: int, position: int) -> int:
+    """A generator seed for rank `rank` at batch `position` of the run seeded `seed`: derived from
+    the position, so a resumed run draws what an uninterrupted one would, not a replay."""
+    return hash((seed, rank, position)) & 0x7FFF_FFFF_FFFF
+
+
 def loader_generator(seed: int, rank: int, start: int) -> torch.Generator:
     """The DataLoader generator (it seeds the workers' augmentation RNG) for a run resumed at batch
-    `start`: derived from the position, so a resumed run does not replay the augmentations."""
-    return torch.Generator().manual_seed(hash((seed, rank, start)) & 0x7FFF_FFFF_FFFF)
+    `start` (`position_seed`)."""
+    return torch.Generator().manual_seed(position_seed(seed, rank, start))
 
 
 class GroupedBatchSampler(Sampler[list[int]]):
