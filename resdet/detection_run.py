@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from torch import nn
 from torch.utils.data import DataLoader
 
 from resdet.build import build_model, load_checkpoint
@@ -129,10 +130,18 @@ def _num_classes(cfg: Config, dataset: DetectionDataset) -> int:
 
 
 def train_detector(
-    cfg: Config, datasets: DetectionDatasets, *, resume: bool = False, progress: bool = True
+    cfg: Config,
+    datasets: DetectionDatasets,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    model_fn: Callable[[Config, int], nn.Module] = build_model,
 ) -> dict[str, float]:
     """Train `cfg` on every rank (resuming from `output_dir` with `resume`); returns the final
-    evaluation (flat metrics; `{}` without `data.test`)."""
+    evaluation (flat metrics; `{}` without `data.test`).
+
+    `model_fn(cfg, num_classes)` builds the detector (another implementation with our call
+    convention, e.g. `resdet.reference.torchvision_detector`, trains through the same engine)."""
     if datasets.train is None:
         raise ValueError("train_detector needs the training set: load_datasets(cfg, train=True)")
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
@@ -142,7 +151,7 @@ def train_detector(
         out.mkdir(parents=True, exist_ok=True)
         write_config(cfg, out)
     model = prepare_model(
-        build_model(cfg, _num_classes(cfg, datasets.train)),
+        model_fn(cfg, _num_classes(cfg, datasets.train)),
         cfg.solver,
         dist,
         channels_last=cfg.model.input.channels_last,
