@@ -123,7 +123,9 @@ def _strip_module(state: Mapping[str, Any]) -> dict[str, Any]:
     return dict(state)
 
 
-def _torchvision_file(source: str) -> Path:
+def torchvision_location(source: str) -> tuple[str, Path]:
+    """`torchvision:<arch>[.<weights tag>]` -> (download URL, the torch.hub cache file it is read
+    from). Unknown architectures or tags are a `ValueError` listing the allowed tags."""
     import torchvision.models as tvm
 
     name = source[len("torchvision:") :]
@@ -139,7 +141,11 @@ def _torchvision_file(source: str) -> Path:
             f"{', '.join(enum.__members__)}"
         )
     url = enum[tag].url
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def _torchvision_file(source: str) -> Path:
+    url, path = torchvision_location(source)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from resdet import build_model, load_config
-from resdet.accuracy import AccuracyRun, accuracy_table, compare_accuracy, verdict
+from resdet.accuracy import accuracy_table, compare_accuracy, verdict
 from resdet.checkpoints import load_detector_state
 from resdet.reference import torchvision_detector, unequal_settings
+from resdet.trained_run import TrainedRun
 from tests.tools.tiny_runs import NARROW_HEADS, SHORT_SCHEDULE, input_size, shapes
 
 ROOT = Path(__file__).parents[2]
@@ -85,18 +86,18 @@ def test_both_train_through_the_engine(tmp_path, capsys):
         "test.best_metric=AP50",
     ]
     runs = compare_accuracy(str(BCCD), overrides, seeds=[0], root=tmp_path, progress=False)
-    assert [r.implementation for r in runs] == ["ours", "torchvision"]
+    assert [r.label for r in runs] == ["ours", "torchvision"]
     for r in runs:
         assert 0.0 <= r.metrics["AP50"] <= 1.0 and r.seconds > 0
-        assert (tmp_path / f"{r.implementation}_seed0" / "model_final.pth").is_file()
+        assert (tmp_path / f"{r.label}_seed0" / "model_final.pth").is_file()
     # a finished run is read back, not trained again
     again = compare_accuracy(str(BCCD), overrides, seeds=[0], root=tmp_path, progress=False)
     assert again == runs
     assert capsys.readouterr().out.count("already trained") == 2
 
 
-def _run(impl: str, seed: int, ap50: float, minutes: float) -> AccuracyRun:
-    return AccuracyRun(impl, seed, {"mAP50": ap50, "AP50/cell": ap50}, 60 * minutes, "")
+def _run(impl: str, seed: int, ap50: float, minutes: float) -> TrainedRun:
+    return TrainedRun(impl, seed, {"mAP50": ap50, "AP50/cell": ap50}, 60 * minutes, "")
 
 
 def test_verdict_against_the_reference_spread():
