@@ -24,7 +24,9 @@ import torch
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
 from backbones.weight_names import sub_state
 
-#: naming-scheme tags :func:`read_source` returns (``resdet-<kind>`` for resdet checkpoints)
+#: naming-scheme tags :func:`read_source` returns (``resdet-<kind>`` for resdet checkpoints); the
+#: layout of a ``"state_dict"`` (plain, or one of :data:`backbones.ssl_layouts.SSL_LAYOUTS`) is
+#: identified from its keys when it is loaded
 SOURCE_FORMATS = (
     "torchvision",
     "timm",
@@ -36,6 +38,8 @@ SOURCE_FORMATS = (
     "resdet-classifier",
     "resdet-detector",
 )
+#: the two networks of a DINO checkpoint (``{"student": ..., "teacher": ..., "epoch": ...}``)
+_DINO_PARTS = ("student", "teacher")
 
 
 def read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
@@ -109,7 +113,17 @@ def _is_cifar_reference(obj: Any) -> bool:
 
 
 def _unwrap(obj: Any) -> dict[str, Any]:
+    """The state dict inside ``obj``: its ``"state_dict"`` or ``"model"`` entry, DINO's
+    ``"student"`` and ``"teacher"`` dicts flattened to ``student.<key>`` / ``teacher.<key>`` (each
+    without its DDP ``module.`` prefix; the rest of a DINO checkpoint dropped), or ``obj``
+    itself."""
     if isinstance(obj, Mapping):
+        if all(isinstance(obj.get(part), Mapping) for part in _DINO_PARTS):
+            return {
+                f"{part}.{key}": value
+                for part in _DINO_PARTS
+                for key, value in _strip_module(obj[part]).items()
+            }
         for key in ("state_dict", "model"):
             if key in obj and isinstance(obj[key], Mapping):
                 return dict(obj[key])
