@@ -4,8 +4,11 @@
 ``.pth``/``.pt``/``.th``, ``.safetensors`` or ``.pkl`` file) into a flat state dict, a tag naming
 its naming scheme and the pixel format the weights expect. Torch files are read with
 ``torch.load(weights_only=True)`` onto the CPU (:func:`load_torch_file`); ``.pkl`` files with an
-unpickler that admits only numpy arrays in plain containers (:func:`read_pkl`). Renaming to our
-parameter names is :mod:`backbones.weight_names`' job, assigning :mod:`backbones.weights`'.
+unpickler that admits only numpy arrays in plain containers (:func:`read_pkl`). A torch file's
+state dict is unwrapped from ``{"state_dict": ...}`` / ``{"model": ...}`` (DINO's ``student`` and
+``teacher`` dicts are flattened under those names) and loses a DDP ``module.`` prefix. Renaming to
+our parameter names is :mod:`backbones.weight_names`' job, telling a self-supervised layout's
+backbone from its heads :mod:`backbones.ssl_layouts`', assigning :mod:`backbones.weights`'.
 """
 
 from __future__ import annotations
