@@ -4,8 +4,11 @@
 ``.pth``/``.pt``/``.th``, ``.safetensors`` or ``.pkl`` file) into a flat state dict, a tag naming
 its naming scheme and the pixel format the weights expect. Torch files are read with
 ``torch.load(weights_only=True)`` onto the CPU (:func:`load_torch_file`); ``.pkl`` files with an
-unpickler that admits only numpy arrays in plain containers (:func:`read_pkl`). Renaming to our
-parameter names is :mod:`backbones.weight_names`' job, assigning :mod:`backbones.weights`'.
+unpickler that admits only numpy arrays in plain containers (:func:`read_pkl`). A torch file's
+state dict is unwrapped from ``{"state_dict": ...}`` / ``{"model": ...}`` (DINO's ``student`` and
+``teacher`` dicts are flattened under those names) and loses a DDP ``module.`` prefix. Renaming to
+our parameter names is :mod:`backbones.weight_names`' job, telling a self-supervised layout's
+backbone from its heads :mod:`backbones.ssl_layouts`', assigning :mod:`backbones.weights`'.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import torch
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
 from backbones.weight_names import sub_state
 
-#: naming-scheme tags :func:`read_source` returns (``resdet-<kind>`` for resdet checkpoints)
+#: naming-scheme tags :func:`read_source` returns (``resdet-<kind>`` for resdet checkpoints); the
+#: layout of a ``"state_dict"`` (plain, or one of :data:`backbones.ssl_layouts.SSL_LAYOUTS`) is
+#: identified from its keys when it is loaded
 SOURCE_FORMATS = (
     "torchvision",
     "timm",
@@ -36,6 +41,8 @@ SOURCE_FORMATS = (
     "resdet-classifier",
     "resdet-detector",
 )
+#: the two networks of a DINO checkpoint (``{"student": ..., "teacher": ..., "epoch": ...}``)
+_DINO_PARTS = ("student", "teacher")
 
 
 def read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
@@ -109,7 +116,17 @@ def _is_cifar_reference(obj: Any) -> bool:
 
 
 def _unwrap(obj: Any) -> dict[str, Any]:
+    """The state dict inside ``obj``: its ``"state_dict"`` or ``"model"`` entry, DINO's
+    ``"student"`` and ``"teacher"`` dicts flattened to ``student.<key>`` / ``teacher.<key>`` (each
+    without its DDP ``module.`` prefix; the rest of a DINO checkpoint dropped), or ``obj``
+    itself."""
     if isinstance(obj, Mapping):
+        if all(isinstance(obj.get(part), Mapping) for part in _DINO_PARTS):
+            return {
+                f"{part}.{key}": value
+                for part in _DINO_PARTS
+                for key, value in _strip_module(obj[part]).items()
+            }
         for key in ("state_dict", "model"):
             if key in obj and isinstance(obj[key], Mapping):
                 return dict(obj[key])

@@ -27,6 +27,18 @@ Accepted sources of :func:`load_pretrained`:
   on both sides of the subsampled input, so a :func:`backbones.resnet.cifar_resnet` built with the
   default ``pad_placement="end"`` is switched to ``"both"`` (``LoadReport.pad_placement``): the
   loaded net computes the reference's function.
+- A checkpoint of self-supervised training, its layout identified from its keys
+  (:mod:`backbones.ssl_layouts`): MoCo v1/v2 (``{"state_dict": {"module.encoder_q.*",
+  "module.encoder_k.*", "module.queue", ...}, "epoch", "arch", "optimizer"}``; the query encoder
+  is taken), MoCo v3 (``module.base_encoder.*``, ``module.momentum_encoder.*``,
+  ``module.predictor.*``), DINO (``{"student": ..., "teacher": ...}`` with ``[module.]backbone.*``
+  and ``[module.]head.*`` keys; the teacher is taken, the student with
+  ``prefix="student.backbone."``), SwAV (bare names plus ``projection_head.*``, ``prototypes.*``)
+  and BYOL-style (bare names plus ``projector.*``, ``predictor.*``, ``online_projector.*``...).
+  Projection heads, predictors and prototypes are dropped (``LoadReport.dropped``), the other
+  encoder and buffers ignored; the report's ``source_format`` names the layout (``moco_v2``,
+  ``dino(teacher)``...). All expect torchvision's RGB 0..1 mean/std pixels. A state dict with no
+  ResNet names, bare or under a known layout's prefix, is an error listing its top-level keys.
 
 ``prefix`` selects and strips the keys of a sub-module in any source (e.g. ``"backbone.body."``).
 Keys saved from an :class:`backbones.fpn.FPN` (``bottom_up.*``) load its ResNet; the FPN's own
@@ -48,7 +60,8 @@ import torch
 from torch import Tensor, nn
 
 from backbones.spec import PixelFormat
-from backbones.weight_files import load_torch_file, read_pkl, read_source
+from backbones.ssl_layouts import SSL_LAYOUTS, has_resnet_keys, identify_layout, split_layout
+from backbones.weight_files import SOURCE_FORMATS, load_torch_file, read_pkl, read_source
 from backbones.weight_names import (
     caffe_state,
     check_caffe_target,
@@ -80,8 +93,12 @@ class LoadReport:
     ``loaded``: model keys set from the source. ``skipped``: source keys of stages or a classifier
     the model does not build, or outside ``prefix``. ``classifier_not_loaded``: classifier keys
     left at their initial values (missing in the source, or another class count).
-    ``ignored``: ``num_batches_tracked`` entries the model keeps no counter for, and non-tensor
-    entries. (Caffe ``*_momentum`` solver blobs are dropped while reading the ``.pkl``.)
+    ``ignored``: ``num_batches_tracked`` entries the model keeps no counter for, non-tensor
+    entries, and a self-supervised checkpoint's other networks and buffers (MoCo's momentum
+    encoder and queue, DINO's student). ``dropped``: a self-supervised checkpoint's head tensors
+    (projection heads, predictors, prototypes, an ``fc`` that is not a classifier of the model's
+    shape). Keys are the source's, after ``prefix``. (Caffe ``*_momentum`` solver blobs are
+    dropped while reading the ``.pkl``.)
     """
 
     source: str
@@ -91,6 +108,7 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)
     classifier_not_loaded: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
     #: the option-A zero-channel placement set on the model because the source needs it, or None
     pad_placement: str | None = None
 
@@ -168,6 +186,13 @@ def load_state(
         state = caffe_state(state, target, source)
     elif source_format == "detectron2":
         state = detectron2_state(state, target, source)
+    elif source_format == "state_dict":
+        layout = identify_layout(state)
+        if layout is not None:
+            state, report.dropped, report.ignored = split_layout(state, layout, target)
+            report.source_format = layout.name
+        elif not has_resnet_keys(state):
+            raise ValueError(_unknown_layout(state, source))
     elif source_format == "pytorch_resnet_cifar10":
         state = cifar_reference_state(state)
         # its option-A shortcuts pad on both sides: the same weights, the reference's function
@@ -178,6 +203,22 @@ def load_state(
         target.set_pad_placement(report.pad_placement)
     target.pixel_format = report.pixel_format
     return report
+
+
+def _unknown_layout(state: Mapping[str, Any], source: str) -> str:
+    """The error for a state dict in which no ResNet names were found."""
+    counts: dict[str, int] = {}
+    for key in state:
+        top = key.split(".")[0]
+        counts[top] = counts.get(top, 0) + 1
+    found = [f"{top}.* ({n})" if n > 1 else top for top, n in counts.items()]
+    known = [f for f in SOURCE_FORMATS if f != "state_dict"] + [x.name for x in SSL_LAYOUTS]
+    return (
+        f"{source}: unknown checkpoint layout, no ResNet parameter names (conv1.weight, "
+        f"layer1.0.conv1.weight, ...) bare or under a known prefix; top-level keys: "
+        f"{format_keys(found)}. Known formats: {', '.join(known)}. To load a sub-module's keys, "
+        f"pass prefix= (e.g. prefix='backbone.body.')"
+    )
 
 
 # ------------------------------------------------------------------------------- assignment
