@@ -7,7 +7,8 @@
     eval_only(cfg, datasets.test, CKPT)        # train_det.py --eval-only: evaluate, write eval/
     evaluate_weights(cfg, datasets.test, CKPT) # tools/eval_det.py: evaluate, print the table
 
-An output directory ends up with `config.yaml` (resolved), `metrics.jsonl`, TensorBoard events,
+An output directory ends up with `config.yaml` (resolved), `class_names.json` (the training set's
+classes, also in every checkpoint), `metrics.jsonl`, TensorBoard events,
 `last_checkpoint` and the checkpoints it names, `model_final.pth`, `model_best.pth` and
 `eval/metrics.json` (training writes `{"iteration", "metrics"}`, `--eval-only` `{"checkpoint",
 "metrics"}`; the layout is `resdet.run_dir`'s).
@@ -31,7 +32,14 @@ from resdet.engine.detection import InferenceRunner, flat_metrics, headline
 from resdet.engine.setup import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import unwrap
 from resdet.pretrained import cached_path, is_named
-from resdet.run_dir import eval_dir, trained_checkpoint, write_config, write_evaluation
+from resdet.run_dir import (
+    eval_dir,
+    read_class_names,
+    trained_checkpoint,
+    write_class_names,
+    write_config,
+    write_evaluation,
+)
 from resdet.utils.dist import init_distributed
 from resdet.utils.seed import seed_all
 
@@ -44,35 +52,44 @@ class DetectionDatasets:
     test: DetectionDataset | None
 
 
-def _expected_path(entry: str | dict[str, Any], root: Path) -> Path | None:
-    """The file whose absence means `entry` is not installed (None for generated data)."""
+def _expected_paths(entry: str | dict[str, Any], root: Path) -> list[tuple[Path, bool]]:
+    """`(path, is_folder)` of what must exist for `entry` to be installed (none for generated
+    data, unknown names and malformed entries, which the catalog reports)."""
     if isinstance(entry, str):
         if entry in COCO_NAMES:
-            return root / "coco" / "annotations" / COCO_NAMES[entry][0]
+            return [(root / "coco" / "annotations" / COCO_NAMES[entry][0], False)]
         if entry in VOC_NAMES:
             year, split = VOC_NAMES[entry]
-            return root / "VOCdevkit" / f"VOC{year}" / "ImageSets" / "Main" / f"{split}.txt"
-        return None  # unknown names are reported by the catalog
-    if entry.get("format") == "coco" and "ann_file" in entry:
-        return root / entry["ann_file"]
-    if entry.get("format") == "voc" and "root" in entry and "split" in entry:
-        return root / entry["root"] / "ImageSets" / "Main" / f"{entry['split']}.txt"
-    return None
+            split_file = root / "VOCdevkit" / f"VOC{year}" / "ImageSets" / "Main" / f"{split}.txt"
+            return [(split_file, False)]
+        return []
+    fmt = entry.get("format")
+    if fmt == "coco" and "ann_file" in entry:
+        return [(root / entry["ann_file"], False)]
+    if fmt == "voc" and "root" in entry and "split" in entry:
+        return [(root / entry["root"] / "ImageSets" / "Main" / f"{entry['split']}.txt", False)]
+    if fmt == "voc_folder":
+        found = [(root / entry[k], True) for k in ("image_dir", "ann_dir") if k in entry]
+        if isinstance(entry.get("split_file"), str):
+            found.append((root / entry["split_file"], False))
+        return found
+    return []
 
 
 def check_datasets_present(cfg: Config, splits: tuple[str, ...] = ("train", "test")) -> None:
     """Raise a one-line `DatasetError` naming the first dataset of `data.<split>` that is not
-    installed, the file expected and the root it is looked up under."""
+    installed, the file or folder expected and the root it is looked up under."""
     root = dataset_root(cfg.data.root)
     for split in splits:
         for entry in getattr(cfg.data, split):
-            path = _expected_path(entry, root)
-            if path is not None and not path.is_file():
-                raise DatasetError(
-                    f"{cfg.source}: data.{split} dataset {entry!r} not found: expected "
-                    f"{path.absolute()} (datasets root {root.absolute()}: data.root, else "
-                    "$RESDET_DATASETS, else ./datasets; layout in README.md)"
-                )
+            for path, is_folder in _expected_paths(entry, root):
+                if not (path.is_dir() if is_folder else path.is_file()):
+                    raise DatasetError(
+                        f"{cfg.source}: data.{split} dataset {entry!r} not found: expected "
+                        f"{'folder' if is_folder else 'file'} {path.absolute()} (datasets root "
+                        f"{root.absolute()}: data.root, else $RESDET_DATASETS, else ./datasets; "
+                        "layout in README.md)"
+                    )
 
 
 def check_weights_present(cfg: Config) -> None:
@@ -102,11 +119,23 @@ def check_weights_present(cfg: Config) -> None:
 def load_datasets(cfg: Config, *, train: bool = True) -> DetectionDatasets:
     """Read `data.train` (when `train`) and `data.test`, generating the shapes data on first use.
 
-    A missing or invalid dataset raises `DatasetError` here, before any model is built.
+    A voc_folder test entry without `class_names` gets the classes the training set collected
+    from its folder (when training) or those `output_dir/class_names.json` recorded (when only
+    evaluating), so labels mean the same classes in both. A missing or invalid dataset raises
+    `DatasetError` here, before any model is built.
     """
     check_datasets_present(cfg, ("train", "test") if train else ("test",))
     train_set = build_detection_dataset(cfg.data, "train") if train else None
-    test_set = build_detection_dataset(cfg.data, "test") if cfg.data.test else None
+    if train_set is not None:
+        collected = any(s.class_names_from_data for s in train_set.sources)
+        folder_names = train_set.class_names if collected else None
+    else:
+        folder_names = read_class_names(cfg.output_dir)
+    test_set = (
+        build_detection_dataset(cfg.data, "test", folder_class_names=folder_names)
+        if cfg.data.test
+        else None
+    )
     if (
         train_set is not None
         and test_set is not None
@@ -141,6 +170,7 @@ def train_detector(
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_config(cfg, out)
+        write_class_names(out, datasets.train.class_names)
     model = prepare_model(
         build_model(cfg, _num_classes(cfg, datasets.train)),
         cfg.solver,
@@ -174,7 +204,15 @@ def train_detector(
             start_iter=start,
         )
 
-    trainer = build_trainer(cfg, model, loader, dist, evaluate_fn=evaluate_fn, progress=progress)
+    trainer = build_trainer(
+        cfg,
+        model,
+        loader,
+        dist,
+        evaluate_fn=evaluate_fn,
+        progress=progress,
+        class_names=train_set.class_names,
+    )
     trainer.resume_or_load(resume=resume)
     return trainer.train()
 
