@@ -157,6 +157,19 @@ def _num_classes(cfg: Config, dataset: DetectionDataset) -> int:
     return dataset.num_classes
 
 
+def _check_best_metric(cfg: Config, names: list[str]) -> None:
+    """A `test.best_metric` the test set's evaluator never reports is a `ConfigError` before
+    training, not a failure at its first evaluation."""
+    name = cfg.test.best_metric
+    if name is not None and name not in names:
+        summary = [n for n in names if "/" not in n]
+        raise ConfigError(
+            f"{cfg.source}: test.best_metric {name!r} is not reported by the evaluator of "
+            f"data.test (it reports {', '.join(summary)}, and '<metric>/<class>' per class); "
+            "VOC-format sets (voc, voc_folder) report mAP50, COCO-format sets AP50"
+        )
+
+
 def train_detector(
     cfg: Config, datasets: DetectionDatasets, *, resume: bool = False, progress: bool = True
 ) -> dict[str, float]:
@@ -181,6 +194,7 @@ def train_detector(
     evaluate_fn = None
     if datasets.test is not None:
         evaluation = InferenceRunner(datasets.test, cfg.data, dist, amp=cfg.solver.amp)
+        _check_best_metric(cfg, evaluation.evaluator.metric_names())
 
         def evaluate_fn() -> dict[str, float]:
             metrics = evaluation(unwrap(model))
@@ -227,14 +241,17 @@ def evaluate_weights(
     """Load `weights` (any format `resdet.load_checkpoint` reads) into the model `cfg` describes and
     evaluate it on `test_set`, sharded over the ranks. Returns the evaluator's metrics on
     rank 0 (None elsewhere) and, with `detections_path`, writes the detections there in
-    the results format."""
+    the results format. Weights that are missing or do not fit the model are a `ConfigError`."""
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
     seed_all(cfg.seed, dist.rank)
     num_classes = (
         cfg.model.num_classes if cfg.model.num_classes is not None else test_set.num_classes
     )
     model = build_model(cfg, num_classes, load_weights=False)
-    load_checkpoint(model, weights)
+    try:
+        load_checkpoint(model, weights)
+    except (ValueError, FileNotFoundError) as e:  # absent, unsafe, or not this config's model
+        raise ConfigError(f"{cfg.source}: {e}") from None
     model.to(dist.device).eval()
     evaluation = InferenceRunner(test_set, cfg.data, dist, amp=cfg.solver.amp)
     metrics = evaluation(model)
@@ -251,7 +268,10 @@ def eval_only(
 ) -> dict[str, Any] | None:
     """`train_det.py --eval-only`: evaluate `weights` (default: this run's trained model) and write
     `output_dir/eval/metrics.json` as training does."""
-    checkpoint = Path(weights) if weights is not None else trained_checkpoint(cfg.output_dir)
+    try:
+        checkpoint = Path(weights) if weights is not None else trained_checkpoint(cfg.output_dir)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{cfg.source}: --eval-only: {e}") from None
     metrics = evaluate_weights(cfg, test_set, checkpoint)
     if metrics is not None:
         write_evaluation(eval_dir(cfg.output_dir), metrics, checkpoint=checkpoint)
