@@ -101,10 +101,6 @@ class DropCounter:
         if len(shown) < self.max_examples:
             shown.append(where)
 
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
     def message(self, source: str) -> str | None:
         """The summary line for `source`, or None when nothing was dropped."""
         if not self.counts:
