@@ -7,7 +7,8 @@
     eval_only(cfg, datasets.test, CKPT)        # train_det.py --eval-only: evaluate, write eval/
     evaluate_weights(cfg, datasets.test, CKPT) # tools/eval_det.py: evaluate, print the table
 
-An output directory ends up with `config.yaml` (resolved), `metrics.jsonl`, TensorBoard events,
+An output directory ends up with `config.yaml` (resolved), `class_names.json` (the training set's
+classes, also in every checkpoint), `metrics.jsonl`, TensorBoard events,
 `last_checkpoint` and the checkpoints it names, `model_final.pth`, `model_best.pth` and
 `eval/metrics.json` (training writes `{"iteration", "metrics"}`, `--eval-only` `{"checkpoint",
 "metrics"}`; the layout is `resdet.run_dir`'s).
@@ -32,7 +33,14 @@ from resdet.engine.detection import InferenceRunner, flat_metrics, headline
 from resdet.engine.setup import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import unwrap
 from resdet.pretrained import cached_path, is_named
-from resdet.run_dir import eval_dir, trained_checkpoint, write_config, write_evaluation
+from resdet.run_dir import (
+    eval_dir,
+    read_class_names,
+    trained_checkpoint,
+    write_class_names,
+    write_config,
+    write_evaluation,
+)
 from resdet.utils.dist import init_distributed
 from resdet.utils.seed import seed_all
 
@@ -45,35 +53,44 @@ class DetectionDatasets:
     test: DetectionDataset | None
 
 
-def _expected_path(entry: str | dict[str, Any], root: Path) -> Path | None:
-    """The file whose absence means `entry` is not installed (None for generated data)."""
+def _expected_paths(entry: str | dict[str, Any], root: Path) -> list[tuple[Path, bool]]:
+    """`(path, is_folder)` of what must exist for `entry` to be installed (none for generated
+    data, unknown names and malformed entries, which the catalog reports)."""
     if isinstance(entry, str):
         if entry in COCO_NAMES:
-            return root / "coco" / "annotations" / COCO_NAMES[entry][0]
+            return [(root / "coco" / "annotations" / COCO_NAMES[entry][0], False)]
         if entry in VOC_NAMES:
             year, split = VOC_NAMES[entry]
-            return root / "VOCdevkit" / f"VOC{year}" / "ImageSets" / "Main" / f"{split}.txt"
-        return None  # unknown names are reported by the catalog
-    if entry.get("format") == "coco" and "ann_file" in entry:
-        return root / entry["ann_file"]
-    if entry.get("format") == "voc" and "root" in entry and "split" in entry:
-        return root / entry["root"] / "ImageSets" / "Main" / f"{entry['split']}.txt"
-    return None
+            split_file = root / "VOCdevkit" / f"VOC{year}" / "ImageSets" / "Main" / f"{split}.txt"
+            return [(split_file, False)]
+        return []
+    fmt = entry.get("format")
+    if fmt == "coco" and "ann_file" in entry:
+        return [(root / entry["ann_file"], False)]
+    if fmt == "voc" and "root" in entry and "split" in entry:
+        return [(root / entry["root"] / "ImageSets" / "Main" / f"{entry['split']}.txt", False)]
+    if fmt == "voc_folder":
+        found = [(root / entry[k], True) for k in ("image_dir", "ann_dir") if k in entry]
+        if isinstance(entry.get("split_file"), str):
+            found.append((root / entry["split_file"], False))
+        return found
+    return []
 
 
 def check_datasets_present(cfg: Config, splits: tuple[str, ...] = ("train", "test")) -> None:
     """Raise a one-line `DatasetError` naming the first dataset of `data.<split>` that is not
-    installed, the file expected and the root it is looked up under."""
+    installed, the file or folder expected and the root it is looked up under."""
     root = dataset_root(cfg.data.root)
     for split in splits:
         for entry in getattr(cfg.data, split):
-            path = _expected_path(entry, root)
-            if path is not None and not path.is_file():
-                raise DatasetError(
-                    f"{cfg.source}: data.{split} dataset {entry!r} not found: expected "
-                    f"{path.absolute()} (datasets root {root.absolute()}: data.root, else "
-                    "$RESDET_DATASETS, else ./datasets; layout in README.md)"
-                )
+            for path, is_folder in _expected_paths(entry, root):
+                if not (path.is_dir() if is_folder else path.is_file()):
+                    raise DatasetError(
+                        f"{cfg.source}: data.{split} dataset {entry!r} not found: expected "
+                        f"{'folder' if is_folder else 'file'} {path.absolute()} (datasets root "
+                        f"{root.absolute()}: data.root, else $RESDET_DATASETS, else ./datasets; "
+                        "layout in README.md)"
+                    )
 
 
 def check_weights_present(cfg: Config) -> None:
@@ -103,11 +120,23 @@ def check_weights_present(cfg: Config) -> None:
 def load_datasets(cfg: Config, *, train: bool = True) -> DetectionDatasets:
     """Read `data.train` (when `train`) and `data.test`, generating the shapes data on first use.
 
-    A missing or invalid dataset raises `DatasetError` here, before any model is built.
+    A voc_folder test entry without `class_names` gets the classes the training set collected
+    from its folder (when training) or those `output_dir/class_names.json` recorded (when only
+    evaluating), so labels mean the same classes in both. A missing or invalid dataset raises
+    `DatasetError` here, before any model is built.
     """
     check_datasets_present(cfg, ("train", "test") if train else ("test",))
     train_set = build_detection_dataset(cfg.data, "train") if train else None
-    test_set = build_detection_dataset(cfg.data, "test") if cfg.data.test else None
+    if train_set is not None:
+        collected = any(s.class_names_from_data for s in train_set.sources)
+        folder_names = train_set.class_names if collected else None
+    else:
+        folder_names = read_class_names(cfg.output_dir)
+    test_set = (
+        build_detection_dataset(cfg.data, "test", folder_class_names=folder_names)
+        if cfg.data.test
+        else None
+    )
     if (
         train_set is not None
         and test_set is not None
@@ -127,6 +156,19 @@ def _num_classes(cfg: Config, dataset: DetectionDataset) -> int:
             f"{dataset.num_classes} classes; leave model.num_classes null to take the dataset's"
         )
     return dataset.num_classes
+
+
+def _check_best_metric(cfg: Config, names: list[str]) -> None:
+    """A `test.best_metric` the test set's evaluator never reports is a `ConfigError` before
+    training, not a failure at its first evaluation."""
+    name = cfg.test.best_metric
+    if name is not None and name not in names:
+        summary = [n for n in names if "/" not in n]
+        raise ConfigError(
+            f"{cfg.source}: test.best_metric {name!r} is not reported by the evaluator of "
+            f"data.test (it reports {', '.join(summary)}, and '<metric>/<class>' per class); "
+            "VOC-format sets (voc, voc_folder) report mAP50, COCO-format sets AP50"
+        )
 
 
 def train_detector(
@@ -150,6 +192,7 @@ def train_detector(
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_config(cfg, out)
+        write_class_names(out, datasets.train.class_names)
     model = prepare_model(
         model_fn(cfg, _num_classes(cfg, datasets.train)),
         cfg.solver,
@@ -160,6 +203,7 @@ def train_detector(
     evaluate_fn = None
     if datasets.test is not None:
         evaluation = InferenceRunner(datasets.test, cfg.data, dist, amp=cfg.solver.amp)
+        _check_best_metric(cfg, evaluation.evaluator.metric_names())
 
         def evaluate_fn() -> dict[str, float]:
             metrics = evaluation(unwrap(model))
@@ -183,7 +227,15 @@ def train_detector(
             start_iter=start,
         )
 
-    trainer = build_trainer(cfg, model, loader, dist, evaluate_fn=evaluate_fn, progress=progress)
+    trainer = build_trainer(
+        cfg,
+        model,
+        loader,
+        dist,
+        evaluate_fn=evaluate_fn,
+        progress=progress,
+        class_names=train_set.class_names,
+    )
     trainer.resume_or_load(resume=resume)
     return trainer.train()
 
@@ -198,14 +250,17 @@ def evaluate_weights(
     """Load `weights` (any format `resdet.load_checkpoint` reads) into the model `cfg` describes and
     evaluate it on `test_set`, sharded over the ranks. Returns the evaluator's metrics on
     rank 0 (None elsewhere) and, with `detections_path`, writes the detections there in
-    the results format."""
+    the results format. Weights that are missing or do not fit the model are a `ConfigError`."""
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
     seed_all(cfg.seed, dist.rank)
     num_classes = (
         cfg.model.num_classes if cfg.model.num_classes is not None else test_set.num_classes
     )
     model = build_model(cfg, num_classes, load_weights=False)
-    load_checkpoint(model, weights)
+    try:
+        load_checkpoint(model, weights)
+    except (ValueError, FileNotFoundError) as e:  # absent, unsafe, or not this config's model
+        raise ConfigError(f"{cfg.source}: {e}") from None
     model.to(dist.device).eval()
     evaluation = InferenceRunner(test_set, cfg.data, dist, amp=cfg.solver.amp)
     metrics = evaluation(model)
@@ -222,7 +277,10 @@ def eval_only(
 ) -> dict[str, Any] | None:
     """`train_det.py --eval-only`: evaluate `weights` (default: this run's trained model) and write
     `output_dir/eval/metrics.json` as training does."""
-    checkpoint = Path(weights) if weights is not None else trained_checkpoint(cfg.output_dir)
+    try:
+        checkpoint = Path(weights) if weights is not None else trained_checkpoint(cfg.output_dir)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{cfg.source}: --eval-only: {e}") from None
     metrics = evaluate_weights(cfg, test_set, checkpoint)
     if metrics is not None:
         write_evaluation(eval_dir(cfg.output_dir), metrics, checkpoint=checkpoint)

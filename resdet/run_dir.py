@@ -17,6 +17,9 @@
     last_checkpoint    one line: the file name of the newest complete checkpoint beside it
                        (`write_last_checkpoint`, `read_last_checkpoint`)
     best_metric.json   `{"metric", "value", "iteration"}` of `model_best.pth` (`write_best_metric`)
+    class_names.json   `{"class_names": [name, ...]}`: the training set's classes, label k = entry
+                       k (`write_class_names`, `read_class_names`); evaluating the run's folder
+                       data without its own class list reuses them
 Checkpoints themselves are `resdet.engine.checkpoint`'s; TensorBoard events are TensorBoard's.
 """
 
@@ -41,6 +44,7 @@ EVAL_METRICS = "metrics.json"
 POINTER = "last_checkpoint"
 BEST_METRIC = "best_metric.json"
 FINAL = "model_final.pth"
+CLASS_NAMES = "class_names.json"
 
 
 # ----------------------------------------------------------------------------- config.yaml
@@ -221,6 +225,29 @@ def write_best_metric(run_dir: str | Path, best: dict[str, Any]) -> Path:
     path = Path(run_dir) / BEST_METRIC
     atomic_write_text(path, json.dumps(best, indent=2) + "\n")
     return path
+
+
+# ----------------------------------------------------------------------------- class_names.json
+def write_class_names(run_dir: str | Path, class_names: list[str]) -> Path:
+    """Write `run_dir/class_names.json` (atomically): `{"class_names": [...]}` in label order."""
+    path = Path(run_dir) / CLASS_NAMES
+    atomic_write_text(path, json.dumps({"class_names": list(class_names)}, indent=2) + "\n")
+    return path
+
+
+def read_class_names(run_dir: str | Path) -> list[str] | None:
+    """The class names in `run_dir/class_names.json`, or None without that file."""
+    path = Path(run_dir) / CLASS_NAMES
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON: {e}") from None
+    names = data.get("class_names") if isinstance(data, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f'{path}: expected {{"class_names": [name, ...]}}')
+    return names
 
 
 # ----------------------------------------------------------------------------- last_checkpoint

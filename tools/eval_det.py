@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from resdet.config import ConfigError, load_config
+from resdet.data.image_io import BadImageError
 from resdet.data.records import DatasetError
 from resdet.detection_run import evaluate_weights, load_datasets
 from resdet.evaluation import evaluate_detections, read_results
@@ -77,13 +78,11 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 def cli() -> int:
-    try:
-        main(sys.argv[1:])
-    except (ConfigError, DatasetError) as e:
-        print(f"eval_det: error: {e}", file=sys.stderr)
-        return 2
+    main(sys.argv[1:])
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_failure(cli))
+    sys.exit(
+        exit_on_failure(cli, expected=(ConfigError, DatasetError, BadImageError), prog="eval_det")
+    )

@@ -8,8 +8,8 @@
     python tools/train_det.py CONFIG --eval-only [--weights CKPT]  # evaluate only
 
 Writes into output_dir: config.yaml, metrics.jsonl, TensorBoard events, checkpoints +
-last_checkpoint, eval/metrics.json. Exit code 0 on success, 2 for a bad config or a missing dataset,
-1 for any other failure.
+last_checkpoint, class_names.json, eval/metrics.json. Exit code 0 on success, 2 for a bad config, a
+missing or invalid dataset or an undecodable image (one line on stderr), 1 for any other failure.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 import time
 
 from resdet.config import ConfigError, load_config
+from resdet.data.image_io import BadImageError
 from resdet.data.records import DatasetError
 from resdet.detection_run import check_weights_present, eval_only, load_datasets, train_detector
 from resdet.engine.detection import headline
@@ -77,4 +78,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_failure(main))
+    sys.exit(
+        exit_on_failure(main, expected=(ConfigError, DatasetError, BadImageError), prog="train_det")
+    )

@@ -102,5 +102,17 @@ def main(argv: list[str] | None = None) -> list[Path] | Path:
     return boxes(args) if args.command == "boxes" else curves(args)
 
 
+def cli() -> int:
+    """`main` for the command line: bad input (a config, a dataset, an image, a detections or
+    metrics file; the library raises `ValueError`s and `FileNotFoundError`s naming it) is one line
+    on stderr and exit code 2, without a traceback."""
+    try:
+        main(sys.argv[1:])
+    except (ValueError, FileNotFoundError) as e:
+        print(f"visualize: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli())

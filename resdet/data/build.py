@@ -36,14 +36,28 @@ def build_transforms(data: DataConfig, split: Literal["train", "test"]) -> Compo
 
 
 def build_detection_dataset(
-    data: DataConfig, split: Literal["train", "test"], *, check_files: bool = True
+    data: DataConfig,
+    split: Literal["train", "test"],
+    *,
+    check_files: bool = True,
+    folder_class_names: list[str] | None = None,
 ) -> DetectionDataset:
     """Read and concatenate `data.train` or `data.test`. `check_files=False` skips the image-exists
-    check (evaluating a results file needs annotations only)."""
+    check (evaluating a results file needs annotations only). `folder_class_names`: the classes of
+    voc_folder entries that list none (see `resdet.data.catalog.load_source`)."""
     entries = data.train if split == "train" else data.test
     if not entries:
         raise DatasetError(f"data.{split} lists no dataset")
-    sources = [load_source(e, data.root, data.cache_dir) for e in entries]
+    sources = [
+        load_source(
+            e,
+            data.root,
+            data.cache_dir,
+            duplicate_iou=data.duplicate_iou,
+            folder_class_names=folder_class_names,
+        )
+        for e in entries
+    ]
     return DetectionDataset(
         sources,
         build_transforms(data, split),

@@ -10,9 +10,11 @@ Registered names, under the dataset root (`data.root`, else `$RESDET_DATASETS`, 
 - `voc_{2007,2012}_{train,val,trainval,test}`: `VOCdevkit/VOC<year>/`, split file
   `ImageSets/Main/<split>.txt`
 
-Mappings: `{format: coco, ann_file, image_dir}`, `{format: voc, root, split[, class_names]}` and
-`{format: shapes, split[, num_images, image_size, seed, max_objects]}` (generated once into the
-cache, then read through the COCO reader).
+Mappings: `{format: coco, ann_file, image_dir}`, `{format: voc, root, split[, class_names]}`,
+`{format: voc_folder, image_dir, ann_dir[, class_names][, split_file | split: {fraction, seed,
+part}]}` (a flat labelled folder, `resdet.data.voc_folder`) and `{format: shapes, split[,
+num_images, image_size, seed, max_objects]}` (generated once into the cache, then read through the
+COCO reader).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from resdet.data.coco import load_coco
 from resdet.data.records import DatasetError, DatasetSource
 from resdet.data.shapes import ensure_shapes_detection
 from resdet.data.voc import load_voc
+from resdet.data.voc_folder import FolderSplit, load_voc_folder
 
 
 def _coco_names() -> dict[str, tuple[str, str]]:
@@ -65,10 +68,29 @@ def _keys(
         )
 
 
+def _class_names(entry: dict[str, Any], where: str) -> list[str] | None:
+    names = entry.get("class_names")
+    if names is not None and (
+        not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
+    ):
+        raise DatasetError(f"{where}: class_names must be a list of names, got {names!r}")
+    return names
+
+
 def load_source(
-    entry: str | dict[str, Any], root: str | None = None, cache_dir: str | None = None
+    entry: str | dict[str, Any],
+    root: str | None = None,
+    cache_dir: str | None = None,
+    *,
+    duplicate_iou: float | None = 0.9,
+    folder_class_names: list[str] | None = None,
 ) -> DatasetSource:
-    """Read one dataset entry (a registered name or a mapping) into a `DatasetSource`."""
+    """Read one dataset entry (a registered name or a mapping) into a `DatasetSource`.
+
+    `duplicate_iou` goes to the VOC and voc_folder readers (`data.duplicate_iou`);
+    `folder_class_names` is the class list of a voc_folder entry that gives none (the training
+    set's collected names, for its test entries), instead of collecting them from its XMLs.
+    """
     base = dataset_root(root)
     if isinstance(entry, str):
         if entry in COCO_NAMES:
@@ -78,10 +100,12 @@ def load_source(
             )
         if entry in VOC_NAMES:
             year, split = VOC_NAMES[entry]
-            return load_voc(base / "VOCdevkit" / f"VOC{year}", split, name=entry)
+            return load_voc(
+                base / "VOCdevkit" / f"VOC{year}", split, name=entry, duplicate_iou=duplicate_iou
+            )
         raise DatasetError(
             f"unknown dataset name {entry!r}; known: {', '.join([*COCO_NAMES, *VOC_NAMES])}, "
-            "or a mapping with `format: coco|voc|shapes`"
+            "or a mapping with `format: coco|voc|voc_folder|shapes`"
         )
     if not isinstance(entry, dict):
         raise DatasetError(f"a dataset entry must be a name or a mapping, got {entry!r}")
@@ -96,8 +120,24 @@ def load_source(
         return load_voc(
             base / entry["root"],
             entry["split"],
-            entry.get("class_names"),
+            _class_names(entry, where),
             name=f"{entry['root']}:{entry['split']}",
+            duplicate_iou=duplicate_iou,
+        )
+    if fmt == "voc_folder":
+        _keys(entry, ("image_dir", "ann_dir"), ("class_names", "split_file", "split"), where)
+        if "split_file" in entry and "split" in entry:
+            raise DatasetError(f"{where}: give split_file or split, not both")
+        split = FolderSplit.from_mapping(entry["split"], where) if "split" in entry else None
+        split_file = entry.get("split_file")
+        return load_voc_folder(
+            base / entry["image_dir"],
+            base / entry["ann_dir"],
+            _class_names(entry, where) or folder_class_names,
+            split_file=None if split_file is None else base / split_file,
+            split=split,
+            duplicate_iou=duplicate_iou,
+            name=str(entry["ann_dir"]) + (f":{split.part}" if split else ""),
         )
     if fmt == "shapes":
         _keys(entry, ("split",), tuple(SHAPES_DEFAULTS), where)
@@ -106,4 +146,4 @@ def load_source(
         return load_coco(
             folder / "annotations.json", folder / "JPEGImages", name=f"shapes_{entry['split']}"
         )
-    raise DatasetError(f"{where}: `format` must be one of coco, voc, shapes")
+    raise DatasetError(f"{where}: `format` must be one of coco, voc, voc_folder, shapes")

@@ -8,9 +8,10 @@ file and `file_name`. Training targets hold the boxes to learn from: no crowd bo
 `difficult` objects unless `use_difficult`. The evaluator keeps its own ground truth.
 
 Checks done before training starts: every image file exists (one error lists all missing paths) and
-the dataset is not empty after filtering. Undecodable images fail with an error naming the file, or,
-with `skip_bad_images`, are replaced by the next index and counted (per process) up
-to `max_bad_images`.
+the dataset is not empty after filtering. Undecodable images fail with a `BadImageError` naming the
+file and `data.skip_bad_images` (one line, also when raised in a DataLoader worker), or, with
+`skip_bad_images`, are replaced by the next index and counted (per process) up to
+`max_bad_images`.
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ class DetectionDataset(Dataset):
             image = self._decode(r)
         except BadImageError as e:
             if not self.skip_bad_images:
-                raise
+                raise BadImageError(
+                    f"{e} (data.skip_bad_images=true skips such files, counting them)"
+                ) from None
             self.bad_images += 1
             if self.bad_images > self.max_bad_images:
                 raise BadImageError(

@@ -25,7 +25,27 @@ _HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 class BadImageError(ValueError):
-    """An image file cannot be decoded into RGB pixels; the message names the file."""
+    """An image file cannot be decoded into RGB pixels; the message names the file.
+
+    `str(e)` is that one-line message in every process. An exception raised in a DataLoader
+    worker reaches the main process re-created by torch (`torch._utils.ExceptionWrapper.reraise`)
+    as `type(e)(text)`, where `text` is "Caught BadImageError in DataLoader worker process N.\n
+    Original Traceback (most recent call last): ...\nresdet.data.image_io.BadImageError: <message>":
+    only the class and that formatted text cross the process boundary. The constructor recognises
+    the form, keeps `<message>` (the text after the last exception line, which is the one raised)
+    and moves the worker's traceback to `worker_traceback`, so a command line reports the file in
+    one line instead of a worker traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.worker_traceback: str | None = None
+        cls = type(self)
+        last_line = f"\n{cls.__module__}.{cls.__qualname__}: "
+        if isinstance(message, str) and message.startswith(f"Caught {cls.__name__} in DataLoader"):
+            worker_traceback, found, original = message.rpartition(last_line)
+            if found:
+                self.worker_traceback, message = worker_traceback, original.rstrip("\n")
+        super().__init__(message)
 
 
 def read_image(path: str | Path) -> np.ndarray:

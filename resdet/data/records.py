@@ -48,7 +48,8 @@ class DatasetSource:
 
     `category_ids[k]` is the dataset's own id of contiguous label `k` (COCO ids; 1..C for VOC).
     `ann_file` is the COCO json the COCO evaluator scores against (None for VOC, whose
-    evaluator uses the records).
+    evaluator uses the records). `class_names_from_data`: the reader collected `class_names` from
+    the annotations (a `voc_folder` entry without `class_names`) rather than being given them.
     """
 
     name: str
@@ -57,28 +58,65 @@ class DatasetSource:
     category_ids: list[int]
     records: list[ImageRecord]
     ann_file: str | None = None
+    class_names_from_data: bool = False
+
+
+@dataclass(frozen=True)
+class DropKind:
+    """One reason a reader drops a box: the noun it is counted by and the rule, for the summary."""
+
+    singular: str
+    plural: str
+    #: the rule, shown in parentheses before the examples ("" for none)
+    rule: str = ""
+
+
+#: boxes with nothing of positive area left inside the image after clipping
+CLIPPED = DropKind("box", "boxes", "empty or outside the image after clipping")
+#: VOC boxes whose file numbers have `xmax <= xmin` or `ymax <= ymin` (zero extent in the file)
+ZERO_AREA = DropKind("zero-area box", "zero-area boxes", "xmax <= xmin or ymax <= ymin in the file")
+
+
+def near_duplicate(iou: float) -> DropKind:
+    """The kind of a box dropped for overlapping an earlier box of its class at IoU > `iou`."""
+    return DropKind(
+        "near-duplicate box", "near-duplicate boxes", f"IoU > {iou:g} with a box of the same class"
+    )
 
 
 @dataclass
 class DropCounter:
-    """Counts what a reader dropped, to emit one summary warning per file set."""
+    """Counts what a reader dropped, by `DropKind`, to emit one summary warning per file set:
+    `"<source>: dropped 1 zero-area box (<rule>; e.g. a.xml object 12), 6 near-duplicate boxes
+    (...)"`, kinds in the order first met, at most `max_examples` examples each."""
 
-    degenerate: int = 0
-    examples: list[str] = field(default_factory=list)
+    counts: dict[DropKind, int] = field(default_factory=dict)
+    examples: dict[DropKind, list[str]] = field(default_factory=dict)
+    max_examples: int = 3
 
-    def drop(self, where: str) -> None:
-        self.degenerate += 1
-        if len(self.examples) < 3:
-            self.examples.append(where)
+    def drop(self, where: str, kind: DropKind = CLIPPED) -> None:
+        """Count one box of `kind`; `where` names it (file and object)."""
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        shown = self.examples.setdefault(kind, [])
+        if len(shown) < self.max_examples:
+            shown.append(where)
+
+    def message(self, source: str) -> str | None:
+        """The summary line for `source`, or None when nothing was dropped."""
+        if not self.counts:
+            return None
+        parts = []
+        for kind, n in self.counts.items():
+            detail = "; ".join(self.examples[kind])
+            detail = f"{kind.rule}; e.g. {detail}" if kind.rule else f"e.g. {detail}"
+            parts.append(f"{n} {kind.singular if n == 1 else kind.plural} ({detail})")
+        return f"{source}: dropped {', '.join(parts)}"
 
     def warn(self, source: str) -> None:
-        if self.degenerate:
-            warnings.warn(
-                f"{source}: dropped {self.degenerate} box(es) that are empty or outside the image "
-                f"after clipping (e.g. {'; '.join(self.examples)})",
-                DatasetWarning,
-                stacklevel=3,
-            )
+        """Emit the summary line as one `DatasetWarning` (nothing when nothing was dropped)."""
+        text = self.message(source)
+        if text is not None:
+            warnings.warn(text, DatasetWarning, stacklevel=3)
 
 
 def clip_box(

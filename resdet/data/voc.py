@@ -6,17 +6,30 @@ objects (the `<part>` boxes of VOC's person layout are not). VOC pixel coordinat
 inclusive; as detectron2 does, a box is loaded as `(xmin - 1, ymin - 1, xmax, ymax)`, which makes
 its width `xmax - xmin + 1` pixels. `difficult` is kept as a per-object flag. The VOC evaluator
 undoes the shift so its numbers equal the devkit's.
+
+Dropped, and counted in one summary warning per file set: a box whose file numbers have
+`xmax <= xmin` or `ymax <= ymin` (zero extent as annotated: a point or a line, never a real object),
+a box with nothing left inside the image after clipping, and the later box of a same-class pair
+overlapping at IoU > `duplicate_iou` (`data.duplicate_iou`, default 0.9; an annotator's double
+click). The official devkit keeps all of them, near-duplicates included; `duplicate_iou=None` keeps
+near-duplicates, which reproduces the devkit's numbers exactly on files without zero-extent boxes.
+
+`parse_voc_xml` + `voc_record` read one file; `resdet.data.voc_folder` uses them for flat folders.
 """
 
 from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 
 from resdet.data.records import (
+    ZERO_AREA,
     DatasetError,
     DatasetSource,
     DropCounter,
@@ -24,6 +37,7 @@ from resdet.data.records import (
     boxes_array,
     check_relative,
     clip_box,
+    near_duplicate,
 )
 
 #: The 20 PASCAL VOC classes in the standard order (1-based `category_id` = index + 1).
@@ -86,12 +100,149 @@ def _number(node: ET.Element, tag: str, where: str) -> float:
     return value
 
 
+@dataclass
+class VocObject:
+    """One `<object>` of a VOC XML file, numbers as written in the file (1-based, inclusive)."""
+
+    #: position among the file's `<object>` elements (0-based), for messages
+    index: int
+    name: str
+    #: `(xmin, ymin, xmax, ymax)` of `<bndbox>`, unshifted
+    box: tuple[float, float, float, float]
+    difficult: bool
+
+
+@dataclass
+class VocAnnotation:
+    """One parsed VOC XML file: its `<filename>` (None when absent), `<size>` and objects."""
+
+    path: Path
+    filename: str | None
+    width: int
+    height: int
+    objects: list[VocObject]
+
+
+def parse_voc_xml(xml_path: str | Path) -> VocAnnotation:
+    """Parse and check one VOC XML file (no class check: see `voc_record`). Only direct
+    `<object>` children of `<annotation>` are read. Invalid content is a `DatasetError` naming the
+    file, the object index and the field."""
+    xml_path = Path(xml_path)
+    try:
+        ann = ET.parse(xml_path).getroot()
+    except FileNotFoundError:
+        raise DatasetError(f"{xml_path}: annotation file not found") from None
+    except ET.ParseError as e:
+        raise DatasetError(f"{xml_path}: malformed XML: {e}") from None
+    size = ann.find("size")
+    if size is None:
+        raise DatasetError(f"{xml_path}: missing field <size>")
+    width, height = (int(_number(size, tag, f"{xml_path}: <size>")) for tag in ("width", "height"))
+    if width <= 0 or height <= 0:
+        raise DatasetError(f"{xml_path}: <size> must be positive, got {width}x{height}")
+    objects = []
+    for k, obj in enumerate(ann.findall("object")):
+        where = f"{xml_path}: object {k}"
+        cls = _text(obj, "name", where)
+        bnd = obj.find("bndbox")
+        if bnd is None:
+            raise DatasetError(f"{where}: missing field <bndbox>")
+        where_box = f"{where} ({cls}): <bndbox>"
+        x1, y1, x2, y2 = (_number(bnd, t, where_box) for t in ("xmin", "ymin", "xmax", "ymax"))
+        flag = obj.find("difficult")
+        try:
+            is_difficult = flag is not None and flag.text is not None and int(flag.text) == 1
+        except ValueError:
+            raise DatasetError(f"{where}: field <difficult> is not 0 or 1: {flag.text!r}") from None
+        objects.append(VocObject(k, cls, (x1, y1, x2, y2), is_difficult))
+    name = ann.find("filename")
+    filename = name.text.strip() if name is not None and name.text and name.text.strip() else None
+    return VocAnnotation(xml_path, filename, width, height, objects)
+
+
+def near_duplicates(boxes: np.ndarray, labels: np.ndarray, iou: float) -> dict[int, int]:
+    """`{j: i}` for every box `j` that overlaps an earlier kept box `i` of the same label at
+    IoU > `iou` (`boxes` (N, 4) xyxy; earlier boxes are kept, later ones dropped, in order)."""
+    if len(boxes) < 2:
+        return {}
+    t = torch.from_numpy(boxes)
+    overlap = box_iou(t, t).numpy()
+    hits = np.triu((overlap > iou) & (labels[:, None] == labels[None, :]), k=1)
+    found: dict[int, int] = {}
+    for j in np.flatnonzero(hits.any(axis=0)):
+        earlier = [i for i in np.flatnonzero(hits[:, j]) if i not in found]
+        if earlier:
+            found[int(j)] = int(earlier[0])
+    return found
+
+
+def voc_record(
+    ann: VocAnnotation,
+    label_of: dict[str, int],
+    *,
+    file_name: str,
+    image_id: str,
+    dropped: DropCounter,
+    duplicate_iou: float | None,
+) -> ImageRecord:
+    """The training/evaluation record of a parsed file.
+
+    An object whose class is not in `label_of` is a `DatasetError`. Boxes are loaded as
+    `(xmin - 1, ymin - 1, xmax, ymax)` and clipped to the image. Dropped and counted in `dropped`:
+    boxes with `xmax <= xmin` or `ymax <= ymin` in the file (zero extent), boxes with nothing left
+    after clipping, and, unless `duplicate_iou` is None, the later box of each same-class pair
+    overlapping at IoU > `duplicate_iou`.
+    """
+    boxes, labels, difficult, index = [], [], [], []
+    for o in ann.objects:
+        if o.name not in label_of:
+            raise DatasetError(
+                f"{ann.path}: object {o.index}: field <name> {o.name!r} is not one of the "
+                f"{len(label_of)} classes ({', '.join(label_of)})"
+            )
+        where = f"{ann.path.name} object {o.index}"
+        x1, y1, x2, y2 = o.box
+        if x2 <= x1 or y2 <= y1:
+            dropped.drop(where, ZERO_AREA)
+            continue
+        box = clip_box(x1 - 1.0, y1 - 1.0, x2, y2, ann.width, ann.height)
+        if box is None:
+            dropped.drop(where)
+            continue
+        boxes.append(box)
+        labels.append(label_of[o.name])
+        difficult.append(o.difficult)
+        index.append(o.index)
+    box_arr, label_arr = boxes_array(boxes), np.asarray(labels, dtype=np.int64)
+    keep = np.ones(len(boxes), dtype=bool)
+    if duplicate_iou is not None:
+        kind = near_duplicate(duplicate_iou)
+        for j, i in near_duplicates(box_arr, label_arr, duplicate_iou).items():
+            keep[j] = False
+            dropped.drop(f"{ann.path.name} object {index[j]} (same as object {index[i]})", kind)
+    return ImageRecord(
+        file_name=file_name,
+        image_id=image_id,
+        height=ann.height,
+        width=ann.width,
+        boxes=box_arr[keep],
+        labels=label_arr[keep],
+        difficult=np.asarray(difficult, dtype=bool)[keep],
+    )
+
+
 def load_voc(
-    root: str | Path, split: str, class_names: list[str] | None = None, name: str | None = None
+    root: str | Path,
+    split: str,
+    class_names: list[str] | None = None,
+    name: str | None = None,
+    *,
+    duplicate_iou: float | None = 0.9,
 ) -> DatasetSource:
     """Read every image of `split` under the VOC-style folder `root`. Opens no image.
 
     `class_names` defaults to the 20 VOC classes; an object of any other class is an error.
+    Dropped boxes (see `voc_record`) are summarised in one `DatasetWarning`.
     """
     root = Path(root)
     class_names = list(class_names or VOC_CLASSES)
@@ -100,66 +251,19 @@ def load_voc(
     records = []
     for image_id in read_split(root, split):
         xml_path = root / "Annotations" / f"{image_id}.xml"
-        try:
-            tree = ET.parse(xml_path)
-        except FileNotFoundError:
-            raise DatasetError(
-                f"{xml_path}: annotation file not found (listed in split {split!r})"
-            ) from None
-        except ET.ParseError as e:
-            raise DatasetError(f"{xml_path}: malformed XML: {e}") from None
-        ann = tree.getroot()
-        size = ann.find("size")
-        if size is None:
-            raise DatasetError(f"{xml_path}: missing field <size>")
-        width, height = (
-            int(_number(size, tag, f"{xml_path}: <size>")) for tag in ("width", "height")
-        )
-        if width <= 0 or height <= 0:
-            raise DatasetError(f"{xml_path}: <size> must be positive, got {width}x{height}")
-        boxes, labels, difficult = [], [], []
-        for k, obj in enumerate(ann.findall("object")):
-            where = f"{xml_path}: object {k}"
-            cls = _text(obj, "name", where)
-            if cls not in label_of:
-                raise DatasetError(
-                    f"{where}: field <name> {cls!r} is not one of the {len(class_names)} classes "
-                    f"({', '.join(class_names)})"
-                )
-            bnd = obj.find("bndbox")
-            if bnd is None:
-                raise DatasetError(f"{where}: missing field <bndbox>")
-            where_box = f"{where} ({cls}): <bndbox>"
-            x1, y1 = _number(bnd, "xmin", where_box) - 1.0, _number(bnd, "ymin", where_box) - 1.0
-            x2, y2 = _number(bnd, "xmax", where_box), _number(bnd, "ymax", where_box)
-            flag = obj.find("difficult")
-            try:
-                is_difficult = (
-                    flag is not None and flag.text is not None and int(flag.text.strip()) == 1
-                )
-            except ValueError:
-                raise DatasetError(
-                    f"{where}: field <difficult> is not 0 or 1: {flag.text!r}"
-                ) from None
-            box = clip_box(x1, y1, x2, y2, width, height)
-            if box is None:
-                dropped.drop(f"{xml_path.name} object {k}")
-                continue
-            boxes.append(box)
-            labels.append(label_of[cls])
-            difficult.append(is_difficult)
+        if not xml_path.is_file():
+            raise DatasetError(f"{xml_path}: annotation file not found (listed in split {split!r})")
         records.append(
-            ImageRecord(
+            voc_record(
+                parse_voc_xml(xml_path),
+                label_of,
                 file_name=str(root / "JPEGImages" / f"{image_id}.jpg"),
                 image_id=image_id,
-                height=height,
-                width=width,
-                boxes=boxes_array(boxes),
-                labels=np.asarray(labels, dtype=np.int64),
-                difficult=np.asarray(difficult, dtype=bool),
+                dropped=dropped,
+                duplicate_iou=duplicate_iou,
             )
         )
-    dropped.warn(f"{root} ({split})")
+    dropped.warn(f"{root.name or root} ({split})")
     return DatasetSource(
         name=name or f"{root}:{split}",
         format="voc",

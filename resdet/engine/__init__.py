@@ -1,7 +1,8 @@
 """Training engine: optimizer and schedule, checkpoints, the iteration-based `Trainer`.
 
 What `resdet.detection_run.train_detector` does on every rank (`tools/train_det.py` loads the config
-and the datasets, then calls it inside `exit_on_failure`: any failure ends every rank, code 1):
+and the datasets, then calls it inside `exit_on_failure`: any failure ends every rank, code 1; bad
+input, such as an undecodable image met by a DataLoader worker, is one line and code 2):
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)  # RANK/WORLD_SIZE/LOCAL_RANK
     seed_all(cfg.seed, dist.rank)                                # seed + rank
     model = prepare_model(build_model(cfg, num_classes), cfg.solver, dist,  # device, SyncBN,
@@ -11,7 +12,8 @@ and the datasets, then calls it inside `exit_on_failure`: any failure ends every
         return build_train_loader(train_set, cfg.data, micro_batch, seed=cfg.seed, rank=dist.rank,
                                   world_size=dist.world_size, start_iter=start)
 
-    trainer = build_trainer(cfg, model, loader, dist, evaluate_fn=evaluate)
+    trainer = build_trainer(cfg, model, loader, dist, evaluate_fn=evaluate,
+                            class_names=train_set.class_names)  # into every checkpoint
     trainer.resume_or_load(resume=resume)
     trainer.train()
 with `micro_batch = images_per_rank(cfg.solver, dist.world_size) * dist.world_size`.

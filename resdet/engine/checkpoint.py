@@ -6,7 +6,8 @@ A checkpoint is a plain dict loadable with `torch.load(..., weights_only=True)`:
      "rng": {"python", "numpy", "torch", "cuda"} (rank 0), "rng_ranks": [one such dict per rank],
      "sampler": {"position": batches this rank consumed (one per micro-step)},
      "best": {"metric", "value", "iteration"} | None,
-     "config": dict, "pixel_format": dict | None}
+     "config": dict, "pixel_format": dict | None,
+     "class_names": [name, ...] (label order) | None}
 Periodic files are `model_{iteration:07d}.pth`; `model_final.pth` and `model_best.pth` are never
 pruned. The pointer (`last_checkpoint`, see `resdet.run_dir`) is rewritten (atomically) only after
 the file it names is complete, so a crash at any moment leaves the pointer naming a whole, loadable

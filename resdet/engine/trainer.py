@@ -85,6 +85,7 @@ class Trainer:
         evaluate_fn: Callable[[], dict[str, float]] | None = None,
         config: dict[str, Any] | None = None,
         pixel_format: dict[str, Any] | None = None,
+        class_names: list[str] | None = None,
         device: torch.device | None = None,
         progress: bool = True,
         tensorboard: bool = True,
@@ -106,6 +107,7 @@ class Trainer:
             found = getattr(unwrap(model), "pixel_format", None)
             pixel_format = found.to_dict() if hasattr(found, "to_dict") else found
         self.pixel_format = pixel_format
+        self.class_names = None if class_names is None else list(class_names)
         self.progress, self.tensorboard = progress, tensorboard
         self.rank, self.world_size = get_rank(), get_world_size()
         self.is_main = self.rank == 0
@@ -138,6 +140,7 @@ class Trainer:
             "best": self.best,
             "config": self.config,
             "pixel_format": self.pixel_format,
+            "class_names": self.class_names,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:

@@ -26,6 +26,10 @@ class DetectionEvaluator:
     """Base class: accumulate detections (`process`, `load_results`, `merge`) and score
     them (`evaluate`)."""
 
+    #: the summary numbers `evaluate` returns, and the numbers under each `per_class` entry
+    SUMMARY_KEYS: tuple[str, ...] = ()
+    PER_CLASS_KEYS: tuple[str, ...] = ()
+
     def __init__(
         self,
         class_names: list[str],
@@ -40,6 +44,12 @@ class DetectionEvaluator:
 
     def reset(self) -> None:
         self.detections = []
+
+    def metric_names(self) -> list[str]:
+        """Every flat metric name an evaluation can report (`resdet.run_dir.flat_metrics`): the
+        summary keys, then `"<key>/<class>"`."""
+        per_class = [f"{k}/{c}" for c in self.class_names for k in self.PER_CLASS_KEYS]
+        return [*self.SUMMARY_KEYS, *per_class]
 
     def process(
         self,

@@ -42,6 +42,9 @@ def _results_coco(gt: COCO, detections: list[dict[str, Any]]) -> COCO:
 class COCOEvaluator(DetectionEvaluator):
     """Scores detections against `ann_file` on the images `image_ids` (all the dataset's images)."""
 
+    SUMMARY_KEYS = tuple(STAT_KEYS)
+    PER_CLASS_KEYS = ("AP", "AP50")
+
     def __init__(
         self,
         ann_file: str,

@@ -119,6 +119,9 @@ class VOCEvaluator(DetectionEvaluator):
     """Scores detections against the records' boxes and `difficult` flags (no
     image file is opened)."""
 
+    SUMMARY_KEYS = ("mAP50_voc07", "mAP50", "mAP")
+    PER_CLASS_KEYS = ("AP50_voc07", "AP50", "AP")
+
     def __init__(self, records: list[ImageRecord], class_names: list[str], name: str) -> None:
         super().__init__(
             class_names, list(range(1, len(class_names) + 1)), [r.image_id for r in records], name

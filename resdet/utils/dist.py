@@ -123,9 +123,16 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     return t / get_world_size()
 
 
-def exit_on_failure(main: Callable[[], T]) -> T:
+def exit_on_failure(
+    main: Callable[[], T], *, expected: tuple[type[BaseException], ...] = (), prog: str = "resdet"
+) -> T:
     """Run `main()`; if it raises, report the error with this rank and end the process with code 1
     (or the code of a non-zero `SystemExit`).
+
+    Exceptions of the `expected` types are bad input for the user to fix (a config, a dataset, an
+    image file), whose messages name what is wrong: they are reported as the one line
+    `<prog>: error: <message>` (`[rank r] ` before the message under torchrun), without a
+    traceback, and the code is 2.
 
     Used by every entry point so that no rank outlives a failure: the failed rank leaves at once
     (`os._exit`, because tearing down a process group whose peers sit in a collective can block),
@@ -140,9 +147,22 @@ def exit_on_failure(main: Callable[[], T]) -> T:
             raise
         _report(e)
         os._exit(e.code if isinstance(e.code, int) else 1)
+    except expected as e:
+        rank = f"[rank {os.environ['RANK']}] " if "RANK" in os.environ else ""
+        message = f"{prog}: error: {rank}{e}\n"
     except BaseException as e:  # noqa: BLE001 - any failure, KeyboardInterrupt included, ends the run
         _report(e)
         os._exit(1)
+    # Bad input, reported outside the `except` block: the exception and the frames its traceback
+    # holds (with any DataLoader iterator in them) are freed by now, so a single process exits
+    # normally and its DataLoader workers are shut down with it instead of lingering (holding
+    # stdout/stderr) until they notice the parent is gone. Under torchrun, leave at once as above.
+    sys.stdout.flush()
+    sys.stderr.write(message)
+    sys.stderr.flush()
+    if _env_int("WORLD_SIZE", 1) > 1:
+        os._exit(2)
+    raise SystemExit(2)
 
 
 def _report(e: BaseException) -> None:

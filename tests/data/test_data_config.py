@@ -19,6 +19,9 @@ def test_data_section_round_trip(tmp_path):
         {"format": "shapes", "split": "train", "num_images": 8},
     ]
     assert data.flip_prob == 0.25 and data.skip_bad_images and data.aspect_grouping
+    assert data.duplicate_iou == 0.9
+    path.write_text("data:\n  duplicate_iou: null\n")
+    assert load_config(path).data.duplicate_iou is None
 
 
 @pytest.mark.parametrize(
@@ -31,6 +34,7 @@ def test_data_section_round_trip(tmp_path):
         ),  # resizing lives in model.input
         ("data:\n  train: voc_2007_trainval\n", "data.train"),
         ("data:\n  filter_emtpy: true\n", "data.filter_emtpy"),
+        ("data:\n  duplicate_iou: 1.5\n", "duplicate_iou"),
     ],
 )
 def test_bad_data_values_name_the_key(tmp_path, text, needle):

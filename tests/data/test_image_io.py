@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from resdet.data import BadImageError, read_image
@@ -98,3 +99,28 @@ def test_decompression_bomb_limit_is_kept(tmp_path, monkeypatch):
     )  # the image is over twice the limit
     with pytest.raises(BadImageError, match="big.png.*decompression-bomb"):
         read_image(path)
+
+
+def test_error_from_a_dataloader_worker_keeps_its_one_line_message(tmp_path):
+    """torch re-creates a worker's exception from its formatted traceback; the message stays the
+    original one and the traceback moves to `worker_traceback`."""
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0 not much of a JPEG")
+
+    class Files(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index: int):
+            return read_image(path)
+
+    with pytest.raises(BadImageError) as direct:
+        read_image(path)
+    loader = torch.utils.data.DataLoader(Files(), num_workers=1, batch_size=None)
+    with pytest.raises(BadImageError) as from_worker:
+        next(iter(loader))
+    assert str(from_worker.value) == str(direct.value) and "\n" not in str(direct.value)
+    assert from_worker.value.worker_traceback.startswith(
+        "Caught BadImageError in DataLoader worker process 0"
+    )
+    assert direct.value.worker_traceback is None

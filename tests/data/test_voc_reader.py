@@ -1,10 +1,13 @@
 """VOC reader on real VOC2007/2012 files (hand-checked against the XML) and on broken trees."""
 
 import warnings
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torchvision.ops import box_iou
 
 from resdet.config.data import DataConfig
 from resdet.data import DatasetError, DatasetWarning, build_detection_dataset, load_source
@@ -99,22 +102,51 @@ def obj(name: str = "dog", box=(11, 21, 50, 60), difficult: str = "0") -> str:
     )
 
 
-def test_degenerate_and_outside_boxes_dropped_with_one_warning(tmp_path):
+def test_zero_area_and_outside_boxes_dropped_with_one_warning(tmp_path):
     root = make_voc(
         tmp_path / "VOC",
         {
             "a": xml(obj(), obj(box=(40, 10, 30, 20)), obj(box=(200, 10, 300, 20))),
-            "b": xml(obj(box=(6, 5, 5, 30))),  # xmin = xmax + 1: zero width
-            "c": xml(obj(box=(5, 5, 5, 30))),
+            "b": xml(obj(box=(6, 5, 5, 30))),  # xmax < xmin
+            "c": xml(obj(box=(5, 5, 5, 30)), obj(box=(5, 5, 6, 30))),  # xmax == xmin: a line
         },
-    )  # xmin = xmax: one pixel wide
-    with pytest.warns(DatasetWarning, match=r"dropped 3 box") as record:
+    )
+    with pytest.warns(DatasetWarning) as record:
         src = load_voc(root, "train")
     assert len(record) == 1
+    assert str(record[0].message) == (
+        "VOC (train): dropped 3 zero-area boxes (xmax <= xmin or ymax <= ymin in the file; "
+        "e.g. a.xml object 1; b.xml object 0; c.xml object 0), 1 box (empty or outside the image "
+        "after clipping; e.g. a.xml object 2)"
+    )
     recs = by_id(src)
     np.testing.assert_array_equal(recs["a"].boxes, [[10, 20, 50, 60]])
     assert len(recs["b"].boxes) == 0
-    np.testing.assert_array_equal(recs["c"].boxes, [[4, 4, 5, 30]])
+    # xmin=5, xmax=6 is two pixels wide in VOC's inclusive convention: loaded as [4, 6)
+    np.testing.assert_array_equal(recs["c"].boxes, [[4, 4, 6, 30]])
+
+
+def test_near_duplicates_drop_the_later_box_of_a_same_class_pair(tmp_path):
+    near = (12, 21, 50, 60)  # IoU with the default (11, 21, 50, 60): 38/39 = 0.974
+    root = make_voc(
+        tmp_path / "VOC",
+        {"a": xml(obj(), obj(box=near), obj(name="cat", box=near), obj(box=(11, 21, 50, 30)))},
+    )
+    with pytest.warns(DatasetWarning) as record:
+        src = load_voc(root, "train")
+    assert len(record) == 1
+    assert str(record[0].message) == (
+        "VOC (train): dropped 1 near-duplicate box (IoU > 0.9 with a box of the same class; "
+        "e.g. a.xml object 1 (same as object 0))"
+    )
+    r = src.records[0]
+    assert [VOC_CLASSES[k] for k in r.labels] == ["dog", "cat", "dog"]
+    np.testing.assert_array_equal(r.boxes[:2], [[10, 20, 50, 60], [11, 20, 50, 60]])
+    # a threshold above the pair's IoU, or None (the devkit's behaviour), keeps all four
+    for iou in (0.98, None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DatasetWarning)
+            assert len(load_voc(root, "train", duplicate_iou=iou).records[0].boxes) == 4
 
 
 @pytest.mark.parametrize(
@@ -144,3 +176,50 @@ def test_split_entries_with_paths_are_refused(tmp_path):
     (root / "ImageSets/Main/train.txt").write_text("/abs/file\n")
     with pytest.raises(DatasetError, match="absolute"):
         load_voc(root, "train")
+
+
+BCCD_CLASSES = ["RBC", "WBC", "Platelets"]
+
+
+def test_bccd_zero_area_and_near_duplicate_boxes_are_dropped_and_counted(shared_data):
+    entry = {"format": "voc", "root": "BCCD", "split": "trainval", "class_names": BCCD_CLASSES}
+    root = str(shared_data("BCCD").parent)
+    with pytest.warns(DatasetWarning) as record:
+        src = load_source(entry, root)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert message.startswith("BCCD (trainval): dropped 6 near-duplicate boxes (IoU > 0.9 with")
+    assert message.endswith(
+        "2 zero-area boxes (xmax <= xmin or ymax <= ymin in the file; "
+        "e.g. BloodImage_00338.xml object 12; BloodImage_00343.xml object 3)"
+    )
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        devkit = load_source(entry, root, duplicate_iou=None)  # only the zero-area boxes go
+    kept, every = by_id(src), by_id(devkit)
+    fewer = {i: len(every[i].boxes) - len(kept[i].boxes) for i in every}
+    duplicated = ["00020", "00100", "00104", "00251", "00331", "00403"]
+    assert {i for i, n in fewer.items() if n} == {f"BloodImage_{i}" for i in duplicated}
+    assert set(fewer.values()) == {0, 1}
+    for i in duplicated:  # the box left out overlaps one that is kept, of its class, at IoU > 0.9
+        a, b = every[f"BloodImage_{i}"], kept[f"BloodImage_{i}"]
+        gone = [k for k, box in enumerate(a.boxes.tolist()) if box not in b.boxes.tolist()]
+        assert len(gone) == 1
+        box = torch.from_numpy(a.boxes[gone])
+        iou = box_iou(box, torch.from_numpy(b.boxes))[0]
+        assert (iou > 0.9)[torch.from_numpy(b.labels) == int(a.labels[gone[0]])].any()
+    # the zero-area RBCs (504, 337)-(504, 337) and (181, 329)-(181, 329) are in neither load
+    for image_id, point in (("BloodImage_00338", 504), ("BloodImage_00343", 181)):
+        xml_path = shared_data("BCCD") / "Annotations" / f"{image_id}.xml"
+        objects = ET.parse(xml_path).findall("object")
+        assert len(objects) - len(every[image_id].boxes) == 1
+        assert not (every[image_id].boxes[:, 2] == point).any()
+    assert sum(len(r.boxes) for r in devkit.records) - sum(len(r.boxes) for r in src.records) == 6
+
+    test_entry = {**entry, "split": "test"}
+    with pytest.warns(
+        DatasetWarning,
+        match=r"^BCCD \(test\): dropped 1 near-duplicate box .*"
+        r"BloodImage_00284\.xml",
+    ):
+        load_source(test_entry, root)

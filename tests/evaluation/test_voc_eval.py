@@ -222,3 +222,18 @@ def test_voc_mini_perfect_detections_through_eval_det(shared_data, tmp_path):
     # the resdet.run_dir layout: per-class numbers flattened
     written = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
     assert "AP/cow" not in written and written["AP/car"] == 1.0
+
+
+def test_best_metric_the_evaluator_never_reports_is_refused_before_training():
+    from resdet.config import ConfigError, config_from_dict
+    from resdet.detection_run import _check_best_metric
+
+    record = ImageRecord(
+        "a.jpg", "a", 10, 10, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, bool)
+    )
+    names = VOCEvaluator([record], ["RBC", "WBC"], "cells").metric_names()
+    assert names[:3] == ["mAP50_voc07", "mAP50", "mAP"] and "AP50/WBC" in names
+    for ok in ("mAP50", "AP/RBC"):
+        _check_best_metric(config_from_dict({"test": {"best_metric": ok}}), names)
+    with pytest.raises(ConfigError, match=r"test.best_metric 'AP50' is not reported .*mAP50"):
+        _check_best_metric(config_from_dict({"test": {"best_metric": "AP50"}}), names)
