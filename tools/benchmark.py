@@ -36,6 +36,7 @@ from resdet.bench import (
     torchvision_reference,
 )
 from resdet.flops import count_flops
+from resdet.utils.cli import one_line_warnings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -252,4 +253,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     main()

@@ -20,6 +20,7 @@ from resdet.data.records import DatasetError
 from resdet.detection_run import evaluate_weights, load_datasets
 from resdet.evaluation import evaluate_detections, read_results
 from resdet.run_dir import eval_dir, write_evaluation
+from resdet.utils.cli import one_line_warnings
 from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 
 
@@ -83,6 +84,7 @@ def cli() -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(
         exit_on_failure(cli, expected=(ConfigError, DatasetError, BadImageError), prog="eval_det")
     )

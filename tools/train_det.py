@@ -23,7 +23,7 @@ from resdet.data.image_io import BadImageError
 from resdet.data.records import DatasetError
 from resdet.detection_run import check_weights_present, eval_only, load_datasets, train_detector
 from resdet.engine.detection import headline
-from resdet.utils.cli import add_run_arguments, run_overrides
+from resdet.utils.cli import add_run_arguments, one_line_warnings, run_overrides
 from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 
 
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(
         exit_on_failure(main, expected=(ConfigError, DatasetError, BadImageError), prog="train_det")
     )

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 from resdet.config import ConfigError, load_config
+from resdet.data.image_io import BadImageError
+from resdet.data.records import DatasetError
 from resdet.transfer import (
     missing_inputs,
     protocol_path,
@@ -27,6 +29,7 @@ from resdet.transfer import (
     transfer_table,
     write_outputs,
 )
+from resdet.utils.cli import one_line_warnings
 from resdet.utils.dist import exit_on_failure
 
 
@@ -98,4 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_failure(main))
+    one_line_warnings()
+    sys.exit(
+        exit_on_failure(
+            main, expected=(ConfigError, DatasetError, BadImageError), prog="transfer_bench"
+        )
+    )

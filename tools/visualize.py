@@ -19,6 +19,7 @@ from resdet.config import load_config
 from resdet.curves import plot_curves, read_run, resolve_keys, run_labels
 from resdet.data.build import build_detection_dataset
 from resdet.evaluation import read_results
+from resdet.utils.cli import one_line_warnings
 from resdet.visualize import draw_dataset, group_detections
 
 
@@ -115,4 +116,5 @@ def cli() -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(cli())

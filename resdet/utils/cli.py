@@ -31,3 +31,21 @@ def run_overrides(
             f"--weights is for --eval-only; to start training from weights set {weights_key}=<path>"
         )
     return overrides + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
+
+
+def one_line_warnings() -> None:
+    """Show resdet's dataset warnings (what a reader dropped or left out) as `warning: <message>`
+    instead of Python's `<file>:<line>: DatasetWarning: <message>` plus the source line; every other
+    warning keeps Python's format."""
+    import warnings
+
+    from resdet.data.records import DatasetWarning
+
+    default = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+        if issubclass(category, DatasetWarning):
+            return f"warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = fmt
