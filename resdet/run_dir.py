@@ -182,6 +182,17 @@ def write_evaluation(
     return path
 
 
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; anything else is a `ValueError` naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_evaluation(directory: str | Path) -> Evaluation | None:
     """`directory/metrics.json` (None when absent), in any layout written so far:
     - this module's `{"iteration"?, "checkpoint"?, "detections"?, "metrics"}`, which is also
@@ -193,12 +204,7 @@ def read_evaluation(directory: str | Path) -> Evaluation | None:
     path = Path(directory) / EVAL_METRICS
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    data = _read_json_object(path)
     if not isinstance(data.get("metrics"), dict):  # the evaluator's result itself (old eval_det.py)
         return Evaluation(flat_metrics(data), path=path)
     iteration = data.get("iteration")
@@ -240,11 +246,7 @@ def read_class_names(run_dir: str | Path) -> list[str] | None:
     path = Path(run_dir) / CLASS_NAMES
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not JSON: {e}") from None
-    names = data.get("class_names") if isinstance(data, dict) else None
+    names = _read_json_object(path).get("class_names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError(f'{path}: expected {{"class_names": [name, ...]}}')
     return names
