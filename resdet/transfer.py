@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +103,9 @@ def _weights_problem(cfg: Config, source: str) -> list[str]:
         return []
     if source.startswith("timm:"):
         return []  # the Hugging Face cache is timm's to check; a failure becomes the row's error
-    probe = load_config(cfg.source, [f"model.backbone.weights={source}"])
+    backbone = replace(cfg.model.backbone, weights=source)
     try:
-        check_weights_present(probe)
+        check_weights_present(replace(cfg, model=replace(cfg.model, backbone=backbone)))
     except ConfigError as e:
         return [f"--weights {source}: {str(e).split(': ', 1)[-1]}"]
     return []
@@ -137,7 +137,7 @@ def run_transfer(
                     seed=seed,
                     progress=progress,
                 )
-            except (ConfigError, DatasetError, ValueError, RuntimeError, OSError) as e:
+            except (ValueError, RuntimeError, OSError) as e:  # ConfigError, DatasetError too
                 print(f"[transfer] {label} failed: {e}", flush=True)
                 rows.append(TransferRow(source, seed, {}, 0.0, str(e).splitlines()[0], changed))
                 continue
