@@ -37,15 +37,26 @@ class FCHead(nn.Module):
 
 class Res5Head(nn.Module):
     """ResNet paper's C4 head: the res5 stage (first block strided) run per RoI, then global average
-    pooling. (R, C4, 14, 14) -> (R, C5)."""
+    pooling. (R, C4, 14, 14) -> (R, C5).
 
-    def __init__(self, *, res5: nn.Module, out_channels: int) -> None:
+    ``norm`` (optional) normalises res5's output before the pooling: the extra norm of MoCo's
+    detection protocol (He et al. 2020, Sec. 4.2), whose fine-tuned BN needs it to rescale res5's
+    un-normalised residual sum.
+    """
+
+    def __init__(
+        self, *, res5: nn.Module, out_channels: int, norm: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.res5 = res5
+        self.norm = norm
         self.out_channels = out_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.res5(x).mean(dim=(2, 3))
+        x = self.res5(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x.mean(dim=(2, 3))
 
 
 class BoxPredictor(nn.Module):

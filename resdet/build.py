@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from backbones.fpn import FPN
+from backbones.norm import make_norm
 from backbones.resnet import ResNet
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, FeatureSpec, PixelFormat
 from heads.anchors import AnchorGenerator
@@ -60,7 +61,7 @@ def build_model(
             f"the dataset) or set model.num_classes (got {num_classes})"
         )
     resnet = _backbone(cfg, load_weights)
-    parts = _c4_parts(resnet) if m.arch == "c4" else _fpn_parts(cfg, resnet)
+    parts = _c4_parts(cfg, resnet) if m.arch == "c4" else _fpn_parts(cfg, resnet)
     i = m.input
     return FasterRCNN(
         backbone=parts.backbone,
@@ -121,11 +122,17 @@ def _backbone(cfg: Config, load_weights: bool) -> ResNet:
     return resnet
 
 
-def _c4_parts(resnet: ResNet) -> _Parts:
+def _c4_parts(cfg: Config, resnet: ResNet) -> _Parts:
     """The paper's C4 detector: RPN and RoI pooling on res4; res5 (taken out of the backbone,
-    frozen norms and folding as built) is the per-region head, its first block halves 14 -> 7."""
+    frozen norms and folding as built) is the per-region head, its first block halves 14 -> 7;
+    with `model.roi_heads.res5_extra_norm`, a norm of the backbone's kind follows it."""
     res5_channels = resnet.output_specs["res5"].channels
-    head = Res5Head(res5=resnet.take_stage("res5"), out_channels=res5_channels)
+    extra = cfg.model.roi_heads.res5_extra_norm
+    head = Res5Head(
+        res5=resnet.take_stage("res5"),
+        out_channels=res5_channels,
+        norm=make_norm(cfg.model.backbone.norm, res5_channels) if extra else None,
+    )
     return _Parts(backbone=resnet, rpn_features=["res4"], roi_features=["res4"], box_head=head)
 
 

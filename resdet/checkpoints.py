@@ -68,7 +68,9 @@ def _detector_backbone(state: dict[str, Any], source: str) -> dict[str, Any]:
     else:
         raise ValueError(f"{source}: detector checkpoint has no 'backbone.' keys")
     for res5 in ("roi_heads.box_head.res5.", "roi_heads.res5."):
-        body.update({"layer4." + k: v for k, v in sub_state(state, res5).items()})
+        # detectron2 keeps MoCo's extra head norm inside res5 (`res5.norm.`): not the ResNet's
+        blocks = {k: v for k, v in sub_state(state, res5).items() if not k.startswith("norm.")}
+        body.update({"layer4." + k: v for k, v in blocks.items()})
     return body
 
 
@@ -226,7 +228,9 @@ def _from_detectron2(
         body = detectron2_state(sub_state(state, "backbone."), model.backbone, path)
         out.update({f"backbone.{k}": v for k, v in body.items()})
         head = {
-            k[len("roi_heads.") :]: v for k, v in state.items() if k.startswith("roi_heads.res5.")
+            k[len("roi_heads.") :]: v
+            for k, v in state.items()
+            if k.startswith("roi_heads.res5.") and not k.startswith("roi_heads.res5.norm.")
         }
         res5 = detectron2_state(head, model.roi_heads.box_head.res5, path)
         out.update({f"roi_heads.box_head.res5.{k[len('layer4.') :]}": v for k, v in res5.items()})
@@ -237,6 +241,7 @@ def _from_detectron2(
         "roi_heads.box_head.fc1.": "roi_heads.box_head.fc6.",
         "roi_heads.box_head.fc2.": "roi_heads.box_head.fc7.",
         "roi_heads.box_predictor.": "roi_heads.box_predictor.",
+        "roi_heads.res5.norm.": "roi_heads.box_head.norm.",  # MoCo's Res5ROIHeadsExtraNorm
     }
     for key, value in state.items():
         for old, new in renames.items():

@@ -77,20 +77,32 @@ def _expected_paths(entry: str | dict[str, Any], root: Path) -> list[tuple[Path,
     return []
 
 
-def check_datasets_present(cfg: Config, splits: tuple[str, ...] = ("train", "test")) -> None:
-    """Raise a one-line `DatasetError` naming the first dataset of `data.<split>` that is not
-    installed, the file or folder expected and the root it is looked up under."""
+def missing_datasets(cfg: Config, splits: tuple[str, ...] = ("train", "test")) -> list[str]:
+    """One line per dataset of `data.<split>` that is not installed: the entry, the file or folder
+    expected, and the root it is looked up under (empty when everything is there)."""
     root = dataset_root(cfg.data.root)
+    where = (
+        f"datasets root {root.absolute()}: data.root, else $RESDET_DATASETS, else ./datasets; "
+        "layout in README.md"
+    )
+    lines = []
     for split in splits:
         for entry in getattr(cfg.data, split):
             for path, is_folder in _expected_paths(entry, root):
                 if not (path.is_dir() if is_folder else path.is_file()):
-                    raise DatasetError(
+                    kind = "folder" if is_folder else "file"
+                    lines.append(
                         f"{cfg.source}: data.{split} dataset {entry!r} not found: expected "
-                        f"{'folder' if is_folder else 'file'} {path.absolute()} (datasets root "
-                        f"{root.absolute()}: data.root, else $RESDET_DATASETS, else ./datasets; "
-                        "layout in README.md)"
+                        f"{kind} {path.absolute()} ({where})"
                     )
+    return lines
+
+
+def check_datasets_present(cfg: Config, splits: tuple[str, ...] = ("train", "test")) -> None:
+    """Raise a one-line `DatasetError`: the first line of `missing_datasets`, if any."""
+    missing = missing_datasets(cfg, splits)
+    if missing:
+        raise DatasetError(missing[0])
 
 
 def check_weights_present(cfg: Config) -> None:

@@ -23,9 +23,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
+from backbones.weight_files import read_source
+from resdet.build import pixel_format_of
 from resdet.config import Config, ConfigError, load_config
-from resdet.data.records import DatasetError
-from resdet.detection_run import check_datasets_present, check_weights_present
+from resdet.detection_run import check_weights_present, missing_datasets
+from resdet.pretrained import cached_path, is_named
 from resdet.trained_run import train_or_reuse
 from resdet.utils.atomic import atomic_write_text
 from resdet.utils.figures import pyplot, save_figure
@@ -34,8 +37,14 @@ PROTOCOL_DIR = Path(__file__).resolve().parents[1] / "configs" / "transfer"
 RANDOM = "random"
 #: what `random` changes in a protocol whose backbone norms are frozen
 RANDOM_INIT = ["model.backbone.norm=BN", "model.backbone.freeze_at=0"]
-#: headline metrics, first present wins per column (the VOC evaluator's names, then COCO's)
-COLUMNS = {"AP50": ("mAP50", "AP50"), "AP": ("mAP", "AP"), "AP75": ("AP75",)}
+#: headline metrics, first present wins per column (the VOC evaluator's names, then COCO's); the
+#: VOC07 11-point AP50 is the number MoCo's and detectron2's VOC07-test tables give as AP50
+COLUMNS = {
+    "AP50": ("mAP50", "AP50"),
+    "AP50 (VOC07)": ("mAP50_voc07",),
+    "AP": ("mAP", "AP"),
+    "AP75": ("mAP75", "AP75"),
+}
 
 
 @dataclass
@@ -61,11 +70,36 @@ def protocol_path(name: str) -> Path:
 
 
 def source_overrides(cfg: Config, source: str) -> list[str]:
-    """The config overrides that make `cfg`'s protocol start from `source`."""
+    """The config overrides that make `cfg`'s protocol start from `source`: the weights, and the
+    input format they were trained with when it is not the protocol's (a caffe-format MSRA `.pkl`
+    under a torchvision-format protocol: `model.pixel_format` and `stride_in_1x1` follow it)."""
     if source == RANDOM:
         frozen = cfg.model.backbone.norm == "FrozenBN"
         return ["model.backbone.weights=null", *(RANDOM_INIT if frozen else [])]
-    return [f"model.backbone.weights={source}"]
+    out = [f"model.backbone.weights={source}"]
+    pixels = _recorded_pixels(source)
+    if pixels is not None and pixels != pixel_format_of(cfg.model):
+        for name, fmt in (("caffe", CAFFE_PIXELS), ("torchvision", TORCHVISION_PIXELS)):
+            if pixels == fmt:
+                out += [
+                    f"model.pixel_format={name}",
+                    f"model.backbone.stride_in_1x1={str(name == 'caffe').lower()}",
+                ]
+    return out
+
+
+def _recorded_pixels(source: str) -> PixelFormat | None:
+    """The input format `source`'s file records, when it can be read without downloading or
+    producing anything (None otherwise: the run's own check then speaks)."""
+    if source.startswith("torchvision:"):
+        return TORCHVISION_PIXELS
+    if source.startswith("timm:"):
+        return None
+    try:
+        path = cached_path(source) if is_named(source) else Path(source)
+        return read_source(str(path))[2] if path.is_file() else None
+    except (OSError, ValueError):
+        return None  # unknown or unreadable: the run fails and its row says why
 
 
 def run_dir_name(source: str, seed: int) -> str:
@@ -78,11 +112,7 @@ def missing_inputs(protocol: str, sources: list[str], overrides: list[str]) -> l
     """Every dataset and weight file the benchmark needs and does not find, one line each saying
     where it goes; empty when all are there. Nothing is downloaded or trained."""
     cfg = load_config(protocol_path(protocol), overrides)
-    problems = []
-    try:
-        check_datasets_present(cfg)
-    except DatasetError as e:
-        problems.append(str(e))
+    problems = missing_datasets(cfg)
     for source in sources:
         if source == RANDOM:
             continue
@@ -180,12 +210,12 @@ def summary(rows: list[TransferRow]) -> list[dict[str, Any]]:
 
 def transfer_table(rows: list[TransferRow], *, max_classes: int = 6) -> str:
     """Markdown: one line per source, `mean ± spread` in percent over the seeds that finished;
-    per-class AP50 columns when there are at most `max_classes` classes; failed sources show their
-    error."""
+    per-class AP50 columns when there are at most `max_classes` classes; a column no source has
+    (AP50 (VOC07) on COCO) is left out; failed sources show their error."""
     entries = summary(rows)
     classes = _per_class(rows)
     shown = [f"AP50/{c}" for c in classes] if len(classes) <= max_classes else []
-    cols = [*COLUMNS, *shown]
+    cols = [c for c in [*COLUMNS, *shown] if any(e[c] is not None for e in entries)]
     header = ["source", "seeds", *cols, "minutes"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in entries:

@@ -104,6 +104,9 @@ class RoIHeadsConfig:
     #: FPN box head: number and width of the fc layers (unused by the C4 head)
     num_fc: int = 2
     fc_dim: int = 1024
+    #: C4 box head: a norm of `model.backbone.norm`'s kind after res5, before the pooling (MoCo's
+    #: detection protocol, its Res5ROIHeadsExtraNorm); unused by the FPN head
+    res5_extra_norm: bool = False
     fg_iou: float = 0.5
     bg_iou: float = 0.5
     batch_size_per_image: int = 512

@@ -144,7 +144,14 @@ class TestConfig:
     #: key of the evaluation dict that decides `model_best.pth`; null = the first key returned
     best_metric: str | None = None
     best_mode: Literal["max", "min"] = "max"
+    #: precise BN (`resdet.engine.precise_bn`): before each evaluation and the final checkpoint,
+    #: the training batch norms' statistics become their average over this many training
+    #: batches; 0 = off. detectron2's TEST.PRECISE_BN uses 200
+    precise_bn_iters: int = 0
 
     def __post_init__(self) -> None:
-        if self.eval_period < 0:
-            raise ValueError(f"test.eval_period must be >= 0, got {self.eval_period}")
+        if self.eval_period < 0 or self.precise_bn_iters < 0:
+            raise ValueError(
+                "test.eval_period and test.precise_bn_iters must be >= 0, got "
+                f"{self.eval_period} and {self.precise_bn_iters}"
+            )

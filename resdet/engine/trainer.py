@@ -40,6 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 from resdet.config.solver import SolverConfig, TestConfig
 from resdet.engine.checkpoint import Checkpointer, periodic_name
 from resdet.engine.metrics_log import MetricsLog
+from resdet.engine.precise_bn import recompute_bn_stats
 from resdet.engine.precision import autocast, check_amp, grad_scaler
 from resdet.run_dir import eval_dir, write_best_metric, write_evaluation
 from resdet.utils.atomic import atomic_torch_save
@@ -219,9 +220,11 @@ class Trainer:
                 if self.iteration == self.solver.max_iter:
                     break
                 if self.test.eval_period and self.iteration % self.test.eval_period == 0:
+                    self._precise_bn(data)
                     self.evaluate()
                 if self.iteration % self.solver.checkpoint_period == 0:
                     self.save_checkpoint(periodic_name(self.iteration))
+            self._precise_bn(data)
             self.save_checkpoint("model_final.pth")
             return self.evaluate() if self.evaluate_fn is not None else {}
         finally:
@@ -236,25 +239,8 @@ class Trainer:
         ddp = isinstance(self.model, DistributedDataParallel)
         for micro in range(self.solver.grad_accum):
             t = time.perf_counter()
-            try:
-                batch = next(data)
-            except StopIteration:
-                raise RuntimeError(
-                    f"the data loader ran out in iteration {self.iteration + 1}: "
-                    "the engine needs an infinite sampler (see the data contract "
-                    "above)"
-                ) from None
-            images, targets = _split_batch(batch)
+            images, targets = self._next_batch(data)
             data_time += time.perf_counter() - t
-            self._consumed += 1
-            images = [im.to(self.device, non_blocking=True) for im in images]
-            targets = [
-                {
-                    k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
-                    for k, v in tg.items()
-                }
-                for tg in targets
-            ]
             last = micro == self.solver.grad_accum - 1
             with self.model.no_sync() if ddp and not last else contextlib.nullcontext():
                 with autocast(self.solver.amp, self.device):
@@ -284,6 +270,42 @@ class Trainer:
         record["time"] = time.perf_counter() - start
         record["data_time"] = data_time
         return record
+
+    def _next_batch(self, data: Iterator) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+        """The next (images, targets) from the loader, on the training device, counted."""
+        try:
+            batch = next(data)
+        except StopIteration:
+            raise RuntimeError(
+                f"the data loader ran out in iteration {self.iteration + 1}: "
+                "the engine needs an infinite sampler (see the data contract above)"
+            ) from None
+        images, targets = _split_batch(batch)
+        self._consumed += 1
+        images = [im.to(self.device, non_blocking=True) for im in images]
+        targets = [
+            {
+                k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
+                for k, v in t.items()
+            }
+            for t in targets
+        ]
+        return images, targets
+
+    def _precise_bn(self, data: Iterator) -> None:
+        """`test.precise_bn_iters` training batches through the model to set its batch norms'
+        statistics (`resdet.engine.precise_bn`); the batches count as consumed, so a resumed
+        run draws the same ones."""
+        n = self.test.precise_bn_iters
+        if not n:
+            return
+
+        def forward_one() -> None:
+            images, targets = self._next_batch(data)
+            with autocast(self.solver.amp, self.device):
+                self.model(images, targets)
+
+        recompute_bn_stats(self.model, forward_one, n)
 
     def _checked_losses(
         self, loss_dict: dict[str, torch.Tensor], total: torch.Tensor, micro: int

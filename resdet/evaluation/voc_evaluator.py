@@ -13,9 +13,11 @@ Rules, per class:
 - recall = TP / #non-difficult ground truth, precision = TP / (TP + FP), cumulated.
 - `AP50_voc07`: 11-point average of max precision at recall >= t, t = 0:0.1:1 (the devkit's VOC2007
   rule, with MATLAB's colon values for t); `AP50`: area under the monotone precision envelope
-  (VOC2010+); `AP`: the all-point AP averaged over IoU thresholds 0.50:0.05:0.95.
+  (VOC2010+); `AP`: the all-point AP averaged over IoU thresholds 0.50:0.05:0.95; `AP75`: the
+  all-point AP at IoU 0.75 (the third number of detectron2's and MoCo's VOC tables).
 A class without non-difficult ground truth has no AP (None) and is left out of the means.
-`metrics.json`: `mAP50_voc07`, `mAP50`, `mAP` and `per_class: {name: {AP50_voc07, AP50, AP}}`.
+`metrics.json`: `mAP50_voc07`, `mAP50`, `mAP`, `mAP75` and `per_class: {name: {AP50_voc07, AP50,
+AP}}`.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class VOCEvaluator(DetectionEvaluator):
     """Scores detections against the records' boxes and `difficult` flags (no
     image file is opened)."""
 
-    SUMMARY_KEYS = ("mAP50_voc07", "mAP50", "mAP")
+    SUMMARY_KEYS = ("mAP50_voc07", "mAP50", "mAP", "mAP75")
     PER_CLASS_KEYS = ("AP50_voc07", "AP50", "AP")
 
     def __init__(self, records: list[ImageRecord], class_names: list[str], name: str) -> None:
@@ -147,10 +149,12 @@ class VOCEvaluator(DetectionEvaluator):
             )
         thresholds = np.concatenate([[0.5], COCO_IOUS])
         per_class: dict[str, dict[str, float | None]] = {}
+        ap75: dict[str, float | None] = {}
         for k, name in enumerate(self.class_names):
             tp, fp, npos = match_class(per_class_dets[k], self.gts[k], thresholds)
             if npos == 0:
                 per_class[name] = {"AP50_voc07": None, "AP50": None, "AP": None}
+                ap75[name] = None
                 continue
             tp, fp = np.cumsum(tp, axis=1), np.cumsum(fp, axis=1)
             recall = tp / npos
@@ -163,15 +167,15 @@ class VOCEvaluator(DetectionEvaluator):
                 "AP50": aps[0],
                 "AP": float(np.mean(aps[1:])),
             }
+            ap75[name] = aps[1 + int(np.flatnonzero(np.isclose(COCO_IOUS, 0.75))[0])]
 
-        def mean(key: str) -> float:
-            values = [v[key] for v in per_class.values() if v[key] is not None]
-            return float(np.mean(values)) if values else -1.0
+        def mean(values: list[float | None]) -> float:
+            present = [v for v in values if v is not None]
+            return float(np.mean(present)) if present else -1.0
 
         return {
-            "mAP50_voc07": mean("AP50_voc07"),
-            "mAP50": mean("AP50"),
-            "mAP": mean("AP"),
+            **{f"m{k}": mean([v[k] for v in per_class.values()]) for k in self.PER_CLASS_KEYS},
+            "mAP75": mean(list(ap75.values())),
             "per_class": per_class,
         }
 
@@ -187,4 +191,5 @@ class VOCEvaluator(DetectionEvaluator):
             )
         means = (fmt(metrics["mAP50_voc07"]), fmt(metrics["mAP50"]), fmt(metrics["mAP"]))
         lines.append(f"{'mean':<14} {means[0]:>8} {means[1]:>6} {means[2]:>6}")
+        lines.append(f"mAP at IoU 0.75: {fmt(metrics['mAP75'])}")
         return "\n".join(lines)

@@ -98,6 +98,8 @@ def test_difficult_hit_duplicate_and_miss():
     assert m["mAP50_voc07"] == pytest.approx(((6 + 2.5) / 11) / 2) and m["mAP"] == pytest.approx(
         0.625 / 2
     )
+    # IoU 0.75: class a as above (0.5), class c 0
+    assert m["mAP75"] == pytest.approx((0.5 + 0.0) / 2)
     assert "mean" in ev.format_table(m)
 
 

@@ -187,6 +187,7 @@ def _to_detectron2(name: str) -> str:
         (r"^backbone\.bn1\.", "backbone.stem.conv1.norm."),
         (r"^backbone\.layer(\d)\.", lambda m: f"backbone.res{int(m.group(1)) + 1}."),
         (r"^roi_heads\.box_head\.res5\.", "roi_heads.res5."),
+        (r"^roi_heads\.box_head\.norm\.", "roi_heads.res5.norm."),  # MoCo's extra norm
         (r"^backbone\.bottom_up\.conv1\.", "backbone.bottom_up.stem.conv1."),
         (r"^backbone\.bottom_up\.bn1\.", "backbone.bottom_up.stem.conv1.norm."),
         (
@@ -215,10 +216,19 @@ def _to_detectron2(name: str) -> str:
     return name
 
 
-@pytest.mark.parametrize("arch,suffix", [("fpn", ".pth"), ("fpn", ".pkl"), ("c4", ".pkl")])
-def test_detectron2_checkpoint_loads(tmp_path, arch, suffix):
+@pytest.mark.parametrize(
+    "arch,suffix,extra",
+    [
+        ("fpn", ".pth", []),
+        ("fpn", ".pkl", []),
+        ("c4", ".pkl", []),
+        # MoCo's detection protocol: BN everywhere and Res5ROIHeadsExtraNorm's `roi_heads.res5.norm`
+        ("c4", ".pth", ["model.backbone.norm=BN", "model.roi_heads.res5_extra_norm=true"]),
+    ],
+)
+def test_detectron2_checkpoint_loads(tmp_path, arch, suffix, extra):
     torch.manual_seed(0)
-    cfg_extra = ["model.pixel_format=caffe"]
+    cfg_extra = ["model.pixel_format=caffe", *extra]
     src = build_model(tiny_config(arch, extra=cfg_extra), num_classes=3)
     d2 = {_to_detectron2(k): v for k, v in src.state_dict().items()}
     assert any(k.endswith("res3.0.shortcut.norm.running_var") for k in d2)
@@ -293,3 +303,25 @@ def test_detector_checkpoint_feeds_a_backbone(tmp_path, arch):
     layer3 = det.backbone.layer3 if arch == "c4" else det.backbone.bottom_up.layer3
     for k, v in layer3.state_dict().items():
         assert torch.equal(body.layer3.state_dict()[k], v), k
+
+
+def test_c4_extra_norm_normalises_res5_output_before_pooling():
+    # MoCo's protocol: BN (training statistics) on res5's output, so each channel of the pooled
+    # map is zero-mean, unit-variance over the RoIs and positions of a batch before the pooling
+    model = build_model(
+        tiny_config("c4", extra=["model.backbone.norm=BN", "model.roi_heads.res5_extra_norm=true"]),
+        num_classes=3,
+    )
+    head = model.roi_heads.box_head
+    assert isinstance(head.norm, torch.nn.BatchNorm2d)
+    assert head.norm.num_features == head.out_channels == 512
+    seen = {}
+    head.norm.register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
+    head.train()
+    pooled = head(torch.randn(6, 256, 4, 4))
+    out = seen["out"]
+    assert torch.allclose(out.mean(dim=(0, 2, 3)), torch.zeros(512), atol=1e-4)
+    assert torch.allclose(out.var(dim=(0, 2, 3), unbiased=False), torch.ones(512), atol=1e-2)
+    assert torch.allclose(pooled, out.mean(dim=(2, 3)))
+    plain = build_model(tiny_config("c4"), num_classes=3).roi_heads.box_head
+    assert plain.norm is None

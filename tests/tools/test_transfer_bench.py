@@ -107,10 +107,97 @@ def test_random_keeps_trainable_norms_as_they_are():
 def test_table_mean_and_spread():
     rows = [
         TransferRow("a", 0, {"mAP50": 0.80, "mAP": 0.50, "AP50/x": 0.7}, 10.0),
-        TransferRow("a", 1, {"mAP50": 0.70, "mAP": 0.40, "AP50/x": 0.6}, 12.0),
+        TransferRow("a", 1, {"mAP50": 0.70, "mAP": 0.40, "mAP75": 0.3, "AP50/x": 0.6}, 12.0),
         TransferRow("b", 0, {}, 0.0, "cannot read b"),
     ]
     lines = transfer_table(rows).splitlines()
+    # no row has the VOC07 11-point AP50: no such column; AP75 from the one seed that has it
     assert lines[0] == "| source | seeds | AP50 | AP | AP75 | AP50/x | minutes |"
-    assert lines[2] == "| a | 0,1 | 75.0 ± 10.0 | 45.0 ± 10.0 | - | 65.0 ± 10.0 | 11.0 |"
+    assert lines[2] == "| a | 0,1 | 75.0 ± 10.0 | 45.0 ± 10.0 | 30.0 | 65.0 ± 10.0 | 11.0 |"
     assert lines[3] == "| b | - | failed: cannot read b |"
+
+
+@pytest.mark.parametrize(
+    "protocol,datasets",
+    [
+        (
+            "voc0712_r50_c4_24k",
+            [
+                "VOCdevkit/VOC2007/ImageSets/Main/trainval.txt",
+                "VOCdevkit/VOC2012/ImageSets/Main/trainval.txt",
+                "VOCdevkit/VOC2007/ImageSets/Main/test.txt",
+            ],
+        ),
+        (
+            "coco_r50_fpn_1x",
+            [
+                "coco/annotations/instances_train2017.json",
+                "coco/annotations/instances_val2017.json",
+            ],
+        ),
+    ],
+)
+def test_gpu_protocols_list_every_missing_file_and_where_it_goes(
+    tmp_path, monkeypatch, capsys, protocol, datasets
+):
+    # the command on a machine without the datasets or the weights
+    monkeypatch.setenv("RESDET_DATASETS", str(tmp_path / "datasets"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    argv = ["--protocol", protocol, "--weights", "torchvision:resnet50"]
+    assert transfer_bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{len(datasets) + 1} input(s) missing" in err and "nothing was started" in err
+    for path in datasets:
+        assert str(tmp_path / "datasets" / path) in err
+    url = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+    assert f"fetch {url} and place it at {tmp_path / 'torch'}" in err
+    assert not (tmp_path / "datasets").exists()  # nothing was created or started
+
+
+def test_voc0712_protocol_is_mocos():
+    # the values of MoCo's detection/configs/pascal_voc_R_50_C4_24k.yaml and Base-RCNN-C4-BN.yaml
+    cfg = load_config(protocol_path("voc0712_r50_c4_24k"))
+    m, s = cfg.model, cfg.solver
+    assert (m.arch, m.backbone.depth, m.backbone.norm, m.backbone.freeze_at) == (
+        "c4",
+        50,
+        "SyncBN",
+        0,
+    )
+    assert m.roi_heads.res5_extra_norm and cfg.test.precise_bn_iters == 200
+    assert m.input.min_size_train == list(range(480, 801, 32)) and m.input.min_size_test == 800
+    assert (s.ims_per_batch, s.base_lr, s.max_iter, s.steps, s.warmup_iters) == (
+        16,
+        0.02,
+        24000,
+        [18000, 22000],
+        100,
+    )
+    assert (m.rpn.pre_nms_top_n_test, m.rpn.post_nms_top_n_test) == (6000, 1000)
+    assert cfg.data.train == ["voc_2007_trainval", "voc_2012_trainval"]
+    assert cfg.data.test == ["voc_2007_test"]
+    from resdet.build import build_model
+
+    model = build_model(cfg, num_classes=20, load_weights=False)
+    assert all(p.requires_grad for p in model.parameters())  # nothing frozen
+    assert isinstance(model.roi_heads.box_head.norm, torch.nn.SyncBatchNorm)
+
+
+def test_weights_in_another_pixel_format_bring_it_along(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    cfg = load_config(protocol_path("voc0712_r50_c4_24k"))  # torchvision pixels
+    msra = tmp_path / "R-50.pkl"  # MSRA caffe blobs: BGR 0..255, stride in the 1x1
+    msra.write_bytes(pickle.dumps({"blobs": {"conv1_w": np.zeros((64, 3, 7, 7), np.float32)}}))
+    assert source_overrides(cfg, str(msra)) == [
+        f"model.backbone.weights={msra}",
+        "model.pixel_format=caffe",
+        "model.backbone.stride_in_1x1=true",
+    ]
+    assert source_overrides(cfg, "torchvision:resnet50") == [
+        "model.backbone.weights=torchvision:resnet50"
+    ]
+    missing = tmp_path / "absent.pth"  # unreadable: the run's row reports it, nothing guessed
+    assert source_overrides(cfg, str(missing)) == [f"model.backbone.weights={missing}"]
