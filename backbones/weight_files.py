@@ -13,6 +13,7 @@ backbone from its heads :mod:`backbones.ssl_layouts`', assigning :mod:`backbones
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import io
@@ -92,10 +93,13 @@ def read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
 
 def load_torch_file(path: str | os.PathLike) -> Any:
     """``torch.load`` onto the CPU (``map_location="cpu"``: tensors saved on a GPU load on a machine
-    without one) with ``weights_only=True``: tensors and plain containers only; a file that needs
-    unsafe unpickling raises ``ValueError`` naming it."""
+    without one) with ``weights_only=True``: tensors and plain containers only, and
+    ``argparse.Namespace`` (the ``args`` entry of DINO's and other training scripts' full
+    checkpoints: a bag of attributes, nothing executed); a file that needs unsafe unpickling raises
+    ``ValueError`` naming it."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ValueError(
             f"refusing to load {path}: it needs unsafe unpickling (arbitrary Python "

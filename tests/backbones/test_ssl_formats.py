@@ -3,6 +3,8 @@ SwAV and BYOL-style files, built here in each layout from seeded torchvision Res
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 import torchvision
@@ -169,6 +171,8 @@ def test_dino_takes_the_teacher(student_ddp, teacher_ddp, query, other, tmp_path
             "optimizer": _optimizer(),
             "epoch": 800,
             "dino_loss": {"center": torch.zeros(1, 128)},
+            # DINO's main_dino.py saves its command line too
+            "args": argparse.Namespace(arch="resnet50", out_dim=128, teacher_temp=0.04),
         },
         tmp_path / "checkpoint.pth",
     )
