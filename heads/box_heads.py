@@ -52,11 +52,14 @@ class Res5Head(nn.Module):
         self.norm = norm
         self.out_channels = out_channels
 
-    def forward(self, x: Tensor) -> Tensor:
+    def spatial(self, x: Tensor) -> Tensor:
+        """(R, C4, 14, 14) -> res5's (R, C5, 7, 7) output, before the pooling (the C4 mask
+        head's input)."""
         x = self.res5(x)
-        if self.norm is not None:
-            x = self.norm(x)
-        return x.mean(dim=(2, 3))
+        return self.norm(x) if self.norm is not None else x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.spatial(x).mean(dim=(2, 3))
 
 
 class BoxPredictor(nn.Module):

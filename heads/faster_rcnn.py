@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from backbones.spec import PixelFormat
+from heads.masks import paste_masks
 from heads.preprocess import ImagePreprocessor, scale_boxes, validate_inputs
 from heads.roi_heads import RoIHeads
 from heads.rpn import RPN
@@ -22,6 +23,9 @@ class FasterRCNN(nn.Module):
     ``{"boxes": (N, 4) xyxy float pixels, "labels": (N,) int64 in 0..num_classes-1}``.
     Training returns ``{"loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box"}``; evaluation a
     list of ``{"boxes": (D, 4), "scores": (D,), "labels": (D,)}`` in each input image's pixels.
+    With a mask head (Mask R-CNN) targets also hold ``"masks": (N, H, W)`` uint8 in the image's
+    frame, training adds ``"loss_mask"``, and results hold ``"masks": (D, 1, H, W)`` probabilities
+    in the input image's frame (torchvision's layout; threshold at 0.5 for binary masks).
     Pixels are normalised with ``backbone.pixel_format`` (set when weights are loaded).
 
     ``rpn_features`` name the backbone outputs the RPN runs on (all FPN levels, or ``res4``),
@@ -57,6 +61,11 @@ class FasterRCNN(nn.Module):
         return self.roi_heads.num_classes
 
     @property
+    def has_masks(self) -> bool:
+        """Whether this is a Mask R-CNN (a mask head after the box head)."""
+        return self.roi_heads.mask_head is not None
+
+    @property
     def pixel_format(self) -> PixelFormat:
         return self.backbone.pixel_format
 
@@ -66,6 +75,10 @@ class FasterRCNN(nn.Module):
         if self.training and targets is None:
             raise ValueError("targets are required in training mode")
         validate_inputs(images, targets if self.training else None, self.num_classes)
+        if self.training and self.has_masks and any("masks" not in t for t in targets):
+            raise ValueError(
+                "a Mask R-CNN trains on instance masks: every target needs 'masks' (N, H, W)"
+            )
         batch, sizes, gt = self.preprocessor(
             images, targets if self.training else None, self.pixel_format
         )
@@ -80,19 +93,20 @@ class FasterRCNN(nn.Module):
             return {**rpn_losses, **roi_losses}
         assert detections is not None
         counts = torch.bincount(detections.image_index, minlength=len(images)).tolist()
+        masks = detections.masks.split(counts) if detections.masks is not None else None
         results = []
-        for img, size, boxes, scores, labels in zip(
-            images,
-            sizes.tolist(),
-            detections.boxes.split(counts),
-            detections.scores.split(counts),
-            detections.labels.split(counts),
-        ):
-            results.append(
-                {
-                    "boxes": scale_boxes(boxes, [int(v) for v in size], img.shape[-2:]),
-                    "scores": scores,
-                    "labels": labels,
-                }
+        for i, (img, size, boxes, scores, labels) in enumerate(
+            zip(
+                images,
+                sizes.tolist(),
+                detections.boxes.split(counts),
+                detections.scores.split(counts),
+                detections.labels.split(counts),
             )
+        ):
+            boxes = scale_boxes(boxes, [int(v) for v in size], img.shape[-2:])
+            result = {"boxes": boxes, "scores": scores, "labels": labels}
+            if masks is not None:
+                result["masks"] = paste_masks(masks[i], boxes, *img.shape[-2:])[:, None]
+            results.append(result)
         return results

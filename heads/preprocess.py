@@ -19,7 +19,8 @@ def validate_inputs(
     """Raise ``ValueError`` naming the image index and the offending value for malformed input.
 
     Images: float tensors (3, H, W), H, W > 0. Targets: ``boxes`` (N, 4) finite xyxy with
-    x2 > x1 and y2 > y1; ``labels`` (N,) integers in 0..num_classes-1.
+    x2 > x1 and y2 > y1; ``labels`` (N,) integers in 0..num_classes-1; optional ``masks``
+    (N, H, W) uint8/bool in the image's frame.
     """
     if not isinstance(images, (list, tuple)) or not images:
         raise ValueError(
@@ -58,6 +59,15 @@ def validate_inputs(
             )
         if labels.is_floating_point() or labels.dtype == torch.bool:
             raise ValueError(f"image {i}: labels must be integers, got dtype {labels.dtype}")
+        masks = t.get("masks")
+        expected = [boxes.shape[0], *images[i].shape[-2:]]
+        if masks is not None and (not isinstance(masks, Tensor) or list(masks.shape) != expected):
+            raise ValueError(
+                f"image {i}: masks must be [N, H, W] = {expected} (one per box, the image's size), "
+                f"got {list(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__}"
+            )
+        if masks is not None and masks.is_floating_point():
+            raise ValueError(f"image {i}: masks must be uint8 or bool, got dtype {masks.dtype}")
     # One device sync for the value checks of the whole batch; details only when something is wrong.
     bad = [
         (~torch.isfinite(t["boxes"]).all(1))
@@ -181,7 +191,30 @@ class ImagePreprocessor(nn.Module):
                 labels[i, : len(bx)] = t["labels"]
                 valid[i, : len(bx)] = True
             gt = GroundTruth(boxes=boxes, labels=labels, valid=valid)
+            if "masks" in targets[0]:
+                gt.masks, gt.to_mask_frame = _batch_masks(images, targets, sizes)
         return batch, sizes, gt
+
+
+def _batch_masks(
+    images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]], sizes: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Every image's (N, H, W) masks, zero-padded to the batch's largest image and concatenated
+    -> (K, H, W) uint8, and (B, 4) factors from input pixels to each image's own frame."""
+    if any("masks" not in t for t in targets):
+        raise ValueError("either every target or none has 'masks'")
+    height = max(img.shape[-2] for img in images)
+    width = max(img.shape[-1] for img in images)
+    count = sum(len(t["masks"]) for t in targets)
+    out = torch.zeros((count, height, width), dtype=torch.uint8, device=sizes.device)
+    start = 0
+    for t in targets:
+        m = t["masks"]
+        out[start : start + len(m), : m.shape[1], : m.shape[2]] = m.to(out.device, torch.uint8)
+        start += len(m)
+    own = torch.tensor([img.shape[-2:] for img in images], dtype=torch.float32, device=sizes.device)
+    factor = own / sizes  # (B, 2) as (h, w)
+    return out, factor[:, [1, 0, 1, 0]]
 
 
 def scale_boxes(boxes: Tensor, old_size: Sequence[int], new_size: Sequence[int]) -> Tensor:

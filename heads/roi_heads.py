@@ -11,6 +11,8 @@ from heads.box_coder import BoxCoder
 from heads.box_heads import BoxPredictor
 from heads.box_ops import clip_boxes, min_side_at_least, pairwise_iou
 from heads.losses import box_regression_loss, cross_entropy
+from heads.mask_head import MaskHead
+from heads.masks import mask_loss, mask_targets
 from heads.matcher import Matcher
 from heads.nms import nms_per_image
 from heads.poolers import RoIPooler
@@ -28,6 +30,12 @@ class RoIHeads(nn.Module):
     Inference: per class, boxes decoded and clipped, scores > ``score_thresh`` and sides >=
     ``min_box_size`` kept, NMS per class at ``nms_thresh``, the best ``detections_per_image`` kept.
     ``smooth_l1_beta`` has no default: ``model.roi_heads.smooth_l1_beta`` is the one source.
+
+    With ``mask_head`` (Mask R-CNN): the foreground samples' features go through it (FPN: pooled
+    again by ``mask_pooler``; C4, ``mask_pooler`` None: res5's output of the box head, shared) and
+    ``loss_mask`` is the mean binary cross entropy of their own-class masks against targets made
+    from the ground-truth masks (``heads.masks.mask_targets``). Inference: the final detections
+    are pooled again and get their own-class mask probabilities (``Detections.masks``).
     """
 
     def __init__(
@@ -46,8 +54,14 @@ class RoIHeads(nn.Module):
         min_box_size: float = 0.0,
         box_loss: Literal["smooth_l1", "l1"] = "smooth_l1",
         smooth_l1_beta: float,
+        mask_head: MaskHead | None = None,
+        mask_pooler: RoIPooler | None = None,
     ) -> None:
         super().__init__()
+        if mask_head is not None and mask_pooler is None and not hasattr(box_head, "spatial"):
+            raise ValueError("a mask head without its own pooler needs the C4 box head (res5)")
+        self.mask_head = mask_head
+        self.mask_pooler = mask_pooler
         self.pooler = pooler
         self.box_head = box_head
         self.box_predictor = predictor
@@ -81,7 +95,25 @@ class RoIHeads(nn.Module):
         logits, deltas = self.box_predictor(
             self.box_head(self.pooler(features, proposals.boxes, proposals.image_index))
         )
-        return self._detect(logits, deltas, proposals, image_sizes), {}
+        detections = self._detect(logits, deltas, proposals, image_sizes)
+        if self.mask_head is not None:
+            logits = self.mask_head(
+                self._mask_features(features, detections.boxes, detections.image_index)
+            )
+            own = logits[torch.arange(len(logits), device=logits.device), detections.labels]
+            detections.masks = own.sigmoid()
+        return detections, {}
+
+    @property
+    def _shares_res5(self) -> bool:
+        """C4 Mask R-CNN: the mask head reads the box head's res5 output."""
+        return self.mask_head is not None and self.mask_pooler is None
+
+    def _mask_features(self, features: list[Tensor], boxes: Tensor, image_index: Tensor) -> Tensor:
+        """(R, C, S, S) mask-head input for boxes in network-input pixels."""
+        if self._shares_res5:
+            return self.box_head.spatial(self.pooler(features, boxes, image_index))
+        return self.mask_pooler(features, boxes, image_index)
 
     def _losses(
         self, features: list[Tensor], proposals: Proposals, gt: GroundTruth, num_images: int
@@ -104,8 +136,10 @@ class RoIHeads(nn.Module):
         boxes, image_index = boxes[sampled], image_index[sampled]
         matched, fg = matched[sampled], fg[sampled]
         classes = torch.where(fg, gt.labels[image_index, matched], self.num_classes)
+        pooled = self.pooler(features, boxes, image_index)
+        res5 = self.box_head.spatial(pooled) if self._shares_res5 else None
         logits, deltas = self.box_predictor(
-            self.box_head(self.pooler(features, boxes, image_index))
+            res5.mean(dim=(2, 3)) if res5 is not None else self.box_head(pooled)
         )
         loss_cls = cross_entropy(logits, classes)
         fg_index = fg.nonzero(as_tuple=True)[0]
@@ -117,7 +151,43 @@ class RoIHeads(nn.Module):
         loss_box = box_regression_loss(
             fg_deltas, target, kind=self.box_loss, beta=self.smooth_l1_beta
         ) / max(len(sampled), 1)
-        return {"loss_cls": loss_cls, "loss_box": loss_box}
+        losses = {"loss_cls": loss_cls, "loss_box": loss_box}
+        if self.mask_head is not None:
+            losses["loss_mask"] = self._mask_loss(
+                features,
+                gt,
+                boxes[fg_index],
+                image_index[fg_index],
+                matched[fg_index],
+                classes[fg_index],
+                None if res5 is None else res5[fg_index],
+            )
+        return losses
+
+    def _mask_loss(
+        self,
+        features: list[Tensor],
+        gt: GroundTruth,
+        boxes: Tensor,
+        image_index: Tensor,
+        slot: Tensor,
+        classes: Tensor,
+        res5: Tensor | None,
+    ) -> Tensor:
+        """Foreground samples (boxes (F, 4) input pixels, their image, matched ground-truth slot
+        and class; res5 (F, C5, 7, 7) when shared) -> L_mask."""
+        if gt.masks is None or gt.to_mask_frame is None:
+            raise ValueError("a model with a mask head needs ground-truth masks in training")
+        logits = self.mask_head(
+            res5 if res5 is not None else self.mask_pooler(features, boxes, image_index)
+        )
+        targets = mask_targets(
+            gt.masks,
+            gt.mask_index(image_index, slot),
+            boxes * gt.to_mask_frame[image_index],
+            logits.shape[-1],
+        )
+        return mask_loss(logits, classes, targets)
 
     def _detect(
         self, logits: Tensor, deltas: Tensor, proposals: Proposals, image_sizes: Tensor

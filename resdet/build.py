@@ -20,6 +20,7 @@ from heads.anchors import AnchorGenerator
 from heads.box_coder import BoxCoder
 from heads.box_heads import BoxPredictor, FCHead, Res5Head
 from heads.faster_rcnn import FasterRCNN
+from heads.mask_head import MaskHead
 from heads.matcher import Matcher
 from heads.poolers import RoIPooler
 from heads.preprocess import ImagePreprocessor
@@ -208,6 +209,7 @@ def _roi_heads(cfg: Config, parts: _Parts, num_classes: int) -> RoIHeads:
         aligned=r.aligned,
     )
     head = parts.box_head
+    mask_head, mask_pooler = _mask_parts(cfg, parts, num_classes)
     return RoIHeads(
         pooler=pooler,
         box_head=head,
@@ -222,4 +224,34 @@ def _roi_heads(cfg: Config, parts: _Parts, num_classes: int) -> RoIHeads:
         min_box_size=r.min_box_size,
         box_loss=r.box_loss,
         smooth_l1_beta=r.smooth_l1_beta,
+        mask_head=mask_head,
+        mask_pooler=mask_pooler,
     )
+
+
+def _mask_parts(
+    cfg: Config, parts: _Parts, num_classes: int
+) -> tuple[MaskHead | None, RoIPooler | None]:
+    """`model.mask_head`: FPN, its own RoIAlign on the RoI levels and `num_conv` convolutions; C4,
+    the box head's res5 output, straight into the deconvolution (no pooler of its own)."""
+    k = cfg.model.mask_head
+    if not k.enabled:
+        return None, None
+    if cfg.model.arch == "c4":
+        channels = parts.box_head.out_channels
+        return MaskHead(in_channels=channels, num_classes=num_classes, num_conv=0), None
+    specs = parts.specs(parts.roi_features)
+    pooler = RoIPooler(
+        strides=[s.stride for s in specs],
+        output_size=k.pooler_resolution,
+        kind="align",
+        sampling_ratio=k.sampling_ratio,
+        aligned=k.aligned,
+    )
+    head = MaskHead(
+        in_channels=specs[0].channels,
+        num_classes=num_classes,
+        num_conv=k.num_conv,
+        conv_dim=k.conv_dim,
+    )
+    return head, pooler

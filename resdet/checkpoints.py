@@ -187,6 +187,13 @@ _TV_RENAMES = (
     (r"^backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?", r"backbone.lateral_convs.\1.0."),
     (r"^backbone\.fpn\.layer_blocks\.(\d+)\.(?:0\.)?", r"backbone.output_convs.\1.0."),
     (r"^rpn\.head\.conv\.(?:0\.0\.)?", "rpn.head.conv."),
+    # MaskRCNNHeads: Sequential of Conv2dNormActivation (0-based), older releases mask_fcn1..
+    (
+        r"^roi_heads\.mask_head\.(\d+)\.0\.",
+        lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}.",
+    ),
+    (r"^roi_heads\.mask_predictor\.conv5_mask\.", "roi_heads.mask_head.deconv."),
+    (r"^roi_heads\.mask_predictor\.mask_fcn_logits\.", "roi_heads.mask_head.predictor."),
 )
 
 
@@ -203,6 +210,10 @@ def _from_torchvision(
             key = re.sub(pattern, repl, key)
         out[key] = value
     _foreground_first(out, "roi_heads.box_predictor.")
+    for name in ("weight", "bias"):  # torchvision's mask logits include the background's
+        key = f"roi_heads.mask_head.predictor.{name}"
+        if key in out:
+            out[key] = out[key][1:]
     return out
 
 
@@ -242,6 +253,7 @@ def _from_detectron2(
         "roi_heads.box_head.fc2.": "roi_heads.box_head.fc7.",
         "roi_heads.box_predictor.": "roi_heads.box_predictor.",
         "roi_heads.res5.norm.": "roi_heads.box_head.norm.",  # MoCo's Res5ROIHeadsExtraNorm
+        "roi_heads.mask_head.": "roi_heads.mask_head.",  # mask_fcn1.., deconv, predictor
     }
     for key, value in state.items():
         for old, new in renames.items():

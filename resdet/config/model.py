@@ -121,6 +121,20 @@ class RoIHeadsConfig:
 
 
 @dataclass
+class MaskHeadConfig:
+    """Mask R-CNN's mask branch (`heads.mask_head`); off = a box-only Faster R-CNN."""
+
+    enabled: bool = False
+    #: FPN: RoIAlign on p2..p5 for the mask head (C4 reads res5's 7x7 output of each box instead)
+    pooler_resolution: int = 14
+    sampling_ratio: int = 0
+    aligned: bool = True
+    #: FPN: 3x3 convolutions of `conv_dim` before the 2x deconvolution (the C4 head has none)
+    num_conv: int = 4
+    conv_dim: int = 256
+
+
+@dataclass
 class ModelConfig:
     arch: Literal["c4", "fpn"] = "fpn"
     #: foreground classes; null = from the dataset (torchvision's COCO models use 90: ids 1..90)
@@ -133,3 +147,4 @@ class ModelConfig:
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
+    mask_head: MaskHeadConfig = field(default_factory=MaskHeadConfig)

@@ -224,6 +224,9 @@ def _to_detectron2(name: str) -> str:
         ("c4", ".pkl", []),
         # MoCo's detection protocol: BN everywhere and Res5ROIHeadsExtraNorm's `roi_heads.res5.norm`
         ("c4", ".pth", ["model.backbone.norm=BN", "model.roi_heads.res5_extra_norm=true"]),
+        # Mask R-CNN: roi_heads.mask_head.{mask_fcn1..4, deconv, predictor} (C4: no mask_fcn)
+        ("fpn", ".pth", ["model.mask_head.enabled=true"]),
+        ("c4", ".pkl", ["model.mask_head.enabled=true"]),
     ],
 )
 def test_detectron2_checkpoint_loads(tmp_path, arch, suffix, extra):
