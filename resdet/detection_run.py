@@ -135,10 +135,15 @@ def load_datasets(cfg: Config, *, train: bool = True) -> DetectionDatasets:
     A voc_folder test entry without `class_names` gets the classes the training set collected
     from its folder (when training) or those `output_dir/class_names.json` recorded (when only
     evaluating), so labels mean the same classes in both. A missing or invalid dataset raises
-    `DatasetError` here, before any model is built.
+    `DatasetError` here, before any model is built; so does a training set without instance masks
+    for a mask model (`model.mask_head.enabled`).
     """
     check_datasets_present(cfg, ("train", "test") if train else ("test",))
-    train_set = build_detection_dataset(cfg.data, "train") if train else None
+    train_set = (
+        build_detection_dataset(cfg.data, "train", masks=cfg.model.mask_head.enabled)
+        if train
+        else None
+    )
     if train_set is not None:
         collected = any(s.class_names_from_data for s in train_set.sources)
         folder_names = train_set.class_names if collected else None

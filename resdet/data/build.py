@@ -41,10 +41,12 @@ def build_detection_dataset(
     *,
     check_files: bool = True,
     folder_class_names: list[str] | None = None,
+    masks: bool = False,
 ) -> DetectionDataset:
     """Read and concatenate `data.train` or `data.test`. `check_files=False` skips the image-exists
     check (evaluating a results file needs annotations only). `folder_class_names`: the classes of
-    voc_folder entries that list none (see `resdet.data.catalog.load_source`)."""
+    voc_folder entries that list none (see `resdet.data.catalog.load_source`). `masks`: targets
+    carry instance masks (a Mask R-CNN's training set; COCO-format entries only)."""
     entries = data.train if split == "train" else data.test
     if not entries:
         raise DatasetError(f"data.{split} lists no dataset")
@@ -55,6 +57,7 @@ def build_detection_dataset(
             data.cache_dir,
             duplicate_iou=data.duplicate_iou,
             folder_class_names=folder_class_names,
+            masks=masks,
         )
         for e in entries
     ]
@@ -67,6 +70,7 @@ def build_detection_dataset(
         skip_bad_images=data.skip_bad_images,
         max_bad_images=data.max_bad_images,
         check_files=check_files,
+        masks=masks,
     )
 
 

@@ -77,6 +77,15 @@ def _class_names(entry: dict[str, Any], where: str) -> list[str] | None:
     return names
 
 
+def _no_masks(masks: bool, where: str) -> None:
+    if masks:
+        raise DatasetError(
+            f"{where}: VOC-format datasets have boxes only, but a mask model "
+            "(model.mask_head.enabled) trains on instance masks: use a COCO-format dataset with "
+            "'segmentation', or model.mask_head.enabled=false"
+        )
+
+
 def load_source(
     entry: str | dict[str, Any],
     root: str | None = None,
@@ -84,9 +93,12 @@ def load_source(
     *,
     duplicate_iou: float | None = 0.9,
     folder_class_names: list[str] | None = None,
+    masks: bool = False,
 ) -> DatasetSource:
     """Read one dataset entry (a registered name or a mapping) into a `DatasetSource`.
 
+    `masks`: read instance masks too (a Mask R-CNN's training set); only COCO-format entries (and
+    shapes) have them, so a VOC entry is then an error.
     `duplicate_iou` goes to the VOC and voc_folder readers (`data.duplicate_iou`);
     `folder_class_names` is the class list of a voc_folder entry that gives none (the training
     set's collected names, for its test entries), instead of collecting them from its XMLs.
@@ -96,9 +108,10 @@ def load_source(
         if entry in COCO_NAMES:
             ann, images = COCO_NAMES[entry]
             return load_coco(
-                base / "coco" / "annotations" / ann, base / "coco" / images, name=entry
+                base / "coco" / "annotations" / ann, base / "coco" / images, name=entry, masks=masks
             )
         if entry in VOC_NAMES:
+            _no_masks(masks, repr(entry))
             year, split = VOC_NAMES[entry]
             return load_voc(
                 base / "VOCdevkit" / f"VOC{year}", split, name=entry, duplicate_iou=duplicate_iou
@@ -113,8 +126,13 @@ def load_source(
     if fmt == "coco":
         _keys(entry, ("ann_file", "image_dir"), (), where)
         return load_coco(
-            base / entry["ann_file"], base / entry["image_dir"], name=str(entry["ann_file"])
+            base / entry["ann_file"],
+            base / entry["image_dir"],
+            name=str(entry["ann_file"]),
+            masks=masks,
         )
+    if fmt in ("voc", "voc_folder"):
+        _no_masks(masks, where)
     if fmt == "voc":
         _keys(entry, ("root", "split"), ("class_names",), where)
         return load_voc(
@@ -144,6 +162,9 @@ def load_source(
         args = {**SHAPES_DEFAULTS, **{k: v for k, v in entry.items() if k in SHAPES_DEFAULTS}}
         folder = ensure_shapes_detection(entry["split"], cache_dir=cache_dir, **args)
         return load_coco(
-            folder / "annotations.json", folder / "JPEGImages", name=f"shapes_{entry['split']}"
+            folder / "annotations.json",
+            folder / "JPEGImages",
+            name=f"shapes_{entry['split']}",
+            masks=masks,
         )
     raise DatasetError(f"{where}: `format` must be one of coco, voc, voc_folder, shapes")

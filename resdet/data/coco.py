@@ -3,6 +3,9 @@
 - Category ids, sorted, map to contiguous labels `0..C-1` (`DatasetSource.category_ids` maps back).
 - `bbox` `[x, y, w, h]` becomes xyxy, clipped to the image; boxes empty after clipping are dropped
   and counted in one summary warning. Crowd annotations (`iscrowd=1`) go to `crowd_boxes`.
+- With `masks=True` (a Mask R-CNN trains on it) every non-crowd annotation's `segmentation`
+  (polygons or RLE) is checked (`resdet.data.masks`) and kept in `ImageRecord.segmentations`;
+  unusable ones drop the annotation, counted in the same warning; a file without them is an error.
 - Invalid input is a `DatasetError` naming the file, the record and the field: malformed json, a
   missing field, NaN/inf coordinates, duplicate annotation ids, unknown category or image ids,
   absolute or `..` file names.
@@ -19,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from resdet.data.masks import check_segmentation
 from resdet.data.records import (
     DatasetError,
     DatasetSource,
     DropCounter,
+    DropKind,
     ImageRecord,
     boxes_array,
     check_relative,
@@ -69,9 +74,10 @@ def _int(record: dict[str, Any], name: str, where: str) -> int:
 
 
 def load_coco(
-    ann_file: str | Path, image_dir: str | Path, name: str | None = None
+    ann_file: str | Path, image_dir: str | Path, name: str | None = None, *, masks: bool = False
 ) -> DatasetSource:
-    """Read a COCO instances file; image paths are `image_dir / file_name`. Opens no image."""
+    """Read a COCO instances file; image paths are `image_dir / file_name`. Opens no image.
+    `masks`: also read and check the instance masks (see the module docstring)."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     data = read_coco_json(ann_file)
     src = str(ann_file)
@@ -107,10 +113,12 @@ def load_coco(
             "boxes": [],
             "labels": [],
             "crowd": [],
+            "segmentations": [],
         }
 
     seen: set[int] = set()
     dropped = DropCounter()
+    unmasked: list[int] = []
     for i, ann in enumerate(data.get("annotations", [])):
         aid = _int(ann, "id", f"{src}: annotations[{i}]")
         where = f"{src}: annotation id {aid}"
@@ -137,9 +145,27 @@ def load_coco(
         elif crowd:
             img["crowd"].append(box)
         else:
+            if masks:
+                seg = check_segmentation(
+                    ann.get("segmentation"), img["height"], img["width"], where
+                )
+                if seg is None:
+                    unmasked.append(aid)
+                    continue
+                if isinstance(seg, DropKind):
+                    dropped.drop(f"annotation id {aid}", seg)
+                    continue
+                img["segmentations"].append(seg)
             img["boxes"].append(box)
             img["labels"].append(label_of[cid])
     dropped.warn(src)
+    if unmasked:
+        total = len(unmasked) + sum(len(img["boxes"]) for img in images.values())
+        raise DatasetError(
+            f"{src}: {len(unmasked)} of {total} annotations have no 'segmentation' (e.g. "
+            f"annotation id {unmasked[0]}); a mask model (model.mask_head.enabled) trains on "
+            "instance masks" + (": this file has boxes only" if len(unmasked) == total else "")
+        )
 
     records = []
     for iid, img in images.items():
@@ -154,6 +180,7 @@ def load_coco(
                 labels=np.asarray(img["labels"], dtype=np.int64),
                 difficult=np.zeros(n, dtype=bool),
                 crowd_boxes=boxes_array(img["crowd"]),
+                segmentations=img["segmentations"] if masks else None,
             )
         )
     return DatasetSource(

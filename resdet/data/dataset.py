@@ -4,8 +4,9 @@ decoded and transformed.
 An item is `(image, target)`: `image` a float32 Tensor (3, H, W) RGB in 0..1 after the transforms;
 `target` a dict with `boxes` (N, 4) float32 xyxy in the transformed image's pixels, `labels` (N,)
 int64 in `0..C-1`, `image_id` (int for COCO, str for VOC), `orig_size` `(H0, W0)` of the decoded
-file and `file_name`. Training targets hold the boxes to learn from: no crowd boxes, and no VOC
-`difficult` objects unless `use_difficult`. The evaluator keeps its own ground truth.
+file and `file_name`; with `masks=True` also `masks` (N, H, W) uint8, one per box, in the
+transformed image's pixels. Training targets hold the boxes to learn from: no crowd boxes, and no
+VOC `difficult` objects unless `use_difficult`. The evaluator keeps its own ground truth.
 
 Checks done before training starts: every image file exists (one error lists all missing paths) and
 the dataset is not empty after filtering. Undecodable images fail with a `BadImageError` naming the
@@ -25,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from resdet.data.image_io import BadImageError, read_image
+from resdet.data.masks import rasterize
 from resdet.data.records import DatasetError, DatasetSource, DatasetWarning, ImageRecord
 
 Transform = Callable[[torch.Tensor, dict[str, Any]], tuple[torch.Tensor, dict[str, Any]]]
@@ -45,6 +47,7 @@ class DetectionDataset(Dataset):
         skip_bad_images: bool = False,
         max_bad_images: int = 100,
         check_files: bool = True,
+        masks: bool = False,
     ) -> None:
         if not sources:
             raise DatasetError("no dataset entries given")
@@ -54,7 +57,10 @@ class DetectionDataset(Dataset):
                     f"cannot concatenate {s.name} with {sources[0].name}: their class lists differ "
                     f"({len(s.class_names)} vs {len(sources[0].class_names)} classes)"
                 )
+        if masks and any(r.segmentations is None for s in sources for r in s.records):
+            raise DatasetError("masks=True needs sources read with masks (load_source(masks=True))")
         self.sources = sources
+        self.masks = masks
         self.class_names = list(sources[0].class_names)
         self.transforms = transforms
         self.train, self.use_difficult = train, use_difficult
@@ -91,10 +97,13 @@ class DetectionDataset(Dataset):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def _train_boxes(self, r: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+    def _train_keep(self, r: ImageRecord) -> np.ndarray:
         if not self.train or self.use_difficult:
-            return r.boxes, r.labels
-        keep = ~r.difficult
+            return np.ones(len(r.boxes), dtype=bool)
+        return ~r.difficult
+
+    def _train_boxes(self, r: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+        keep = self._train_keep(r)
         return r.boxes[keep], r.labels[keep]
 
     def __len__(self) -> int:
@@ -136,6 +145,9 @@ class DetectionDataset(Dataset):
             "orig_size": (r.height, r.width),
             "file_name": r.file_name,
         }
+        if self.masks:
+            segs = [s for s, k in zip(r.segmentations, self._train_keep(r)) if k]
+            target["masks"] = rasterize(segs, r.height, r.width)
         # (H, W, 3) array -> (3, H, W) uint8 view (channels-last strides, no copy)
         # for the transforms
         tensor = torch.from_numpy(image).permute(2, 0, 1)
@@ -143,4 +155,6 @@ class DetectionDataset(Dataset):
             tensor, target = self.transforms(tensor, target)
         target["boxes"] = torch.as_tensor(target["boxes"], dtype=torch.float32).reshape(-1, 4)
         target["labels"] = torch.as_tensor(target["labels"], dtype=torch.int64)
+        if self.masks:
+            target["masks"] = torch.as_tensor(np.ascontiguousarray(target["masks"]))
         return tensor.contiguous().float().div_(255.0), target

@@ -10,7 +10,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,7 +29,8 @@ class ImageRecord:
 
     `boxes` (N, 4) float32 xyxy, `labels` (N,) int64 contiguous `0..C-1`, `difficult` (N,)
     bool (VOC's flag; all False for COCO), `crowd_boxes` (M, 4) float32 xyxy (COCO
-    `iscrowd=1`, never trained on).
+    `iscrowd=1`, never trained on). `segmentations`: one COCO segmentation (polygons or RLE,
+    `resdet.data.masks`) per box when the reader was asked for masks, else None.
     """
 
     file_name: str
@@ -40,6 +41,7 @@ class ImageRecord:
     labels: np.ndarray
     difficult: np.ndarray
     crowd_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    segmentations: list[Any] | None = None
 
 
 @dataclass

@@ -6,8 +6,11 @@ colour and position; shapes may overlap (box IoU at most 0.3 with any earlier sh
 drawn on top). Everything follows from the seed: the same arguments give byte-identical files.
 
 Boxes are whole pixels: a shape drawn over pixel columns `x1..x2-1` has the continuous box
-`[x1, x2)`. The COCO json stores `[x1, y1, x2-x1, y2-y1]` (area = box area) and the VOC XML the
-1-based inclusive `xmin = x1+1, xmax = x2`, so both readers load identical xyxy boxes.
+`[x1, x2)`. The COCO json stores `[x1, y1, x2-x1, y2-y1]` and the VOC XML the
+1-based inclusive `xmin = x1+1, xmax = x2`, so both readers load identical xyxy boxes. The COCO
+json also holds each shape's exact instance mask as RLE: the pixels it painted that no later shape
+covers (an occluded shape's visible part, which polygons could not state exactly); `area` is the
+mask's pixel count, as in COCO.
 
 Detection layout of one split, in `out_dir`:
     JPEGImages/<id>.jpg, annotations.json, Annotations/<id>.xml, ImageSets/Main/<split>.txt
@@ -30,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from pycocotools import mask as mask_utils
 
 SHAPE_CLASSES = ["circle", "rectangle", "triangle", "star", "cross"]
 #: Bump when the generator's output changes, so old caches are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 
 
@@ -85,33 +89,35 @@ def _star(points: int = 5) -> np.ndarray:
 
 
 def _draw(
-    draw: ImageDraw.ImageDraw,
+    canvases: list[tuple[ImageDraw.ImageDraw, tuple[int, ...] | int]],
     cls: str,
     box: tuple[int, int, int, int],
-    colour: tuple[int, ...],
     rng: np.random.Generator,
 ) -> None:
+    """Paint the same shape on each `(canvas, fill)`: the image and the instance-id map."""
     # Pixels x1..x2-1 are painted, so the continuous box is [x1, x2).
     x1, y1, x2, y2 = box[0], box[1], box[2] - 1, box[3] - 1
     w, h = x2 - x1, y2 - y1
-    if cls == "circle":
-        draw.ellipse((x1, y1, x2, y2), fill=colour)
-    elif cls == "rectangle":
-        draw.rectangle((x1, y1, x2, y2), fill=colour)
-    elif cls == "triangle":
+    if cls == "triangle":
         apex = x1 + rng.uniform(0.2, 0.8) * w
-        draw.polygon([(x1, y2), (x2, y2), (apex, y1)], fill=colour)
-    elif cls == "star":
-        p = _star()
-        p = (p - p.min(0)) / (p.max(0) - p.min(0))
-        draw.polygon([(x1 + u * w, y1 + v * h) for u, v in p], fill=colour)
-    elif cls == "cross":
-        tx, ty = max(1, round(w * 0.3)), max(1, round(h * 0.3))
-        cx, cy = x1 + (w - tx) // 2, y1 + (h - ty) // 2
-        draw.rectangle((cx, y1, cx + tx, y2), fill=colour)
-        draw.rectangle((x1, cy, x2, cy + ty), fill=colour)
-    else:
-        raise ValueError(f"unknown shape class {cls!r}")
+    for draw, fill in canvases:
+        if cls == "circle":
+            draw.ellipse((x1, y1, x2, y2), fill=fill)
+        elif cls == "rectangle":
+            draw.rectangle((x1, y1, x2, y2), fill=fill)
+        elif cls == "triangle":
+            draw.polygon([(x1, y2), (x2, y2), (apex, y1)], fill=fill)
+        elif cls == "star":
+            p = _star()
+            p = (p - p.min(0)) / (p.max(0) - p.min(0))
+            draw.polygon([(x1 + u * w, y1 + v * h) for u, v in p], fill=fill)
+        elif cls == "cross":
+            tx, ty = max(1, round(w * 0.3)), max(1, round(h * 0.3))
+            cx, cy = x1 + (w - tx) // 2, y1 + (h - ty) // 2
+            draw.rectangle((cx, y1, cx + tx, y2), fill=fill)
+            draw.rectangle((x1, cy, x2, cy + ty), fill=fill)
+        else:
+            raise ValueError(f"unknown shape class {cls!r}")
 
 
 def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -189,27 +195,33 @@ def generate_shapes(
         )
         img = _background(rng, height, width)
         draw = ImageDraw.Draw(img)
+        instances = Image.new("L", (width, height), 0)  # pixel = 1 + index of the shape on top
+        draw_ids = ImageDraw.Draw(instances)
         objects: list[tuple[str, tuple[int, ...]]] = []
         for _ in range(int(rng.integers(1, max_objects + 1))):
             box = _place(rng, width, height, [b for _, b in objects], 0.15, 0.5)
             if box is None:
                 continue
             cls = SHAPE_CLASSES[int(rng.integers(len(SHAPE_CLASSES)))]
-            _draw(draw, cls, box, _colour(rng), rng)
+            colour = _colour(rng)
+            _draw([(draw, colour), (draw_ids, len(objects) + 1)], cls, box, rng)
             objects.append((cls, box))
+        ids_map = np.asarray(instances)
         img.save(out / "JPEGImages" / f"{image_id}.jpg", quality=90)
         (out / "Annotations" / f"{image_id}.xml").write_bytes(
             _voc_xml(image_id, width, height, objects)
         )
         images.append({"id": n, "file_name": f"{image_id}.jpg", "width": width, "height": height})
-        for cls, (x1, y1, x2, y2) in objects:
+        for k, (cls, (x1, y1, x2, y2)) in enumerate(objects):
+            rle = mask_utils.encode(np.asfortranarray(ids_map == k + 1, dtype=np.uint8))
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": n,
                     "category_id": SHAPE_CLASSES.index(cls) + 1,
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": (x2 - x1) * (y2 - y1),
+                    "area": int(mask_utils.area(rle)),
+                    "segmentation": {"size": [height, width], "counts": rle["counts"].decode()},
                     "iscrowd": 0,
                 }
             )
@@ -250,7 +262,7 @@ def generate_shapes_classification(
             cx, cy = (image_size / 2 + rng.uniform(-0.1, 0.1) * image_size for _ in range(2))
             x1 = int(np.clip(round(cx - w / 2), 0, image_size - w))
             y1 = int(np.clip(round(cy - h / 2), 0, image_size - h))
-            _draw(ImageDraw.Draw(img), cls, (x1, y1, x1 + w, y1 + h), _colour(rng), rng)
+            _draw([(ImageDraw.Draw(img), _colour(rng))], cls, (x1, y1, x1 + w, y1 + h), rng)
             img.save(out / split / cls / f"{n // len(SHAPE_CLASSES):06d}.jpg", quality=90)
     return out
 
