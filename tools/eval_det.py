@@ -4,6 +4,9 @@
     torchrun --nproc-per-node N tools/eval_det.py CONFIG --weights CKPT   # sharded over ranks
     python tools/eval_det.py CONFIG --detections RESULTS.json   # score a file, no model
 
+A results file whose records carry `segmentation` (COCO RLE) is scored as boxes and as masks (COCO:
+`segm/AP`, ...; a record without `bbox` gets its mask's box).
+
 CKPT: a resdet checkpoint (model_final.pth, ...) or torchvision / detectron2 detector weights.
 Prints a table and writes `metrics.json` into `--output-dir` (default `<output_dir>/eval`) in the
 layout every evaluation uses (`resdet.run_dir`): `{"checkpoint" | "detections", "metrics"}`.
@@ -34,7 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--weights", help="detector checkpoint to run on data.test")
     source.add_argument(
-        "--detections", help="results-format JSON (image_id, category_id, bbox xywh, score)"
+        "--detections",
+        help="results-format JSON (image_id, category_id, bbox xywh, score; segmentation RLE "
+        "for masks)",
     )
     p.add_argument(
         "--save-detections",

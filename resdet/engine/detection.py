@@ -100,6 +100,8 @@ def headline(metrics: dict[str, Any]) -> str:
 
 
 def _relabel(out: dict[str, torch.Tensor], mapping: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`out` with its labels mapped and the detections of no dataset class dropped (every
+    per-detection output: boxes, scores, masks)."""
     labels = mapping[out["labels"]]
     keep = labels >= 0
-    return {"boxes": out["boxes"][keep], "scores": out["scores"][keep], "labels": labels[keep]}
+    return {**{k: v[keep] for k, v in out.items()}, "labels": labels[keep]}

@@ -3,7 +3,9 @@ format and checking them.
 
 Detections are kept in DESIGN.md's results format, one dict per box: `image_id` (the dataset's id),
 `category_id` (the dataset's id of the class: COCO category id, 1-based index for VOC), `bbox`
-`[x, y, w, h]` in the image's loaded frame (absolute pixels) and `score`. That list is what
+`[x, y, w, h]` in the image's loaded frame (absolute pixels) and `score`, plus, from a mask model,
+`segmentation`: the instance's mask as COCO RLE `{"size": [H, W], "counts": str}`
+(`resdet.evaluation.rle`); either every detection has one or none does. That list is what
 `write_detections` saves, what `--detections` files hold, and what ranks exchange under DDP:
 
     partial = evaluator.detections                     # on every rank
@@ -20,6 +22,7 @@ from typing import Any, Sequence
 import torch
 
 from resdet.data.records import DatasetError
+from resdet.evaluation.rle import is_rle, masks_to_rle, rle_to_bbox
 
 
 class DetectionEvaluator:
@@ -60,7 +63,9 @@ class DetectionEvaluator:
 
         `targets[i]` is the image's target dict (its `image_id` is used) or the image id itself;
         `outputs[i]` holds `boxes` (K, 4) xyxy in the ORIGINAL image's pixels, `scores` (K,) and
-        `labels` (K,) contiguous `0..C-1`.
+        `labels` (K,) contiguous `0..C-1`, and from a mask model `masks` (K, 1, H, W) float
+        probabilities in the same frame (torchvision's convention), kept as RLE under
+        `segmentation` (a pixel is on above `rle.MASK_THRESHOLD`).
         """
         for target, out in zip(targets, outputs, strict=True):
             image_id = target["image_id"] if isinstance(target, dict) else target
@@ -68,25 +73,49 @@ class DetectionEvaluator:
             xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
             scores = out["scores"].detach().cpu().tolist()
             labels = out["labels"].detach().cpu().tolist()
-            for b, s, k in zip(xywh, scores, labels, strict=True):
-                self.detections.append(
-                    {
-                        "image_id": image_id,
-                        "category_id": self.category_ids[int(k)],
-                        "bbox": b,
-                        "score": float(s),
-                    }
-                )
+            rles = masks_to_rle(out["masks"]) if "masks" in out else None
+            if rles is not None and len(rles) != len(xywh):
+                raise ValueError(f"image {image_id!r}: {len(rles)} masks for {len(xywh)} boxes")
+            for j, (b, s, k) in enumerate(zip(xywh, scores, labels, strict=True)):
+                det = {
+                    "image_id": image_id,
+                    "category_id": self.category_ids[int(k)],
+                    "bbox": b,
+                    "score": float(s),
+                }
+                if rles is not None:
+                    det["segmentation"] = rles[j]
+                self.detections.append(det)
 
     def load_results(self, results: list[dict[str, Any]], source: str = "<results>") -> None:
-        """Add detections given in the results format, checking every record."""
+        """Add detections given in the results format, checking every record.
+
+        Records with a `segmentation` (RLE) may leave out `bbox`: it is then the mask's tight box,
+        as `COCO.loadRes` derives it. A file mixing records with and without `segmentation` is an
+        error naming the first record that differs from record 0.
+        """
         if not isinstance(results, list):
             raise DatasetError(f"{source}: detections must be a JSON list of records")
+        with_masks = None
         for i, r in enumerate(results):
             where = f"{source}: record {i}"
             if not isinstance(r, dict):
                 raise DatasetError(f"{where}: expected an object, got {r!r}")
-            for key in ("image_id", "category_id", "bbox", "score"):
+            has_mask = "segmentation" in r
+            if with_masks is None:
+                with_masks = has_mask
+            elif has_mask != with_masks:
+                raise DatasetError(
+                    f"{where}: {'has' if has_mask else 'has no'} field 'segmentation' but record "
+                    f"0 {'does not' if has_mask else 'does'}: a results file gives a mask for "
+                    "every record or for none"
+                )
+            if has_mask and not is_rle(r["segmentation"]):
+                raise DatasetError(
+                    f"{where}: field 'segmentation' must be a COCO RLE "
+                    f'{{"size": [height, width], "counts": str}}, got {r["segmentation"]!r:.80}'
+                )
+            for key in ("image_id", "category_id", "score") + (() if has_mask else ("bbox",)):
                 if key not in r:
                     raise DatasetError(f"{where}: missing field {key!r}")
             if r["image_id"] not in self.image_ids:
@@ -98,7 +127,7 @@ class DetectionEvaluator:
                     f"{where}: field 'category_id' {r['category_id']!r} is not a category of "
                     f"{self.name}"
                 )
-            bbox = r["bbox"]
+            bbox = r["bbox"] if "bbox" in r else rle_to_bbox(r["segmentation"])
             if (
                 not isinstance(bbox, list)
                 or len(bbox) != 4
@@ -111,14 +140,15 @@ class DetectionEvaluator:
                 raise DatasetError(
                     f"{where}: field 'score' must be a finite number, got {r['score']!r}"
                 )
-            self.detections.append(
-                {
-                    "image_id": r["image_id"],
-                    "category_id": r["category_id"],
-                    "bbox": [float(v) for v in bbox],
-                    "score": float(r["score"]),
-                }
-            )
+            det = {
+                "image_id": r["image_id"],
+                "category_id": r["category_id"],
+                "bbox": [float(v) for v in bbox],
+                "score": float(r["score"]),
+            }
+            if has_mask:
+                det["segmentation"] = r["segmentation"]
+            self.detections.append(det)
 
     def merge(self, partials: Sequence[list[dict[str, Any]]]) -> None:
         """Replace the detections with the concatenation of per-rank `detections` lists."""

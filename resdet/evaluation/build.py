@@ -16,9 +16,10 @@ from resdet.evaluation.coco_evaluator import COCOEvaluator
 from resdet.evaluation.voc_evaluator import VOCEvaluator
 
 
-def build_evaluator(dataset: DetectionDataset) -> DetectionEvaluator:
+def build_evaluator(dataset: DetectionDataset, *, masks: bool = False) -> DetectionEvaluator:
     """COCO evaluator for a (single) COCO-format source, VOC evaluator for one or
-    more VOC sources."""
+    more VOC sources. `masks`: a mask model is evaluated, so the COCO evaluator always reports the
+    `segm/` metrics (VOC has no mask ground truth: its evaluator scores the boxes only)."""
     formats = {s.format for s in dataset.sources}
     name = " + ".join(s.name for s in dataset.sources)
     if formats == {"voc"}:
@@ -32,6 +33,7 @@ def build_evaluator(dataset: DetectionDataset) -> DetectionEvaluator:
             src.category_ids,
             [r.image_id for r in dataset.records],
             name,
+            masks=masks,
         )
     raise DatasetError(
         f"cannot evaluate {name} as one set: list one COCO test entry, or VOC entries only, "
@@ -55,8 +57,8 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 def evaluate_detections(
     cfg: Config, results: list[dict[str, Any]], source: str = "<results>"
 ) -> tuple[dict[str, Any], DetectionEvaluator]:
-    """Score `results` (results format) against `cfg.data.test`;
-    opens annotations only, no image."""
+    """Score `results` (results format) against `cfg.data.test`; opens annotations only, no
+    image. Records with `segmentation` (RLE) are scored as masks too (COCO)."""
     dataset = build_detection_dataset(cfg.data, "test", check_files=False)
     evaluator = build_evaluator(dataset)
     evaluator.load_results(results, source)

@@ -13,6 +13,7 @@ from resdet.config import load_config
 from resdet.data import DatasetError
 from resdet.data.build import build_detection_dataset
 from resdet.evaluation import build_evaluator, evaluate_detections
+from resdet.evaluation.rle import binary_to_rle
 from resdet.run_dir import flat_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +75,19 @@ def test_two_images_one_without_ground_truth(shared_data, tmp_path, extra_fp_on_
     dets = json.loads((folder / "detections.json").read_text())
     assert {i["id"] for i in gt["images"]} - {a["image_id"] for a in gt["annotations"]} == {285}
     if extra_fp_on_empty_image:
-        dets.append({"image_id": 285, "category_id": 1, "bbox": [10, 10, 50, 50], "score": 0.999})
+        # the file's records carry masks (detectron2's literals), so this one does too: its box
+        image = next(i for i in gt["images"] if i["id"] == 285)
+        mask = torch.zeros(1, image["height"], image["width"], dtype=torch.bool)
+        mask[:, 10:60, 10:60] = True
+        dets.append(
+            {
+                "image_id": 285,
+                "category_id": 1,
+                "bbox": [10, 10, 50, 50],
+                "score": 0.999,
+                "segmentation": binary_to_rle(mask)[0],
+            }
+        )
     det_file = tmp_path / "dets.json"
     det_file.write_text(json.dumps(dets))
     metrics = eval_det().main(
