@@ -219,7 +219,9 @@ def train_detector(
 
     evaluate_fn = None
     if datasets.test is not None:
-        evaluation = InferenceRunner(datasets.test, cfg.data, dist, amp=cfg.solver.amp)
+        evaluation = InferenceRunner(
+            datasets.test, cfg.data, dist, amp=cfg.solver.amp, masks=cfg.model.mask_head.enabled
+        )
         _check_best_metric(cfg, evaluation.evaluator.metric_names())
 
         def evaluate_fn() -> dict[str, float]:
@@ -279,7 +281,9 @@ def evaluate_weights(
     except (ValueError, FileNotFoundError) as e:  # absent, unsafe, or not this config's model
         raise ConfigError(f"{cfg.source}: {e}") from None
     model.to(dist.device).eval()
-    evaluation = InferenceRunner(test_set, cfg.data, dist, amp=cfg.solver.amp)
+    evaluation = InferenceRunner(
+        test_set, cfg.data, dist, amp=cfg.solver.amp, masks=cfg.model.mask_head.enabled
+    )
     metrics = evaluation(model)
     if metrics is not None:
         print(evaluation.summary(metrics))

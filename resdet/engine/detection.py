@@ -49,14 +49,21 @@ class InferenceRunner:
 
     `model`: the bare detector (not the DDP wrapper: shards differ in length, and DDP's forward
     would wait for the other ranks); it is run as it is (the caller puts it in eval mode).
+    `masks`: the model predicts masks (Mask R-CNN), scored as `segm` beside `bbox` on COCO data.
     """
 
     def __init__(
-        self, dataset: DetectionDataset, data: DataConfig, dist: DistInfo, *, amp: str = "none"
+        self,
+        dataset: DetectionDataset,
+        data: DataConfig,
+        dist: DistInfo,
+        *,
+        amp: str = "none",
+        masks: bool = False,
     ) -> None:
         self.dataset, self.dist, self.amp = dataset, dist, amp
         self.loader = build_test_loader(dataset, data, rank=dist.rank, world_size=dist.world_size)
-        self.evaluator = build_evaluator(dataset)
+        self.evaluator = build_evaluator(dataset, masks=masks)
 
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> dict[str, Any] | None:

@@ -4,47 +4,9 @@ import time
 
 import pytest
 import torch
-from tiny_detectors import synthetic_set, tiny_config
+from tiny_detectors import average_precision, synthetic_set, tiny_config
 
-from heads.box_ops import pairwise_iou
 from resdet import build_model
-
-
-def average_precision(
-    dets: list[dict], targets: list[dict], num_classes: int, iou: float = 0.5
-) -> float:
-    """VOC all-point AP at ``iou``, averaged over classes;
-    each object matches one detection at most."""
-    aps = []
-    for c in range(num_classes):
-        found = []  # (score, true positive?)
-        num_gt = 0
-        for d, t in zip(dets, targets):
-            gt = t["boxes"][t["labels"] == c]
-            num_gt += len(gt)
-            keep = d["labels"] == c
-            boxes, scores = d["boxes"][keep], d["scores"][keep]
-            taken = torch.zeros(len(gt), dtype=torch.bool)
-            for i in scores.argsort(descending=True).tolist():
-                overlaps = pairwise_iou(boxes[i : i + 1], gt)[0] if len(gt) else torch.zeros(0)
-                j = int(overlaps.argmax()) if len(gt) else -1
-                hit = j >= 0 and overlaps[j] >= iou and not taken[j]
-                if hit:
-                    taken[j] = True
-                found.append((scores[i].item(), hit))
-        if num_gt == 0:
-            continue
-        found.sort(key=lambda f: -f[0])
-        tp = torch.tensor([f[1] for f in found], dtype=torch.float64).cumsum(0)
-        precision = tp / torch.arange(1, len(found) + 1)
-        recall = tp / num_gt
-        ap, prev_recall = 0.0, 0.0
-        for k in range(len(found)):
-            if found[k][1]:
-                ap += (recall[k].item() - prev_recall) * precision[k:].max().item()
-                prev_recall = recall[k].item()
-        aps.append(ap)
-    return sum(aps) / len(aps)
 
 
 def test_average_precision_helper():

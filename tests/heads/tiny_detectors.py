@@ -4,6 +4,7 @@ from pathlib import Path
 
 import torch
 
+from heads.box_ops import pairwise_iou
 from resdet.config import Config, load_config
 
 CONFIGS = Path(__file__).parents[2] / "configs"
@@ -76,3 +77,54 @@ def synthetic_set() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
             }
         )
     return images, targets
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(M, P) and (N, P) flattened 0/1 masks -> (M, N) IoU."""
+    inter = a @ b.T
+    return inter / (a.sum(1)[:, None] + b.sum(1)[None] - inter).clamp(min=1)
+
+
+def average_precision(
+    dets: list[dict], targets: list[dict], num_classes: int, iou: float = 0.5, masks: bool = False
+) -> float:
+    """VOC all-point AP at ``iou``, averaged over classes; each object matches one detection at
+    most. ``masks``: overlaps are mask IoUs (detections' ``masks`` (D, 1, H, W) probabilities at
+    0.5 against targets' ``masks`` (N, H, W)) instead of box IoUs."""
+    aps = []
+    for c in range(num_classes):
+        found = []  # (score, true positive?)
+        num_gt = 0
+        for d, t in zip(dets, targets):
+            gt = t["boxes"][t["labels"] == c]
+            num_gt += len(gt)
+            keep = d["labels"] == c
+            boxes, scores = d["boxes"][keep], d["scores"][keep]
+            if masks:
+                gt = t["masks"][t["labels"] == c].flatten(1).float()
+                boxes = (d["masks"][keep, 0] > 0.5).flatten(1).float()
+            taken = torch.zeros(len(gt), dtype=torch.bool)
+            for i in scores.argsort(descending=True).tolist():
+                overlaps = (
+                    (mask_iou if masks else pairwise_iou)(boxes[i : i + 1], gt)[0]
+                    if len(gt)
+                    else torch.zeros(0)
+                )
+                j = int(overlaps.argmax()) if len(gt) else -1
+                hit = j >= 0 and overlaps[j] >= iou and not taken[j]
+                if hit:
+                    taken[j] = True
+                found.append((scores[i].item(), hit))
+        if num_gt == 0:
+            continue
+        found.sort(key=lambda f: -f[0])
+        tp = torch.tensor([f[1] for f in found], dtype=torch.float64).cumsum(0)
+        precision = tp / torch.arange(1, len(found) + 1)
+        recall = tp / num_gt
+        ap, prev_recall = 0.0, 0.0
+        for k in range(len(found)):
+            if found[k][1]:
+                ap += (recall[k].item() - prev_recall) * precision[k:].max().item()
+                prev_recall = recall[k].item()
+        aps.append(ap)
+    return sum(aps) / len(aps)
