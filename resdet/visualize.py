@@ -1,7 +1,8 @@
 """Pictures of a run's detections: ground truth and detections drawn on dataset images.
 
 Boxes: `draw_detections` overlays ground truth (`GT_COLOUR`, class name) and predictions
-(`PRED_COLOUR`, class name and score) on one image with `torchvision.utils.draw_bounding_boxes`;
+(`PRED_COLOUR`, class name and score; their masks, when the results carry them, filled half
+transparent) on one image with `torchvision.utils.draw_bounding_boxes` / `draw_segmentation_masks`;
 `group_detections` checks a results-format list against a dataset with the evaluators' own record
 checks (so the files `tools/eval_det.py --detections` accepts are accepted) and groups it per
 image; `draw_dataset` writes one PNG per image at the image's own size, in the frame the results
@@ -21,12 +22,13 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.ops import box_convert
-from torchvision.utils import draw_bounding_boxes
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from resdet.data.dataset import DetectionDataset
 from resdet.data.image_io import read_image
 from resdet.data.records import DatasetError, ImageRecord
 from resdet.evaluation.base import DetectionEvaluator
+from resdet.evaluation.rle import rle_to_mask
 
 GT_COLOUR = (0, 255, 0)
 PRED_COLOUR = (255, 0, 64)
@@ -38,11 +40,13 @@ PRED_WIDTH = 2
 @dataclass
 class ImageDetections:
     """Predictions on one image: `boxes` (K, 4) float32 xyxy absolute pixels of the decoded file,
-    `scores` (K,) float32, `labels` (K,) int64 contiguous `0..C-1`."""
+    `scores` (K,) float32, `labels` (K,) int64 contiguous `0..C-1`, `masks` (K, H, W) bool or
+    None (box-only results)."""
 
     boxes: torch.Tensor
     scores: torch.Tensor
     labels: torch.Tensor
+    masks: torch.Tensor | None = None
 
 
 def group_detections(
@@ -65,7 +69,7 @@ def group_detections(
         names,
     )
     checker.load_results(results, source)
-    rows: dict[int | str, list[tuple[list[float], float, int]]] = {}
+    rows: dict[int | str, list[tuple[list[float], float, int, Any]]] = {}
     for i, d in enumerate(checker.detections):
         if d["bbox"][2] < 0 or d["bbox"][3] < 0:
             raise DatasetError(
@@ -73,15 +77,19 @@ def group_detections(
                 "width or height (expected [x, y, w, h])"
             )
         rows.setdefault(d["image_id"], []).append(
-            (d["bbox"], d["score"], checker.label_of[d["category_id"]])
+            (d["bbox"], d["score"], checker.label_of[d["category_id"]], d.get("segmentation"))
         )
     grouped = {}
     for image_id, dets in rows.items():
-        xywh = torch.tensor([b for b, _, _ in dets], dtype=torch.float32).reshape(-1, 4)
+        xywh = torch.tensor([b for b, _, _, _ in dets], dtype=torch.float32).reshape(-1, 4)
+        rles = [m for _, _, _, m in dets]
         grouped[image_id] = ImageDetections(
             box_convert(xywh, "xywh", "xyxy"),
-            torch.tensor([s for _, s, _ in dets], dtype=torch.float32),
-            torch.tensor([k for _, _, k in dets], dtype=torch.int64),
+            torch.tensor([s for _, s, _, _ in dets], dtype=torch.float32),
+            torch.tensor([k for _, _, k, _ in dets], dtype=torch.int64),
+            torch.stack([torch.from_numpy(rle_to_mask(m)).bool() for m in rles])
+            if rles[0] is not None
+            else None,
         )
     return grouped
 
@@ -113,6 +121,15 @@ def draw_detections(
         )
     if detections is not None:
         keep = detections.scores >= score_thresh
+        if keep.any() and detections.masks is not None:
+            if detections.masks.shape[-2:] != out.shape[-2:]:
+                raise DatasetError(
+                    f"{record.file_name}: detection masks are {tuple(detections.masks.shape[-2:])}"
+                    f" but the image is {tuple(out.shape[-2:])} (HxW)"
+                )
+            out = draw_segmentation_masks(
+                out, detections.masks[keep], alpha=0.5, colors=PRED_COLOUR
+            )
         if keep.any():
             text = [
                 f"{class_names[int(k)]} {s:.2f}"

@@ -33,7 +33,7 @@ RLE_SIZE = DropKind(
 OUTSIDE = DropKind(
     "annotation with its mask outside the image",
     "annotations with their mask outside the image",
-    "no mask pixel inside the image",
+    "empty, or no mask pixel inside the image",
 )
 
 

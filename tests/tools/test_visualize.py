@@ -303,3 +303,47 @@ def test_curves_bad_input_names_the_file_or_key(tool, tmp_path):
     with pytest.raises(ValueError, match=rf"{broken / 'metrics.jsonl'}:1: not JSON"):
         tool.main(["curves", str(broken), "--output", str(tmp_path / "c.png")])
     assert not (tmp_path / "c.png").exists()
+
+
+def test_masks_are_filled_half_transparent(tool, shapes, tmp_path):
+    """Each shape's own mask (the generator's RLE) as the prediction: inside it the picture is
+    half the JPEG and half PRED_COLOUR; outside every box it is the JPEG."""
+    from resdet.evaluation.rle import rle_to_mask
+
+    dets = [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 0.9,
+            "segmentation": a["segmentation"],
+        }
+        for a in shapes["ann"]["annotations"]
+    ]
+    dets_file = tmp_path / "dets.json"
+    dets_file.write_text(json.dumps(dets))
+    out = tmp_path / "vis"
+    tool.main(
+        ["boxes", str(shapes["coco"]), "--detections", str(dets_file), "--output-dir", str(out)]
+    )
+    checked = 0
+    for a, im in zip(shapes["ann"]["annotations"], shapes["ann"]["images"]):
+        png = np.asarray(Image.open(out / f"{a['image_id']}.png")).astype(int)
+        jpeg = np.asarray(
+            Image.open(shapes["folder"] / "JPEGImages" / im["file_name"]).convert("RGB")
+        ).astype(int)
+        mask = rle_to_mask(a["segmentation"]).astype(bool)
+        x, y, w, h = (int(v) for v in a["bbox"])
+        inner = np.zeros_like(mask)
+        inner[y + 4 : y + h - 4, x + 4 : x + w - 4] = True  # clear of the outlines
+        inner[: y + 20] = False  # and of the labels
+        sel = mask & inner
+        if sel.sum() == 0:
+            continue
+        expected = (jpeg[sel] * 0.5 + np.array(PRED_COLOUR) * 0.5).round()
+        assert np.abs(png[sel] - expected).max() <= 1
+        checked += 1
+        far = np.ones_like(mask)
+        far[max(y - 2, 0) : y + max(h, 20) + 2, max(x - 2, 0) :] = False
+        assert (png[far] == jpeg[far]).all()
+    assert checked >= 2
