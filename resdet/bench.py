@@ -46,6 +46,8 @@ class BenchSettings:
     warmup: int = 2
     boxes_per_image: int = 4
     num_classes: int = 80
+    #: Mask R-CNN: targets carry masks and the torchvision reference is its `MaskRCNN`
+    masks: bool = False
     peak_tflops: float | None = None
     seed: int = 0
 
@@ -70,7 +72,8 @@ class BenchResult:
 
 def synthetic_batch(s: BenchSettings) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """`batch_size` RGB images `[3, H, W]` in 0..1 and targets with
-    `boxes_per_image` xyxy boxes each."""
+    `boxes_per_image` xyxy boxes each (and, with `s.masks`, `masks` (N, H, W) uint8: an ellipse
+    inscribed in each box)."""
     g = torch.Generator().manual_seed(s.seed)
     images, targets = [], []
     for _ in range(s.batch_size):
@@ -81,7 +84,16 @@ def synthetic_batch(s: BenchSettings) -> tuple[list[torch.Tensor], list[dict[str
         wh = (0.1 + torch.rand(s.boxes_per_image, 2, generator=g) * 0.3) * extent
         boxes = torch.cat([xy, torch.minimum(xy + wh, extent)], dim=1)
         labels = torch.randint(0, s.num_classes, (s.boxes_per_image,), generator=g)
-        targets.append({"boxes": boxes.to(s.device), "labels": labels.to(s.device)})
+        target = {"boxes": boxes.to(s.device), "labels": labels.to(s.device)}
+        if s.masks:
+            ys = torch.arange(h, dtype=torch.float32)[None, :, None] + 0.5
+            xs = torch.arange(w, dtype=torch.float32)[None, None, :] + 0.5
+            c, r = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2
+            inside = ((xs - c[:, 0, None, None]) / r[:, 0, None, None]) ** 2 + (
+                (ys - c[:, 1, None, None]) / r[:, 1, None, None]
+            ) ** 2 <= 1
+            target["masks"] = inside.to(torch.uint8).to(s.device)
+        targets.append(target)
     return images, targets
 
 
@@ -127,9 +139,7 @@ class Runner:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.images, targets = synthetic_batch(s)
         # torchvision detectors reserve label 0 for background
-        self.targets = [
-            {"boxes": t["boxes"], "labels": t["labels"] + label_offset} for t in targets
-        ]
+        self.targets = [{**t, "labels": t["labels"] + label_offset} for t in targets]
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
         self.scaler = torch.amp.GradScaler(enabled=s.amp == "fp16")
@@ -256,19 +266,20 @@ def add_mfu(r: BenchResult, s: BenchSettings) -> None:
 
 
 def torchvision_reference(s: BenchSettings) -> nn.Module:
-    """torchvision's `fasterrcnn_resnet50_fpn` architecture, set up like ours for a fair race.
+    """torchvision's `fasterrcnn_resnet50_fpn` architecture (`maskrcnn_resnet50_fpn` with
+    `s.masks`), set up like ours for a fair race.
 
     Frozen BN and the first two stages frozen (torchvision's own choice for pretrained backbones),
     resizing pinned to `image_size` so both detectors see identical tensors.
     """
     from torchvision.models import resnet50
-    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection import FasterRCNN, MaskRCNN
     from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
     from torchvision.ops import FrozenBatchNorm2d
 
     torch.manual_seed(s.seed)
     body = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), trainable_layers=3)
-    return FasterRCNN(
+    return (MaskRCNN if s.masks else FasterRCNN)(
         body, num_classes=s.num_classes + 1, min_size=min(s.image_size), max_size=max(s.image_size)
     )
 

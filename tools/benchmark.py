@@ -35,6 +35,7 @@ from resdet.bench import (
     size_overrides,
     torchvision_reference,
 )
+from resdet.config import load_config
 from resdet.flops import count_flops
 from resdet.utils.cli import one_line_warnings
 
@@ -45,7 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("config", help="detector recipe (YAML)")
     p.add_argument(
-        "--compare", choices=["torchvision"], help="race torchvision's Faster R-CNN R50-FPN"
+        "--compare",
+        choices=["torchvision"],
+        help="race torchvision's Faster R-CNN R50-FPN (its Mask R-CNN for a mask config)",
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
@@ -107,7 +110,7 @@ def image_size(text: str) -> tuple[int, int]:
 
 
 def build_ours(config: str, overrides: list[str], s: BenchSettings) -> torch.nn.Module:
-    from resdet import build_model, load_config
+    from resdet import build_model
 
     cfg = load_config(config, size_overrides(s.image_size) + list(overrides))
     torch.manual_seed(s.seed)
@@ -145,7 +148,6 @@ def table(results: dict[str, BenchResult]) -> str:
 
 def accuracy_main(a: argparse.Namespace) -> dict:
     from resdet.accuracy import accuracy_table, compare_accuracy, verdict
-    from resdet.config import load_config
     from resdet.reference import unequal_settings
 
     cfg = load_config(a.config, list(a.overrides))
@@ -194,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         iters=a.iters,
         warmup=a.warmup,
         peak_tflops=a.peak_tflops,
+        masks=load_config(a.config, list(a.overrides)).model.mask_head.enabled,
     )
     models = {"ours": build_ours(a.config, a.overrides, s)}
     offsets = {"ours": 0}

@@ -4,7 +4,7 @@ import time
 
 import pytest
 import torch
-from tiny_detectors import average_precision, synthetic_set, tiny_config
+from tiny_detectors import average_precision, overfit, synthetic_set, tiny_config
 
 from resdet import build_model
 
@@ -69,23 +69,7 @@ def test_overfit_two_images(arch, depth, freeze_at, size):
     )
     model = build_model(cfg, num_classes=3)
     images, targets = synthetic_set()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / 20))
-    ap, start, max_iter = 0.0, time.time(), 200
-    for it in range(1, max_iter + 1):
-        model.train()
-        losses = model(images, targets)
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        torch.nn.utils.clip_grad_norm_(params, 10.0)
-        optimizer.step()
-        warmup.step()
-        if it >= 30 and it % 10 == 0:
-            model.eval()
-            with torch.no_grad():
-                ap = average_precision(model(images), targets, 3)
-            if ap == 1.0:
-                break
+    start = time.time()
+    ap, it, losses = overfit(model, images, targets, 3, max_iter=200, first_eval=30)
     print(f"{arch} R{depth}: mAP@0.5 {ap:.3f} after {it} iterations, {time.time() - start:.1f} s")
-    assert ap == 1.0, f"mAP@0.5 {ap} after {max_iter} iterations; last losses {losses}"
+    assert ap == 1.0, f"mAP@0.5 {ap} after {it} iterations; last losses {losses}"

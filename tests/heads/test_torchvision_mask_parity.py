@@ -5,11 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchvision.models import resnet50
 from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection._utils import overwrite_eps
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-from torchvision.ops import FrozenBatchNorm2d
+from torchvision_models import seeded_torchvision
 
 from resdet import build_model, load_checkpoint, load_config
 
@@ -19,23 +16,7 @@ MIN_SIZE, MAX_SIZE = 224, 352  # smaller than 800/1333 for CPU time, the same in
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    torch.manual_seed(0)
-    # what maskrcnn_resnet50_fpn(weights=COCO_V1) builds: frozen BN with eps 0, 3 trainable layers
-    tv = MaskRCNN(
-        _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3),
-        num_classes=91,
-        min_size=MIN_SIZE,
-        max_size=MAX_SIZE,
-    ).eval()
-    overwrite_eps(tv, 0.0)
-    for name, buf in tv.named_buffers():  # non-trivial frozen statistics
-        if name.endswith("running_mean"):
-            buf.normal_(0.0, 0.1)
-        elif name.endswith("running_var"):
-            buf.uniform_(0.5, 2.0)
-        elif name.endswith("weight"):
-            buf.uniform_(0.5, 1.5)
-    torch.nn.init.normal_(tv.roi_heads.box_predictor.cls_score.weight, std=0.003)
+    tv = seeded_torchvision(MaskRCNN, MIN_SIZE, MAX_SIZE)
     # mask logits spread well away from 0 so that the 0.5 threshold is not decided by rounding
     torch.nn.init.normal_(tv.roi_heads.mask_predictor.mask_fcn_logits.weight, std=1.0)
     path = tmp_path_factory.mktemp("tv") / "maskrcnn_resnet50_fpn.pth"

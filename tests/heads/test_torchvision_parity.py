@@ -5,11 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchvision.models import resnet50
 from torchvision.models.detection import FasterRCNN
-from torchvision.models.detection._utils import overwrite_eps
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops import FrozenBatchNorm2d
+from torchvision_models import seeded_torchvision
 
 from resdet import build_model, load_checkpoint, load_config
 
@@ -19,25 +17,7 @@ MIN_SIZE, MAX_SIZE = 256, 400  # smaller than 800/1333 for CPU time, the same in
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    torch.manual_seed(0)
-    # exactly what fasterrcnn_resnet50_fpn(weights=COCO_V1) builds: frozen BN, 3 trainable layers,
-    # and the BN epsilon overwritten with 0 (torchvision's overwrite_eps for those weights)
-    tv = FasterRCNN(
-        _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3),
-        num_classes=91,
-        min_size=MIN_SIZE,
-        max_size=MAX_SIZE,
-    ).eval()
-    overwrite_eps(tv, 0.0)
-    for name, buf in tv.named_buffers():
-        if name.endswith("running_mean"):
-            buf.normal_(0.0, 0.1)
-        elif name.endswith("running_var"):
-            buf.uniform_(0.5, 2.0)
-        elif name.endswith("weight"):
-            buf.uniform_(0.5, 1.5)
-    # spread the class scores so that many pass the 0.05 threshold, with few ties
-    torch.nn.init.normal_(tv.roi_heads.box_predictor.cls_score.weight, std=0.003)
+    tv = seeded_torchvision(FasterRCNN, MIN_SIZE, MAX_SIZE)
     path = tmp_path_factory.mktemp("tv") / "fasterrcnn_resnet50_fpn.pth"
     torch.save(tv.state_dict(), path)
     sizes = [

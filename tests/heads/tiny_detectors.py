@@ -128,3 +128,37 @@ def average_precision(
                 prev_recall = recall[k].item()
         aps.append(ap)
     return sum(aps) / len(aps)
+
+
+def overfit(
+    model: torch.nn.Module,
+    images: list[torch.Tensor],
+    targets: list[dict[str, torch.Tensor]],
+    num_classes: int,
+    *,
+    max_iter: int,
+    first_eval: int,
+    masks: bool = False,
+) -> tuple[float, int, dict[str, torch.Tensor]]:
+    """SGD with warmup and gradient clipping, as detection training does, until the training
+    images reach AP@0.5 = 1.0 (box, or mask with `masks`), checked every 10 iterations from
+    `first_eval`. Returns (the last AP, iterations run, the last losses)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / 20))
+    ap = 0.0
+    for it in range(1, max_iter + 1):
+        model.train()
+        losses = model(images, targets)
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        torch.nn.utils.clip_grad_norm_(params, 10.0)
+        optimizer.step()
+        warmup.step()
+        if it >= first_eval and it % 10 == 0:
+            model.eval()
+            with torch.no_grad():
+                ap = average_precision(model(images), targets, num_classes, masks=masks)
+            if ap == 1.0:
+                break
+    return ap, it, losses

@@ -95,3 +95,34 @@ def test_synthetic_batch_is_height_by_width_with_boxes_inside():
         b = t["boxes"]
         assert b.shape == (5, 4) and (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
         assert (b >= 0).all() and (b[:, 2] <= 96).all() and (b[:, 3] <= 64).all()
+
+
+def test_mask_config_races_torchvision_mask_rcnn_with_shared_weights(tmp_path):
+    from tools.benchmark import main
+
+    out = tmp_path / "bench.json"
+    data = main(
+        [
+            str(ROOT / "configs" / "torchvision_maskrcnn_r50_fpn_coco.yaml"),
+            *("--compare", "torchvision", "--device", "cpu", "--image-size", "64x96"),
+            *("--batch-size", "1", "--iters", "1", "--warmup", "0", "--json", str(out)),
+        ]
+    )
+    assert data["settings"]["masks"] is True and data["same_weights"] is True
+    for side in ("ours", "torchvision"):
+        assert data[side]["train_images_per_s"] > 0 and data[side]["gflops_per_image"] > 0
+
+
+def test_synthetic_masks_are_ellipses_in_their_boxes():
+    import torch
+
+    from resdet.bench import BenchSettings, synthetic_batch
+
+    _, targets = synthetic_batch(BenchSettings(image_size=(64, 96), batch_size=2, masks=True))
+    for t in targets:
+        m, b = t["masks"], t["boxes"]
+        assert m.shape == (len(b), 64, 96) and m.dtype == torch.uint8
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        # an inscribed ellipse covers pi/4 of its box (pixel-centre sampling: a few % off)
+        ratio = m.flatten(1).sum(1) / area
+        assert ((ratio - math.pi / 4).abs() < 0.08).all(), ratio
