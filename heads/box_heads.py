@@ -58,8 +58,13 @@ class Res5Head(nn.Module):
         x = self.res5(x)
         return self.norm(x) if self.norm is not None else x
 
+    @staticmethod
+    def pool(spatial: Tensor) -> Tensor:
+        """`spatial`'s (R, C5, 7, 7) -> the box predictor's (R, C5) input (global average)."""
+        return spatial.mean(dim=(2, 3))
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.spatial(x).mean(dim=(2, 3))
+        return self.pool(self.spatial(x))
 
 
 class BoxPredictor(nn.Module):

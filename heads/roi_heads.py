@@ -139,7 +139,7 @@ class RoIHeads(nn.Module):
         pooled = self.pooler(features, boxes, image_index)
         res5 = self.box_head.spatial(pooled) if self._shares_res5 else None
         logits, deltas = self.box_predictor(
-            res5.mean(dim=(2, 3)) if res5 is not None else self.box_head(pooled)
+            self.box_head.pool(res5) if res5 is not None else self.box_head(pooled)
         )
         loss_cls = cross_entropy(logits, classes)
         fg_index = fg.nonzero(as_tuple=True)[0]
