@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -103,7 +104,8 @@ class ImagePreprocessor(nn.Module):
     The scale is applied by bilinear ``interpolate`` with a recomputed scale factor, the same
     arithmetic as torchvision's detection transform. Pixels are
     normalised first, so the zero padding up to a multiple of ``size_divisibility`` is the mean.
-    ``channels_last`` lays the batch out NHWC (same values and shape, other strides).
+    ``channels_last`` lays the batch out NHWC (same values and shape, other strides): always
+    (True), never (False), or in eval mode only ("inference").
     """
 
     def __init__(
@@ -114,7 +116,7 @@ class ImagePreprocessor(nn.Module):
         min_size_test: int,
         max_size_test: int,
         size_divisibility: int,
-        channels_last: bool = False,
+        channels_last: bool | Literal["inference"] = False,
     ) -> None:
         super().__init__()
         if not min_size_train:
@@ -167,7 +169,9 @@ class ImagePreprocessor(nn.Module):
         d = self.size_divisibility
         height = -(-max(x.shape[1] for x in resized) // d) * d
         width = -(-max(x.shape[2] for x in resized) // d) * d
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        mode = self.channels_last
+        nhwc = mode is True or (mode == "inference" and not self.training)
+        layout = torch.channels_last if nhwc else torch.contiguous_format
         batch = torch.empty(
             (len(resized), 3, height, width),
             dtype=resized[0].dtype,

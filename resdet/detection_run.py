@@ -214,7 +214,7 @@ def train_detector(
         model_fn(cfg, _num_classes(cfg, datasets.train)),
         cfg.solver,
         dist,
-        channels_last=cfg.model.input.channels_last,
+        channels_last=cfg.model.input.channels_last is True,
     )
 
     evaluate_fn = None

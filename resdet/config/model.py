@@ -61,10 +61,12 @@ class InputConfig:
     min_size_test: int = 800
     max_size_test: int = 1333
     size_divisibility: int = 32
-    #: run the detector channels-last (NHWC): the preprocessor lays the batch out NHWC and training
-    #: lays the weights out the same way (`resdet.engine.prepare_model`); oneDNN (CPU) and
-    #: tensor-core (GPU) convolutions run faster in that layout. The one layout knob of a detector
-    channels_last: bool = True
+    #: the detector's memory layout, its one layout knob. true: NHWC batch (the preprocessor) and
+    #: NHWC weights (`resdet.engine.prepare_model`), in training and inference; false: NCHW
+    #: throughout; "inference": NHWC batch at inference only. On CPU (oneDNN, torch 2.14) NHWC
+    #: convolutions run faster forward and slower backward, so "inference" is the fastest there
+    #: (README "Performance"); GPU tensor cores usually favour true
+    channels_last: bool | Literal["inference"] = "inference"
 
 
 @dataclass

@@ -6,7 +6,7 @@ input, such as an undecodable image met by a DataLoader worker, is one line and 
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)  # RANK/WORLD_SIZE/LOCAL_RANK
     seed_all(cfg.seed, dist.rank)                                # seed + rank
     model = prepare_model(build_model(cfg, num_classes), cfg.solver, dist,  # device, SyncBN,
-                          channels_last=cfg.model.input.channels_last)     # layout, DDP
+                          channels_last=cfg.model.input.channels_last is True)  # layout, DDP
 
     def loader(start):  # resumes the data order: `start` = batches this rank already consumed
         return build_train_loader(train_set, cfg.data, micro_batch, seed=cfg.seed, rank=dist.rank,

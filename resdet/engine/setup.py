@@ -41,9 +41,9 @@ def prepare_model(
     """Move `model` to `dist.device`, apply `solver.sync_bn`, lay its 4-D weights out channels-last
     when `channels_last`, and wrap it in DDP when distributed.
 
-    `channels_last` is the model's input layout (`model.input.channels_last` for detectors,
-    `model.channels_last` for classifiers): the batch arrives NHWC, and weights in the same layout
-    spare every convolution a conversion.
+    `channels_last` is true when the model trains channels-last (detectors:
+    `model.input.channels_last: true`; classifiers: `model.channels_last`): the batch arrives NHWC,
+    and weights in the same layout spare every convolution a conversion.
     """
     if solver.sync_bn and dist.distributed:
         if dist.device.type != "cuda":  # torch's SyncBatchNorm has no CPU kernel

@@ -5,6 +5,7 @@ import torch
 from tiny_detectors import synthetic_set, tiny_config
 
 from resdet import build_model
+from resdet.config import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +97,32 @@ def test_bad_input_names_image_and_value(fpn_model, images, targets, needle):
     fpn_model.train(targets is not None)
     with pytest.raises(ValueError, match=needle):
         fpn_model(images, targets)
+
+
+@pytest.mark.parametrize(
+    "mode,train_nhwc,eval_nhwc",
+    [("true", True, True), ("false", False, False), ("inference", False, True)],
+)
+def test_layout_modes(mode, train_nhwc, eval_nhwc):
+    """`model.input.channels_last` picks the batch layout per mode; the values never change."""
+    cfg = tiny_config("fpn", extra=[f"model.input.channels_last={mode}"])
+    model = build_model(cfg, num_classes=3)
+    pre, fmt = model.preprocessor, model.pixel_format
+    images = [torch.rand(3, 50, 70), torch.rand(3, 40, 64)]
+    for training, nhwc in ((True, train_nhwc), (False, eval_nhwc)):
+        pre.train(training)
+        torch.manual_seed(0)  # the same training size drawn in every mode
+        batch, _, _ = pre(images, None, fmt)
+        assert batch.is_contiguous(memory_format=torch.channels_last) == nhwc
+        assert batch.is_contiguous() == (not nhwc)
+        torch.manual_seed(0)
+        pre.channels_last = False
+        reference, _, _ = pre(images, None, fmt)
+        pre.channels_last = cfg.model.input.channels_last
+        assert torch.equal(batch, reference)
+
+
+def test_layout_default_and_bad_value():
+    assert tiny_config("fpn").model.input.channels_last == "inference"
+    with pytest.raises(ConfigError, match=r"model\.input\.channels_last: 'nhwc' matches none of"):
+        tiny_config("fpn", extra=["model.input.channels_last=nhwc"])
