@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
+from backbones.resnet import ResNet
 from backbones.spec import FeatureSpec
 
 
@@ -115,58 +116,54 @@ def feature_info(backbone: nn.Module) -> FeatureInfo:
 
 
 def as_detectron2_backbone(body: nn.Module) -> nn.Module:
-    """Wrap ``body`` as a ``detectron2.modeling.Backbone`` (``output_shape()`` -> ``ShapeSpec``).
-
-    ``size_divisibility`` is the largest output stride, so padded inputs keep every level
-    aligned. Raises ImportError when detectron2 is not installed.
-    """
-    from detectron2.modeling import Backbone, ShapeSpec
-
-    class ResdetBackbone(Backbone):
-        def __init__(self, inner: nn.Module) -> None:
-            super().__init__()
-            self.body = inner
-            self._out_features = list(inner.output_specs)
-
-        @property
-        def size_divisibility(self) -> int:
-            return max(s.stride for s in self.body.output_specs.values())
-
-        def forward(self, x: Tensor) -> dict[str, Tensor]:
-            return self.body(x)
-
-        def output_shape(self) -> dict[str, ShapeSpec]:
-            return {
-                k: ShapeSpec(channels=s.channels, stride=s.stride)
-                for k, s in self.body.output_specs.items()
-            }
+    """Wrap ``body`` as a ``detectron2.modeling.Backbone`` (``output_shape()`` -> ``ShapeSpec``):
+    :class:`backbones.d2_adapter.ResdetBackbone`. Raises ImportError without detectron2."""
+    from backbones.d2_adapter import ResdetBackbone
 
     return ResdetBackbone(body)
 
 
+def register_detectron2() -> None:
+    """Register ``build_resdet_backbone`` and ``build_resdet_fpn_backbone`` in detectron2's
+    ``BACKBONE_REGISTRY`` (see :mod:`backbones.d2_adapter`); calling it again is a no-op.
+    Raises ImportError without detectron2."""
+    from backbones.d2_adapter import register
+
+    register()
+
+
+class MMDetResNet(ResNet):
+    """:class:`backbones.resnet.ResNet` as an mmdetection backbone: the forward returns the
+    ``out_features`` maps as a tuple, highest resolution first, as mmdet necks expect."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+        """(N, 3, H, W) -> ((N, C_k, H/s_k, W/s_k) for each out feature)."""
+        return tuple(v for k, v in super().forward(x).items() if k in self.output_specs)
+
+    def init_weights(self) -> None:
+        """Weights are set at construction (or by ``backbones.weights.load_pretrained``)."""
+
+
 def register_mmdet_backbone(name: str = "ResdetResNet") -> type:
-    """Register a ``ResNet`` backbone under ``name`` in mmdetection's ``MODELS`` registry.
+    """Register :class:`MMDetResNet` under ``name`` in mmdetection's ``MODELS`` registry.
 
     Call it once before building an mmdet config that uses ``dict(type=name, depth=50, ...)``;
-    the keywords are those of :class:`backbones.resnet.ResNet` and the forward returns the
-    ``out_features`` maps as a tuple, highest resolution first, as mmdet necks expect.
-    Returns the registered class. Raises ImportError when mmdet is not installed.
+    the keywords are those of :class:`backbones.resnet.ResNet`. Returns the registered class.
+    Raises ImportError when mmdet is not installed, or when its registry cannot load because
+    mmcv lacks its compiled ops (``mmcv-lite``).
     """
     from mmdet.registry import MODELS
 
-    from backbones.resnet import ResNet
-
-    existing = MODELS.get(name)
+    try:
+        existing = MODELS.get(name)
+    except ModuleNotFoundError as e:
+        if "mmcv._ext" not in str(e):
+            raise
+        raise ImportError(
+            "mmdetection imports, but its model registry needs mmcv's compiled ops (mmcv._ext), "
+            "which mmcv-lite does not have: install the full mmcv"
+        ) from e
     if existing is not None:
         return existing
-
-    class MMDetResNet(ResNet):
-        def forward(self, x: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
-            return tuple(v for k, v in super().forward(x).items() if k in self.output_specs)
-
-        def init_weights(self) -> None:
-            """Weights are set at construction (or by ``backbones.weights.load_pretrained``)."""
-
-    MMDetResNet.__name__ = name
     MODELS.register_module(name=name, module=MMDetResNet)
     return MMDetResNet

@@ -120,30 +120,38 @@ def draw_detections(
             out, gt_boxes, gt_text, colors=GT_COLOUR, width=GT_WIDTH, fill_labels=True
         )
     if detections is not None:
-        keep = detections.scores >= score_thresh
-        if keep.any() and detections.masks is not None:
-            if detections.masks.shape[-2:] != out.shape[-2:]:
-                raise DatasetError(
-                    f"{record.file_name}: detection masks are {tuple(detections.masks.shape[-2:])}"
-                    f" but the image is {tuple(out.shape[-2:])} (HxW)"
-                )
-            out = draw_segmentation_masks(
-                out, detections.masks[keep], alpha=0.5, colors=PRED_COLOUR
-            )
-        if keep.any():
-            text = [
-                f"{class_names[int(k)]} {s:.2f}"
-                for k, s in zip(detections.labels[keep], detections.scores[keep].tolist())
-            ]
-            out = draw_bounding_boxes(
-                out,
-                detections.boxes[keep],
-                text,
-                colors=PRED_COLOUR,
-                width=PRED_WIDTH,
-                fill_labels=True,
-            )
+        out = draw_predictions(out, class_names, detections, score_thresh, record.file_name)
     return out
+
+
+def draw_predictions(
+    image: torch.Tensor,
+    class_names: Sequence[str],
+    detections: ImageDetections,
+    score_thresh: float = 0.5,
+    name: str = "<image>",
+) -> torch.Tensor:
+    """Draw the detections scoring at least `score_thresh` (masks filled half transparent, then
+    boxes with class name and score) on `image`, uint8 (3, H, W); returns a new uint8 (3, H, W).
+    `name` identifies the image in errors."""
+    out = image
+    keep = detections.scores >= score_thresh
+    if not keep.any():
+        return out
+    if detections.masks is not None:
+        if detections.masks.shape[-2:] != out.shape[-2:]:
+            raise DatasetError(
+                f"{name}: detection masks are {tuple(detections.masks.shape[-2:])}"
+                f" but the image is {tuple(out.shape[-2:])} (HxW)"
+            )
+        out = draw_segmentation_masks(out, detections.masks[keep], alpha=0.5, colors=PRED_COLOUR)
+    text = [
+        f"{class_names[int(k)]} {s:.2f}"
+        for k, s in zip(detections.labels[keep], detections.scores[keep].tolist())
+    ]
+    return draw_bounding_boxes(
+        out, detections.boxes[keep], text, colors=PRED_COLOUR, width=PRED_WIDTH, fill_labels=True
+    )
 
 
 def _file_stem(image_id: int | str) -> str:

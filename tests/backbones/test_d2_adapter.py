@@ -1,0 +1,199 @@
+"""resdet backbones inside detectron2: registered builders that read detectron2's own config keys,
+pixel settings for the loaded weights, picklable wrappers, detectron2's size divisibility.
+
+Every builder test runs twice: against real detectron2 when it is importable (skipped with the
+reason otherwise: it is not on PyPI), and against ``d2_standin``, which mirrors the few detectron2
+names the adapter uses, so the adapter's own logic is tested on every machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pickle
+import sys
+from types import SimpleNamespace
+
+import d2_standin
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from backbones.d2_config import (
+    check_pixel_settings,
+    detectron2_pixel_settings,
+    fpn_kwargs,
+    resnet_kwargs,
+)
+from backbones.interop import register_detectron2
+from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS
+
+
+@pytest.fixture(params=["detectron2", "stand-in"])
+def d2(request, monkeypatch):
+    """``config`` and ``modeling`` of real detectron2 or of the stand-in, with the adapter
+    imported against them."""
+    if request.param == "detectron2":
+        if importlib.util.find_spec("detectron2") is None:
+            pytest.skip("detectron2 is not installed (not on PyPI: build it from source)")
+    else:
+        for name, module in d2_standin.modules().items():
+            monkeypatch.setitem(sys.modules, name, module)
+    sys.modules.pop("backbones.d2_adapter", None)
+    yield SimpleNamespace(
+        config=importlib.import_module("detectron2.config"),
+        modeling=importlib.import_module("detectron2.modeling"),
+        adapter=importlib.import_module("backbones.d2_adapter"),
+    )
+    sys.modules.pop("backbones.d2_adapter", None)
+
+
+def _cfg(d2, name: str, **resnets):
+    cfg = d2.config.get_cfg()
+    d2.adapter.add_resdet_config(cfg)
+    cfg.MODEL.BACKBONE.NAME = name
+    for key, value in resnets.items():
+        setattr(cfg.MODEL.RESNETS, key, value)
+    return cfg
+
+
+def _fpn_cfg(d2):
+    """detectron2's Base-RCNN-FPN keys, on a small ResNet-18."""
+    cfg = _cfg(
+        d2,
+        "build_resdet_fpn_backbone",
+        DEPTH=18,
+        RES2_OUT_CHANNELS=64,
+        OUT_FEATURES=["res2", "res3", "res4", "res5"],
+    )
+    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.FPN.OUT_CHANNELS = 32
+    return cfg
+
+
+def test_fpn_builder_reads_detectron2_keys(d2):
+    register_detectron2()
+    register_detectron2()
+    backbone = d2.modeling.build_backbone(_fpn_cfg(d2))
+    assert isinstance(backbone, d2.modeling.Backbone)
+    assert backbone.size_divisibility == 32
+    shapes = backbone.output_shape()
+    assert {k: (s.channels, s.stride) for k, s in shapes.items()} == {
+        "p2": (32, 4), "p3": (32, 8), "p4": (32, 16), "p5": (32, 32), "p6": (32, 64),
+    }  # fmt: skip
+    with torch.no_grad():
+        out = backbone(torch.zeros(1, 3, 64, 96))
+    for name, s in shapes.items():
+        assert out[name].shape[1:] == (s.channels, -(-64 // s.stride), -(-96 // s.stride))
+    bottom_up = backbone.body.bottom_up
+    frozen = (bottom_up.conv1, bottom_up.layer1)  # FREEZE_AT: 2
+    assert not any(p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.requires_grad for p in bottom_up.layer2.parameters())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())  # FrozenBN
+
+
+def test_c4_builder_is_detectron2s_resnet(d2):
+    register_detectron2()
+    backbone = d2.modeling.build_backbone(_cfg(d2, "build_resdet_backbone"))
+    assert backbone.size_divisibility == 0
+    assert {k: (s.channels, s.stride) for k, s in backbone.output_shape().items()} == {
+        "res4": (1024, 16)
+    }
+    net = backbone.body
+    assert net.layer2[0].conv1.stride == (2, 2)  # STRIDE_IN_1X1: True, MSRA style
+    assert not hasattr(net, "layer4")  # detectron2's Res5ROIHeads builds res5
+
+
+def test_wrapped_backbone_pickles(d2):
+    register_detectron2()
+    backbone = d2.modeling.build_backbone(_fpn_cfg(d2)).eval()
+    again = pickle.loads(pickle.dumps(backbone))
+    assert type(again) is type(backbone) and again.size_divisibility == 32
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        want, got = backbone(x), again(x)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=0)
+
+
+def test_builder_refuses_pixels_the_weights_do_not_expect(d2, tmp_path):
+    register_detectron2()
+    torch.manual_seed(0)
+    source = torchvision.models.resnet18()
+    path = tmp_path / "resnet18_torchvision.pth"
+    torch.save(source.state_dict(), path)
+    cfg = _fpn_cfg(d2)
+    cfg.MODEL.RESDET.WEIGHTS = str(path)
+    with pytest.raises(ValueError, match=r"INPUT.FORMAT=BGR \(needs RGB\).*MODEL.PIXEL_MEAN"):
+        d2.modeling.build_backbone(cfg)
+    settings = detectron2_pixel_settings(TORCHVISION_PIXELS)
+    cfg.merge_from_list([x for kv in settings.items() for x in kv])
+    backbone = d2.modeling.build_backbone(cfg)
+    assert torch.equal(backbone.body.bottom_up.conv1.weight, source.conv1.weight)
+    assert backbone.body.pixel_format == TORCHVISION_PIXELS
+
+
+def test_pixel_settings_by_hand():
+    assert detectron2_pixel_settings(CAFFE_PIXELS) == {
+        "INPUT.FORMAT": "BGR",
+        "MODEL.PIXEL_MEAN": [103.53, 116.28, 123.675],
+        "MODEL.PIXEL_STD": [1.0, 1.0, 1.0],
+    }
+    # torchvision: mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) of 0..1 RGB, x255.
+    assert detectron2_pixel_settings(TORCHVISION_PIXELS) == {
+        "INPUT.FORMAT": "RGB",
+        "MODEL.PIXEL_MEAN": [123.675, 116.28, 103.53],
+        "MODEL.PIXEL_STD": [58.395, 57.12, 57.375],
+    }
+    cfg = d2_standin.get_cfg()  # detectron2's defaults are the MSRA caffe pixels
+    check_pixel_settings(cfg, CAFFE_PIXELS, "R-50.pkl")
+    with pytest.raises(ValueError) as e:
+        check_pixel_settings(cfg, TORCHVISION_PIXELS, "torchvision:resnet50")
+    message = str(e.value)
+    assert "torchvision:resnet50" in message and "MODEL.PIXEL_STD=[1.0, 1.0, 1.0]" in message
+    assert "needs [58.395, 57.12, 57.375]" in message
+
+
+def test_resnet_and_fpn_kwargs_from_detectron2_defaults():
+    cfg = d2_standin.get_cfg()
+    assert resnet_kwargs(cfg) == {
+        "depth": 50,
+        "out_features": ("res4",),
+        "norm": "FrozenBN",
+        "freeze_at": 2,
+        "stride_in_1x1": True,
+        "res5_dilation": 1,
+    }
+    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    assert fpn_kwargs(cfg) == {
+        "in_features": ("res2", "res3", "res4", "res5"),
+        "out_channels": 256,
+        "norm": "",
+        "top_block": "maxpool",
+    }
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("NUM_GROUPS", 32, "MODEL.RESNETS.NUM_GROUPS=32"),
+        ("WIDTH_PER_GROUP", 4, "MODEL.RESNETS.WIDTH_PER_GROUP=4"),
+        ("STEM_OUT_CHANNELS", 32, "MODEL.RESNETS.STEM_OUT_CHANNELS=32"),
+        ("DEPTH", 18, r"RES2_OUT_CHANNELS=256 .*64 for depth 18"),
+        ("DEFORM_ON_PER_STAGE", [False, True, True, True], "DEFORM_ON_PER_STAGE"),
+        ("NORM", "naiveSyncBN", "MODEL.RESNETS.NORM='naiveSyncBN'"),
+    ],
+)
+def test_unsupported_detectron2_keys_are_named(key, value, match):
+    cfg = d2_standin.get_cfg()
+    setattr(cfg.MODEL.RESNETS, key, value)
+    with pytest.raises(ValueError, match=match):
+        resnet_kwargs(cfg)
+
+
+def test_unsupported_fpn_fuse_type_is_named():
+    cfg = d2_standin.get_cfg()
+    cfg.MODEL.FPN.FUSE_TYPE = "avg"
+    with pytest.raises(ValueError, match="MODEL.FPN.FUSE_TYPE='avg'"):
+        fpn_kwargs(cfg)
