@@ -1,0 +1,203 @@
+"""A trained detector as one ONNX graph: one image in, final detections out.
+
+`ExportableDetector` wraps a `heads.faster_rcnn.FasterRCNN` (FPN or C4) for a single image:
+``image`` (3, H, W) float RGB in 0..1 -> ``boxes`` (D, 4) float xyxy in the input image's pixels,
+``scores`` (D,) float, ``labels`` (D,) int64 in 0..num_classes-1, sorted by decreasing score.
+Everything the detector does at inference is inside: pixel normalisation, resizing to the test
+size, padding, backbone, RPN (top-k per level, box decoding, clipping, NMS), RoI pooling, box head,
+box decoding, score threshold, per-class NMS, the best ``detections_per_image`` and the rescale
+to input pixels. Computed eagerly it equals the detector's own output; `export_onnx` writes it
+as ONNX (opset >= 17) with dynamic height and width.
+
+Exporter: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``), the route
+torchvision's detection models take. The dynamo exporter (``dynamo=True``) fails on this graph:
+it has no ONNX translation for ``torchvision::nms`` and ``torchvision::roi_align`` and stops at
+the data-dependent shapes the detector's filtering makes (boolean masks, ``nonzero``).
+
+What the eager detector uses that does not export, and what the wrapper does instead:
+
+- ``heads.roi_align.roi_align`` (a custom autograd function with sparse matrix products for
+  NHWC features) -> ``torchvision.ops.roi_align`` on NCHW features, which exports through
+  torchvision's registered symbolic as ONNX ``RoiAlign`` (opset 16+, ``half_pixel`` for
+  ``aligned=True``). RoIPool (``pooler: pool``) -> ``torchvision.ops.roi_pool`` (``MaxRoiPool``).
+- the FPN pooler's per-level ``nonzero`` + scatter -> every RoI pooled from every level, the
+  assigned level's result picked by ``torch.where`` (same values, no scatter).
+- ``heads.nms.nms_per_image`` (``torch.bincount`` to regroup a batch) -> one image:
+  ``torchvision.ops.batched_nms`` (ONNX ``NonMaxSuppression``; its output is sorted by score)
+  and the first ``k`` indices.
+- Python ``min``/``int`` on image sizes (the resize scale, the padded size, the RPN's
+  ``min(pre_nms_top_n, anchors)``) -> tensor arithmetic on the traced shape, so the graph keeps
+  height and width dynamic. The resize scale is computed in float64 as Python does, so the resized
+  size (``floor(side * scale)``) is the eager one.
+- NHWC batches (``model.input.channels_last``) -> NCHW (same values).
+
+Limits: masks of a Mask R-CNN are not exported (boxes, scores and labels only); an image where
+no proposal survives the filters is not supported by the graph (ONNX ``ReduceMax`` of the empty
+box set in the NMS offsets).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, roi_pool
+from torchvision.ops import roi_align as tv_roi_align
+
+from heads.box_ops import clip_boxes, min_side_at_least
+from heads.faster_rcnn import FasterRCNN
+from heads.poolers import RoIPooler, assign_levels
+from heads.preprocess import ImagePreprocessor
+
+#: the lowest opset with ONNX RoiAlign's ``coordinate_transformation_mode`` is 16; we ask for 17
+MIN_OPSET = 17
+OUTPUT_NAMES = ("boxes", "scores", "labels")
+
+
+class ExportableDetector(nn.Module):
+    """``detector``'s inference on one image, written with exportable ops only (module docstring).
+
+    ``forward(image)``: (3, H, W) float RGB 0..1 -> boxes (D, 4) xyxy input pixels, scores (D,),
+    labels (D,) int64. The detector must be in eval mode; its weights are shared, not copied.
+    """
+
+    def __init__(self, detector: FasterRCNN) -> None:
+        super().__init__()
+        if detector.training:
+            raise ValueError("export a detector in eval mode (call .eval() first)")
+        self.detector = detector
+        self.eval()
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        det = self.detector
+        batch, resized_hw = self._preprocess(image)
+        features = det.backbone(batch)
+        boxes = self._propose([features[f] for f in det.rpn_features], resized_hw, batch)
+        roi_features = [features[f] for f in det.roi_features]
+        pooled = _pool(det.roi_heads.pooler, roi_features, boxes)
+        logits, deltas = det.roi_heads.box_predictor(det.roi_heads.box_head(pooled))
+        boxes, scores, labels = self._detect(logits, deltas, boxes, resized_hw)
+        # network-input pixels -> input pixels, in float32 as `heads.preprocess.scale_boxes`
+        ratio = torch._shape_as_tensor(image)[1:].float() / resized_hw
+        return boxes * ratio[[1, 0, 1, 0]], scores, labels
+
+    def _preprocess(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """(3, H, W) -> normalised, resized, zero-padded (1, 3, H', W') batch and the resized
+        (h, w) float32."""
+        pre: ImagePreprocessor = self.detector.preprocessor
+        hw = torch._shape_as_tensor(image)[1:].to(torch.float64)
+        scale = torch.minimum(pre.min_size_test / hw.min(), pre.max_size_test / hw.max())
+        size = torch.floor(hw * scale).to(torch.int64)
+        x = F.interpolate(
+            pre.normalise(image, self.detector.pixel_format)[None],
+            size=(size[0], size[1]),
+            mode="bilinear",
+            align_corners=False,
+        )
+        d = pre.size_divisibility
+        pad = (d - size % d) % d
+        return F.pad(x, (0, pad[1], 0, pad[0])), size.to(torch.float32)
+
+    def _propose(self, features: list[Tensor], resized_hw: Tensor, batch: Tensor) -> Tensor:
+        """`heads.rpn.RPN._propose` for one image -> proposals (R, 4) xyxy network-input pixels,
+        sorted by decreasing objectness."""
+        rpn = self.detector.rpn
+        logits, deltas = rpn.head(features)
+        anchors = rpn.anchor_generator([f.shape[-2:] for f in features], batch.shape[-2:])
+        scores, boxes, levels = [], [], []
+        for level, (lg, dl, an) in enumerate(zip(logits, deltas, anchors)):
+            # min(pre_nms_top_n, anchors of the level) on the traced count
+            k = torch.clamp(torch._shape_as_tensor(lg)[1], max=rpn.pre_nms_top_n[1])
+            score, idx = lg[0].topk(k)
+            boxes.append(rpn.box_coder.decode(dl[0, idx], an[idx])[:, 0])
+            scores.append(score)
+            levels.append(torch.full_like(idx, level))
+        score = torch.sigmoid(torch.cat(scores))
+        box = clip_boxes(torch.cat(boxes), resized_hw[0], resized_hw[1])
+        level = torch.cat(levels)
+        keep = min_side_at_least(box, rpn.min_box_size) & (score >= rpn.score_thresh)
+        box, score, level = box[keep], score[keep], level[keep]
+        kept = batched_nms(box, score, level, rpn.nms_thresh)[: rpn.post_nms_top_n[1]]
+        return box[kept]
+
+    def _detect(
+        self, logits: Tensor, deltas: Tensor, proposals: Tensor, resized_hw: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """`heads.roi_heads.RoIHeads._detect` for one image -> boxes (D, 4) network-input
+        pixels, scores (D,), labels (D,) int64."""
+        heads = self.detector.roi_heads
+        scores = torch.softmax(logits, dim=-1)[:, : heads.num_classes]
+        boxes = clip_boxes(heads.box_coder.decode(deltas, proposals), resized_hw[0], resized_hw[1])
+        keep = (scores > heads.score_thresh) & min_side_at_least(boxes, heads.min_box_size)
+        roi, label = keep.nonzero(as_tuple=True)
+        boxes, scores = boxes[roi, label], scores[roi, label]
+        kept = batched_nms(boxes, scores, label, heads.nms_thresh)[: heads.detections_per_image]
+        return boxes[kept], scores[kept], label[kept]
+
+
+def _pool(pooler: RoIPooler, features: list[Tensor], boxes: Tensor) -> Tensor:
+    """`heads.poolers.RoIPooler.forward` for one image's boxes (R, 4) with torchvision's ops:
+    every box pooled from every level, the assigned level kept -> (R, C, S, S)."""
+    rois = torch.cat((torch.zeros_like(boxes[:, :1]), boxes), dim=1)
+    pooled = []
+    for x, scale in zip(features, pooler.scales):
+        x = x.contiguous()
+        if pooler.kind == "pool":
+            pooled.append(roi_pool(x, rois, pooler.output_size, scale))
+        else:
+            pooled.append(
+                tv_roi_align(
+                    x, rois, pooler.output_size, scale, pooler.sampling_ratio, pooler.aligned
+                )
+            )
+    if len(pooled) == 1:
+        return pooled[0]
+    levels = assign_levels(
+        boxes, pooler.min_level, pooler.max_level, pooler.canonical_size, pooler.canonical_level
+    )
+    out = pooled[0]
+    for level, x in enumerate(pooled[1:], start=1):
+        out = torch.where((levels == level)[:, None, None, None], x, out)
+    return out
+
+
+def export_onnx(
+    model: FasterRCNN,
+    path: str | Path,
+    *,
+    example_size: tuple[int, int] = (480, 640),
+    opset: int = MIN_OPSET,
+) -> Path:
+    """Write ``model`` (eval mode) as ONNX to ``path``: input ``image`` (3, H, W) float RGB 0..1
+    with dynamic H and W; outputs ``boxes`` (D, 4) xyxy input pixels, ``scores`` (D,),
+    ``labels`` (D,) int64 (`ExportableDetector`). ``example_size`` (h, w) is the size of the
+    random image traced (any size works afterwards). Returns the path."""
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
+    # torchvision registers ONNX symbolics for roi_align, roi_pool and nms on import of ops
+    from torchvision.ops import _register_onnx_ops  # noqa: F401
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = ExportableDetector(model)
+    param = next(model.parameters())
+    image = torch.rand(3, *example_size, generator=torch.Generator().manual_seed(0)).to(param)
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            (image,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={
+                "image": {1: "height", 2: "width"},
+                "boxes": {0: "detections"},
+                "scores": {0: "detections"},
+                "labels": {0: "detections"},
+            },
+        )
+    return path
