@@ -38,7 +38,12 @@ box set in the NMS offsets).
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +59,7 @@ from heads.preprocess import ImagePreprocessor
 #: the lowest opset with ONNX RoiAlign's ``coordinate_transformation_mode`` is 16; we ask for 17
 MIN_OPSET = 17
 OUTPUT_NAMES = ("boxes", "scores", "labels")
+T = TypeVar("T")
 
 
 class ExportableDetector(nn.Module):
@@ -201,3 +207,71 @@ def export_onnx(
             },
         )
     return path
+
+
+@dataclass
+class OnnxCheck:
+    """`check_onnx`'s findings: the file's size, median latencies of onnxruntime (CPU) and the
+    eager detector on the same image, and how far their detections are apart."""
+
+    size_mb: float
+    onnx_ms: float
+    eager_ms: float
+    num_detections: int
+    same_count: bool
+    max_box_diff: float
+    max_score_diff: float
+
+
+def check_onnx(model: FasterRCNN, path: str | Path, image: Tensor, *, runs: int = 5) -> OnnxCheck:
+    """Run the ONNX file at ``path`` with onnxruntime's CPU provider and ``model`` (eval mode,
+    on the CPU) eagerly on ``image`` (3, H, W) float RGB 0..1, ``runs`` times each after one
+    warm-up run; compare the last outputs (box differences in input pixels; inf when the
+    detection counts differ)."""
+    import onnxruntime
+
+    path = Path(path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {"image": image.numpy()}
+
+    def onnx_run() -> list:
+        return session.run(None, feed)
+
+    def eager_run() -> dict[str, Tensor]:
+        with torch.no_grad():
+            return model([image])[0]
+
+    onnx_ms, (boxes, scores, _) = _median_ms(onnx_run, runs)
+    eager_ms, expected = _median_ms(eager_run, runs)
+    same = len(boxes) == len(expected["boxes"])
+    box_diff = score_diff = float("inf")
+    if same:
+        box_diff = (
+            (torch.from_numpy(boxes) - expected["boxes"]).abs().max().item() if len(boxes) else 0.0
+        )
+        score_diff = (
+            (torch.from_numpy(scores) - expected["scores"]).abs().max().item()
+            if len(boxes)
+            else 0.0
+        )
+    return OnnxCheck(
+        size_mb=path.stat().st_size / 2**20,
+        onnx_ms=onnx_ms,
+        eager_ms=eager_ms,
+        num_detections=len(boxes),
+        same_count=same,
+        max_box_diff=box_diff,
+        max_score_diff=score_diff,
+    )
+
+
+def _median_ms(fn: Callable[[], T], runs: int) -> tuple[float, T]:
+    """Median wall time of ``runs`` calls of ``fn`` after one warm-up call, in ms, and the last
+    result."""
+    out = fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), out
