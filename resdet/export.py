@@ -224,14 +224,18 @@ class OnnxCheck:
 
 
 def check_onnx(model: FasterRCNN, path: str | Path, image: Tensor, *, runs: int = 5) -> OnnxCheck:
-    """Run the ONNX file at ``path`` with onnxruntime's CPU provider and ``model`` (eval mode,
-    on the CPU) eagerly on ``image`` (3, H, W) float RGB 0..1, ``runs`` times each after one
-    warm-up run; compare the last outputs (box differences in input pixels; inf when the
-    detection counts differ)."""
+    """Run ``model`` (eval mode, on the CPU) eagerly, then the ONNX file at ``path`` with
+    onnxruntime's CPU provider (PyTorch's thread count), on ``image`` (3, H, W) float RGB 0..1,
+    ``runs`` times each after one warm-up run; compare the last outputs (box differences in
+    input pixels; inf when the detection counts differ)."""
     import onnxruntime
 
     path = Path(path)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    # as many threads as PyTorch's, and none left spinning to slow the eager runs down
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {"image": image.numpy()}
 
     def onnx_run() -> list:
@@ -241,19 +245,13 @@ def check_onnx(model: FasterRCNN, path: str | Path, image: Tensor, *, runs: int 
         with torch.no_grad():
             return model([image])[0]
 
-    onnx_ms, (boxes, scores, _) = _median_ms(onnx_run, runs)
     eager_ms, expected = _median_ms(eager_run, runs)
+    onnx_ms, (boxes, scores, _) = _median_ms(onnx_run, runs)
     same = len(boxes) == len(expected["boxes"])
     box_diff = score_diff = float("inf")
     if same:
-        box_diff = (
-            (torch.from_numpy(boxes) - expected["boxes"]).abs().max().item() if len(boxes) else 0.0
-        )
-        score_diff = (
-            (torch.from_numpy(scores) - expected["scores"]).abs().max().item()
-            if len(boxes)
-            else 0.0
-        )
+        box_diff = _max_diff(torch.from_numpy(boxes), expected["boxes"])
+        score_diff = _max_diff(torch.from_numpy(scores), expected["scores"])
     return OnnxCheck(
         size_mb=path.stat().st_size / 2**20,
         onnx_ms=onnx_ms,
@@ -263,6 +261,11 @@ def check_onnx(model: FasterRCNN, path: str | Path, image: Tensor, *, runs: int 
         max_box_diff=box_diff,
         max_score_diff=score_diff,
     )
+
+
+def _max_diff(a: Tensor, b: Tensor) -> float:
+    """Largest absolute difference of two same-shape tensors (0 when empty)."""
+    return (a - b).abs().max().item() if a.numel() else 0.0
 
 
 def _median_ms(fn: Callable[[], T], runs: int) -> tuple[float, T]:
