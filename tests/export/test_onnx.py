@@ -10,7 +10,7 @@ import torch
 
 from resdet.build import build_model
 from resdet.export import ExportableDetector, export_onnx
-from tests.heads.tiny_detectors import tiny_config
+from tests.heads.tiny_detectors import FPN_CONFIG, TINY, TINY_FPN, tiny_config
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -45,3 +45,30 @@ def test_onnx_matches_eager(arch: str, tmp_path: Path) -> None:
             assert got[2].dtype == torch.int64
             assert torch.equal(got[2], expected["labels"]), size
         assert boxes.shape[1:] == (4,) and scores.shape == labels.shape == boxes.shape[:1]
+
+
+def test_export_cli_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """tools/export.py on a resdet checkpoint: the file, and --check's size and latencies."""
+    from tools import export
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config("fpn", extra=DETECT_ALL), num_classes=3, load_weights=False)
+    ckpt = tmp_path / "model_final.pth"
+    torch.save(
+        {
+            "format": "resdet",
+            "kind": "detector",
+            "model": model.state_dict(),
+            "pixel_format": model.pixel_format.to_dict(),
+            "class_names": ["a", "b", "c"],
+        },
+        ckpt,
+    )
+    out = tmp_path / "out" / "det.onnx"
+    overrides = [*TINY, "model.backbone.depth=18", *TINY_FPN, *DETECT_ALL]
+    args = [str(FPN_CONFIG), *overrides, "--weights", str(ckpt), "--output", str(out)]
+    assert export.main([*args, "--format", "onnx", "--check", "--check-size", "70", "90"]) == out
+    assert out.is_file()
+    printed = capsys.readouterr().out
+    assert "3 classes" in printed and "MB" in printed and "onnxruntime CPU" in printed
+    assert "same count" in printed

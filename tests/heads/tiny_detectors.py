@@ -25,6 +25,14 @@ TINY = [
     "model.roi_heads.positive_fraction=0.5",
 ]
 
+FPN_CONFIG = CONFIGS / "frcnn_r50_fpn_coco.yaml"
+#: with TINY and model.backbone.depth: the FPN detector of `tiny_config("fpn")`
+TINY_FPN = [
+    "model.fpn.out_channels=32",
+    "model.roi_heads.fc_dim=64",
+    "model.anchors.sizes=[[8],[16],[32],[64],[128]]",
+]
+
 
 def tiny_config(arch: str, depth: int = 18, extra: list[str] | None = None) -> Config:
     """A C4 (paper recipe) or FPN (modern recipe) config shrunk for CPU tests on ~64 px images."""
@@ -44,15 +52,7 @@ def tiny_config(arch: str, depth: int = 18, extra: list[str] | None = None) -> C
             + (extra or []),
         )
     return load_config(
-        CONFIGS / "frcnn_r50_fpn_coco.yaml",
-        TINY
-        + [
-            f"model.backbone.depth={depth}",
-            "model.fpn.out_channels=32",
-            "model.roi_heads.fc_dim=64",
-            "model.anchors.sizes=[[8],[16],[32],[64],[128]]",
-        ]
-        + (extra or []),
+        FPN_CONFIG, TINY + [f"model.backbone.depth={depth}", *TINY_FPN] + (extra or [])
     )
 
 
