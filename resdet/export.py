@@ -9,37 +9,47 @@ box decoding, score threshold, per-class NMS, the best ``detections_per_image`` 
 to input pixels. Computed eagerly it equals the detector's own output; `export_onnx` writes it
 as ONNX (opset >= 17) with dynamic height and width.
 
-Exporter: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``), the route
-torchvision's detection models take. The dynamo exporter (``dynamo=True``) fails on this graph:
-it has no ONNX translation for ``torchvision::nms`` and ``torchvision::roi_align`` and stops at
-the data-dependent shapes the detector's filtering makes (boolean masks, ``nonzero``).
+Exporter: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) with torchvision's
+registered ONNX symbolics for ``roi_align``, ``roi_pool`` and ``nms``, the route torchvision's
+detection models take. The dynamo exporter (``dynamo=True``, torch 2.14) was tried first: it stops
+at ``torch._shape_as_tensor`` (the traced-shape idiom below). With the sizes rewritten as
+symbolic ints (``torch.sym_min``, ``math.floor``) and the NMS below it does export and run, but
+(a) the tiny test FPN takes 67 s to export on 2 CPU cores against 2 s here, (b) only at opset 18
+(the conversion to 17 fails: "No Adapter To Version 17 for Pad"), and (c) on a 100x61 image its
+detections differed from the eager ones (matching at 64x80, 96x70, 480x640; not investigated,
+possibly the resize rounding described below).
 
 What the eager detector uses that does not export, and what the wrapper does instead:
 
 - ``heads.roi_align.roi_align`` (a custom autograd function with sparse matrix products for
-  NHWC features) -> ``torchvision.ops.roi_align`` on NCHW features, which exports through
-  torchvision's registered symbolic as ONNX ``RoiAlign`` (opset 16+, ``half_pixel`` for
-  ``aligned=True``). RoIPool (``pooler: pool``) -> ``torchvision.ops.roi_pool`` (``MaxRoiPool``).
+  NHWC features) -> ``torchvision.ops.roi_align`` on NCHW features, exported by torchvision's
+  symbolic as ONNX ``RoiAlign`` (opset 16+, ``half_pixel`` for ``aligned=True``). RoIPool
+  (``pooler: pool``) -> ``torchvision.ops.roi_pool`` (ONNX ``MaxRoiPool``; not covered by tests).
 - the FPN pooler's per-level ``nonzero`` + scatter -> every RoI pooled from every level, the
   assigned level's result picked by ``torch.where`` (same values, no scatter).
-- ``heads.nms.nms_per_image`` (``torch.bincount`` to regroup a batch) -> one image:
-  ``torchvision.ops.batched_nms`` (ONNX ``NonMaxSuppression``; its output is sorted by score)
-  and the first ``k`` indices.
+- ``heads.nms.nms_per_image`` (``torch.bincount`` to regroup a batch) and
+  ``torchvision.ops.batched_nms`` (a Python branch on an empty input, which tracing would freeze)
+  -> one image: the same coordinate trick written branch-free, then ``torchvision.ops.nms``
+  (ONNX ``NonMaxSuppression``, sorted by score) and the first ``k`` indices.
 - Python ``min``/``int`` on image sizes (the resize scale, the padded size, the RPN's
-  ``min(pre_nms_top_n, anchors)``) -> tensor arithmetic on the traced shape, so the graph keeps
-  height and width dynamic. The resize scale is computed in float64 as Python does, so the resized
-  size (``floor(side * scale)``) is the eager one.
+  ``min(pre_nms_top_n, anchors)``) -> tensor arithmetic on ``torch._shape_as_tensor``, so the
+  graph keeps height and width dynamic. The resize scale is computed in float64 with true
+  divisions of (2,) tensors, so ``floor(side * scale)`` is Python's at every size (a 0-dim
+  operand would be cast to float32 by the exporter: 100x61 then resized to 104x63, not 104x64).
 - NHWC batches (``model.input.channels_last``) -> NCHW (same values).
 
-Limits: masks of a Mask R-CNN are not exported (boxes, scores and labels only); an image where
-no proposal survives the filters is not supported by the graph (ONNX ``ReduceMax`` of the empty
-box set in the NMS offsets).
+Limits: masks of a Mask R-CNN are not exported (boxes, scores and labels only). An image with no
+detection gives empty outputs, but one where no RPN proposal survives (only possible with
+``min_box_size`` filtering every box) fails in onnxruntime at the box decoding's reshape.
+Tracer warnings (constants such as the pixel mean, torchvision's trace-time checks) are silenced
+by `export_onnx`; the tests compare the graph with the eager detector instead.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +58,7 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, roi_pool
+from torchvision.ops import nms, roi_pool
 from torchvision.ops import roi_align as tv_roi_align
 
 from heads.box_ops import clip_boxes, min_side_at_least
@@ -94,7 +104,10 @@ class ExportableDetector(nn.Module):
         (h, w) float32."""
         pre: ImagePreprocessor = self.detector.preprocessor
         hw = torch._shape_as_tensor(image)[1:].to(torch.float64)
-        scale = torch.minimum(pre.min_size_test / hw.min(), pre.max_size_test / hw.max())
+        # in float64 as Python computes it; (2,) tensors, since the exporter would cast a
+        # 0-dim operand of a division to float32
+        limits = hw.new_tensor([pre.min_size_test, pre.max_size_test])
+        scale = (limits / torch.stack((hw.min(), hw.max()))).min()
         size = torch.floor(hw * scale).to(torch.int64)
         x = F.interpolate(
             pre.normalise(image, self.detector.pixel_format)[None],
@@ -125,7 +138,7 @@ class ExportableDetector(nn.Module):
         level = torch.cat(levels)
         keep = min_side_at_least(box, rpn.min_box_size) & (score >= rpn.score_thresh)
         box, score, level = box[keep], score[keep], level[keep]
-        kept = batched_nms(box, score, level, rpn.nms_thresh)[: rpn.post_nms_top_n[1]]
+        kept = _batched_nms(box, score, level, rpn.nms_thresh)[: rpn.post_nms_top_n[1]]
         return box[kept]
 
     def _detect(
@@ -139,8 +152,17 @@ class ExportableDetector(nn.Module):
         keep = (scores > heads.score_thresh) & min_side_at_least(boxes, heads.min_box_size)
         roi, label = keep.nonzero(as_tuple=True)
         boxes, scores = boxes[roi, label], scores[roi, label]
-        kept = batched_nms(boxes, scores, label, heads.nms_thresh)[: heads.detections_per_image]
+        kept = _batched_nms(boxes, scores, label, heads.nms_thresh)[: heads.detections_per_image]
         return boxes[kept], scores[kept], label[kept]
+
+
+def _batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """``torchvision.ops.batched_nms`` (boxes (N, 4) xyxy >= 0, groups (N,) int64) by its
+    coordinate trick, without its branch on an empty input (which tracing would fix): each
+    group's boxes are shifted past the largest coordinate of all (0 when there are none), then
+    one NMS. -> kept indices (K,) by decreasing score."""
+    top = torch.cat((boxes.flatten(), boxes.new_zeros(1))).max()
+    return nms(boxes + (groups.to(boxes.dtype) * (top + 1))[:, None], scores, iou_threshold)
 
 
 def _pool(pooler: RoIPooler, features: list[Tensor], boxes: Tensor) -> Tensor:
@@ -190,7 +212,9 @@ def export_onnx(
     wrapper = ExportableDetector(model)
     param = next(model.parameters())
     image = torch.rand(3, *example_size, generator=torch.Generator().manual_seed(0)).to(param)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
         torch.onnx.export(
             wrapper,
             (image,),
