@@ -215,6 +215,8 @@ def export_onnx(
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+        # raised by the TorchScript exporter's own logging set-up (torch 2.14), not by our call
+        warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
         # our advanced indices come from topk/nonzero/nms: never negative
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
         torch.onnx.export(
