@@ -6,6 +6,8 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from heads.sampler import counts_per_image
+
 
 def top_k_per_image(order: Tensor, image_index: Tensor, num_images: int, k: int) -> Tensor:
     """Indices from ``order`` (sorted by decreasing score), regrouped by image, at most ``k`` each.
@@ -15,7 +17,7 @@ def top_k_per_image(order: Tensor, image_index: Tensor, num_images: int, k: int)
     images = image_index[order]
     regroup = torch.sort(images, stable=True).indices
     order, images = order[regroup], images[regroup]
-    counts = torch.bincount(images, minlength=num_images)
+    counts = counts_per_image(images, num_images)
     starts = counts.cumsum(0) - counts
     rank = torch.arange(len(order), device=order.device) - starts[images]
     return order[rank < k]
