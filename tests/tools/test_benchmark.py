@@ -140,7 +140,7 @@ def test_compile_reports_graphs_breaks_and_recompiles_over_multiscale_training(t
             str(ROOT / "configs" / "frcnn_r50_fpn_coco.yaml"),
             *("--device", "cpu", "--image-size", "64x96", "--batch-size", "1"),
             *("--iters", "2", "--warmup", "1", "--no-flops", "--json", str(out)),
-            *("--compile", "--compile-backend", "aot_eager", "--train-sizes", "48", "64"),
+            *("--train-sizes", "48", "64", "--compile", "--compile-backend", "aot_eager"),
             *("model.backbone.depth=18", "model.fpn.out_channels=32", "model.roi_heads.fc_dim=32"),
         ]
     )
@@ -152,6 +152,6 @@ def test_compile_reports_graphs_breaks_and_recompiles_over_multiscale_training(t
         assert {"graphs", "graph_breaks", "recompiles", "frames", "break_reasons"} == set(phase)
         assert phase["graphs"] > 1 and phase["graph_breaks"] > 0
         assert sum(phase["break_reasons"].values()) == phase["graph_breaks"]
-    assert data["settings"]["train_sizes"] == [48, 64]
+    assert list(data["settings"]["train_sizes"]) == [48, 64]
     printed = capsys.readouterr().out
     assert "compiled train: recompiles" in printed and "compile=aot_eager" in printed
