@@ -4,7 +4,10 @@ All figures are medians over timed iterations after a warm-up. Training throughp
 backward and the optimizer step; inference covers `model(images)` in eval mode under `no_grad`.
 Peak memory is CUDA max-allocated on GPU and the process's peak resident set (VmHWM, reset before
 each phase) on CPU. FLOPs per image come from `resdet.flops.count_flops`, the counter
-tools/model_stats.py uses too; MFU is computed from them (`add_mfu`).
+tools/model_stats.py uses too; MFU is computed from them (`add_mfu`). With `compile` every
+detector runs whole under `torch.compile` and each phase reports the graphs, graph breaks and
+recompilations of the whole run (warm-up included: compilation happens there, and again whenever
+a new input size fails the guards, e.g. with several `train_sizes`).
 """
 
 from __future__ import annotations
