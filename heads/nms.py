@@ -23,6 +23,7 @@ def top_k_per_image(order: Tensor, image_index: Tensor, num_images: int, k: int)
     return order[rank < k]
 
 
+@torch.compiler.disable
 def nms_per_image(
     boxes: Tensor,
     scores: Tensor,
@@ -40,6 +41,10 @@ def nms_per_image(
         image_index (N,) int64.
     Returns:
         kept indices (K,), sorted by image, then by decreasing score.
+
+    Runs eagerly under ``torch.compile``: NMS, torchvision's loop over the groups present and the
+    top-k selection all have data-dependent shapes, so one opaque call ends the graph once
+    instead of at each of them (and the per-group loop triggers no recompilations).
     """
     keep = batched_nms(boxes, scores, image_index * num_groups + groups, iou_threshold)
     return top_k_per_image(keep, image_index, num_images, k)
