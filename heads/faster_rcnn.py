@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from backbones.spec import PixelFormat
@@ -13,6 +12,7 @@ from heads.masks import paste_masks
 from heads.preprocess import ImagePreprocessor, scale_boxes, validate_inputs
 from heads.roi_heads import RoIHeads
 from heads.rpn import RPN
+from heads.sampler import counts_per_image
 
 
 class FasterRCNN(nn.Module):
@@ -92,19 +92,19 @@ class FasterRCNN(nn.Module):
         if self.training:
             return {**rpn_losses, **roi_losses}
         assert detections is not None
-        counts = torch.bincount(detections.image_index, minlength=len(images)).tolist()
+        counts = counts_per_image(detections.image_index, len(images)).tolist()
         masks = detections.masks.split(counts) if detections.masks is not None else None
         results = []
         for i, (img, size, boxes, scores, labels) in enumerate(
             zip(
                 images,
-                sizes.tolist(),
+                sizes,
                 detections.boxes.split(counts),
                 detections.scores.split(counts),
                 detections.labels.split(counts),
             )
         ):
-            boxes = scale_boxes(boxes, [int(v) for v in size], img.shape[-2:])
+            boxes = scale_boxes(boxes, size, img.shape[-2:])
             result = {"boxes": boxes, "scores": scores, "labels": labels}
             if masks is not None:
                 result["masks"] = paste_masks(masks[i], boxes, *img.shape[-2:])[:, None]

@@ -89,8 +89,15 @@ class RoIPooler(nn.Module):
         levels = assign_levels(
             boxes, self.min_level, self.max_level, self.canonical_size, self.canonical_level
         )
+        return self._pool_levels(features, rois, levels)
+
+    @torch.compiler.disable
+    def _pool_levels(self, features: list[Tensor], rois: Tensor, levels: Tensor) -> Tensor:
+        """Each roi pooled from its level's map. Eager under ``torch.compile``: the rois of a
+        level are found by ``nonzero`` (a data-dependent shape) once per level, so one opaque call
+        ends the graph once instead of per level (and the loop triggers no recompilations)."""
         out = features[0].new_zeros(
-            (len(boxes), features[0].shape[1], self.output_size, self.output_size)
+            (len(rois), features[0].shape[1], self.output_size, self.output_size)
         )
         for level, (x, scale) in enumerate(zip(features, self.scales)):
             idx = (levels == level).nonzero(as_tuple=True)[0]

@@ -221,13 +221,15 @@ def _batch_masks(
     return out, factor[:, [1, 0, 1, 0]]
 
 
-def scale_boxes(boxes: Tensor, old_size: Sequence[int], new_size: Sequence[int]) -> Tensor:
-    """Rescale (N, 4) xyxy boxes from an image of ``old_size`` (h, w) to ``new_size`` (h, w)."""
-    ratio_h = torch.tensor(float(new_size[0]), dtype=torch.float32) / torch.tensor(
-        float(old_size[0]), dtype=torch.float32
-    )
-    ratio_w = torch.tensor(float(new_size[1]), dtype=torch.float32) / torch.tensor(
-        float(old_size[1]), dtype=torch.float32
-    )
-    ratios = torch.stack((ratio_w, ratio_h, ratio_w, ratio_h)).to(boxes.device, boxes.dtype)
-    return boxes * ratios
+def scale_boxes(
+    boxes: Tensor, old_size: Sequence[int] | Tensor, new_size: Sequence[int] | Tensor
+) -> Tensor:
+    """Rescale (N, 4) xyxy boxes from an image of ``old_size`` (h, w) to ``new_size`` (h, w).
+
+    Sizes are ints or (2,) tensors of whole numbers; the ratios are float32 quotients either way,
+    so a size read back from the preprocessor's float32 ``image_sizes`` needs no host copy.
+    """
+    new = torch.as_tensor(new_size, dtype=torch.float32, device=boxes.device)
+    old = torch.as_tensor(old_size, dtype=torch.float32, device=boxes.device)
+    ratio_h, ratio_w = (new / old).unbind()
+    return boxes * torch.stack((ratio_w, ratio_h, ratio_w, ratio_h)).to(boxes.dtype)

@@ -39,6 +39,21 @@ def roi_align(
     needs_grad = torch.is_grad_enabled() and x.requires_grad
     if x.device.type != "cpu" or not (needs_grad or _nhwc(x)):
         return tv_roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
+    return _sparse_roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
+
+
+@torch.compiler.disable
+def _sparse_roi_align(
+    x: Tensor,
+    rois: Tensor,
+    output_size: int,
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """The sparse-matrix path, run eagerly under ``torch.compile``: building the matrix (unique,
+    bincount, a sparse tensor, per-grid host reads) is data-dependent throughout, so one opaque
+    call ends the graph once instead of at each of those steps."""
     return _RoIAlign.apply(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
 
 

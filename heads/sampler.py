@@ -8,6 +8,16 @@ from torch import Tensor
 from heads.matcher import BACKGROUND, FOREGROUND
 
 
+def counts_per_image(image_index: Tensor, num_images: int, mask: Tensor | None = None) -> Tensor:
+    """(R,) int64 image index (and an optional (R,) bool ``mask``) -> (num_images,) int64 number
+    of (masked) entries of each image: ``bincount(image_index[mask], minlength=num_images)``,
+    with an output shape that does not depend on the values (no graph break under
+    ``torch.compile``)."""
+    ones = torch.ones_like(image_index) if mask is None else mask.to(image_index.dtype)
+    counts = torch.zeros(num_images, dtype=image_index.dtype, device=image_index.device)
+    return counts.index_add_(0, image_index, ones)
+
+
 def random_rank(mask: Tensor, image_index: Tensor, num_images: int) -> Tensor:
     """A uniformly random order among the True entries of ``mask`` within each image.
 
@@ -21,7 +31,7 @@ def random_rank(mask: Tensor, image_index: Tensor, num_images: int) -> Tensor:
         + torch.rand(mask.shape, device=mask.device, dtype=torch.float64)
     )
     order = key.argsort()
-    counts = torch.bincount(image_index, minlength=num_images)
+    counts = counts_per_image(image_index, num_images)
     starts = counts.cumsum(0) - counts
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order), device=mask.device) - starts[image_index[order]]
@@ -47,8 +57,8 @@ def sample_balanced(
     """
     fg = labels == FOREGROUND
     bg = labels == BACKGROUND
-    num_fg = torch.bincount(image_index[fg], minlength=num_images)
-    num_bg = torch.bincount(image_index[bg], minlength=num_images)
+    num_fg = counts_per_image(image_index, num_images, fg)
+    num_bg = counts_per_image(image_index, num_images, bg)
     fg_quota = num_fg.clamp(max=int(per_image * positive_fraction))
     bg_quota = torch.minimum(num_bg, per_image - fg_quota)
     take_fg = fg & (random_rank(fg, image_index, num_images) < fg_quota[image_index])

@@ -4,20 +4,26 @@ All figures are medians over timed iterations after a warm-up. Training throughp
 backward and the optimizer step; inference covers `model(images)` in eval mode under `no_grad`.
 Peak memory is CUDA max-allocated on GPU and the process's peak resident set (VmHWM, reset before
 each phase) on CPU. FLOPs per image come from `resdet.flops.count_flops`, the counter
-tools/model_stats.py uses too; MFU is computed from them (`add_mfu`).
+tools/model_stats.py uses too; MFU is computed from them (`add_mfu`). With `compile` every
+detector runs whole under `torch.compile` and each phase reports the graphs, graph breaks and
+recompilations of the whole run (warm-up included: compilation happens there, and again whenever
+a new input size fails the guards, e.g. with several `train_sizes`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
+
+from resdet.compile import CompileStats, compile_detector
 
 #: Dense peak TFLOP/s per device name fragment: (bf16/fp16 tensor-core, fp32 non-tensor-core).
 KNOWN_PEAK_TFLOPS: dict[str, tuple[float, float]] = {
@@ -40,7 +46,11 @@ class BenchSettings:
     amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
+    #: `torch.compile` backend with `compile` (resdet.compile.compile_detector)
+    compile_backend: str = "inductor"
     image_size: tuple[int, int] = (512, 512)
+    #: training short sides drawn per image (multi-scale training); None: `image_size` only
+    train_sizes: tuple[int, ...] | None = None
     batch_size: int = 2
     iters: int = 5
     warmup: int = 2
@@ -68,6 +78,9 @@ class BenchResult:
     # other processes than wall time
     train_cpu_s: list[float] = field(default_factory=list)
     infer_cpu_s: list[float] = field(default_factory=list)
+    #: with `compile`: per phase ("train", "infer"), what Dynamo compiled over the whole run
+    #: (warm-up and timed iterations): `resdet.compile.CompileStats.as_dict()`
+    compile_stats: dict[str, dict[str, object]] | None = None
 
 
 def synthetic_batch(s: BenchSettings) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -130,13 +143,19 @@ def _peak_mb(device: str) -> float:
 
 
 class Runner:
-    """Times one detector; `step_train()`/`step_infer()` each run and time one iteration."""
+    """Times one detector; `step_train()`/`step_infer()` each run and time one iteration.
+
+    With `s.compile` the whole detector runs compiled (`resdet.compile.compile_detector`) and
+    each phase's graphs, graph breaks and recompilations are recorded in `result.compile_stats`.
+    """
 
     def __init__(self, model: nn.Module, s: BenchSettings, label_offset: int = 0) -> None:
         self.s = s
         self.model = model.to(s.device)
         if s.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if s.compile:
+            self.model = compile_detector(self.model, backend=s.compile_backend)
         self.images, targets = synthetic_batch(s)
         # torchvision detectors reserve label 0 for background
         self.targets = [{**t, "labels": t["labels"] + label_offset} for t in targets]
@@ -146,6 +165,7 @@ class Runner:
         self.result = BenchResult()
         self._train_peak = 0.0
         self._infer_peak = 0.0
+        self._compiled = {"train": CompileStats(), "infer": CompileStats()}
 
     def step_train(self) -> tuple[float, float]:
         """One training iteration (forward, backward, optimizer step) -> (wall s, process CPU s)."""
@@ -159,7 +179,7 @@ class Runner:
             self.scaler.step(self.optimizer)
             self.scaler.update()
 
-        dt, dc, peak = self._timed(body)
+        dt, dc, peak = self._timed(body, "train")
         self._train_peak = max(self._train_peak, peak)
         return dt, dc
 
@@ -172,18 +192,21 @@ class Runner:
             with _autocast(self.s):
                 self.model(self.images)
 
-        dt, dc, peak = self._timed(body)
+        dt, dc, peak = self._timed(body, "infer")
         self._infer_peak = max(self._infer_peak, peak)
         return dt, dc
 
-    def _timed(self, body: Callable[[], None]) -> tuple[float, float, float]:
-        """Run ``body`` between device syncs -> (wall s, process CPU s, peak memory MB)."""
+    def _timed(self, body: Callable[[], None], phase: str) -> tuple[float, float, float]:
+        """Run ``body`` between device syncs -> (wall s, process CPU s, peak memory MB); what it
+        compiled is added to ``phase``'s compile figures."""
+        before = CompileStats.snapshot()
         _sync(self.s.device)
         _reset_peak(self.s.device)
         c0, t0 = time.process_time(), time.perf_counter()
         body()
         _sync(self.s.device)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        self._compiled[phase] += CompileStats.snapshot() - before
         return dt, dc, _peak_mb(self.s.device)
 
     def finish(self) -> BenchResult:
@@ -193,6 +216,8 @@ class Runner:
         r.infer_latency_ms = 1000 * statistics.median(r.infer_times_s) / b
         r.peak_memory_train_mb = self._train_peak
         r.peak_memory_infer_mb = self._infer_peak
+        if self.s.compile:
+            r.compile_stats = {phase: c.as_dict() for phase, c in self._compiled.items()}
         return r
 
 
@@ -301,12 +326,17 @@ def share_weights(ours: nn.Module, reference: nn.Module) -> bool:
     return True
 
 
-def size_overrides(image_size: tuple[int, int]) -> list[str]:
-    """Config overrides that make our detector keep an (h, w) `image_size` input at that size."""
+def size_overrides(
+    image_size: tuple[int, int], train_sizes: Sequence[int] | None = None
+) -> list[str]:
+    """Config overrides that make our detector keep an (h, w) `image_size` input at that size;
+    with `train_sizes`, training instead resizes each image to a short side drawn from them
+    (multi-scale training), the long side scaled alike."""
     short, long = min(image_size), max(image_size)
+    sizes = list(train_sizes or [short])
     return [
-        f"model.input.min_size_train=[{short}]",
-        f"model.input.max_size_train={long}",
+        f"model.input.min_size_train=[{','.join(str(v) for v in sizes)}]",
+        f"model.input.max_size_train={math.ceil(long * max(sizes) / short)}",
         f"model.input.min_size_test={short}",
         f"model.input.max_size_test={long}",
     ]

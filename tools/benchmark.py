@@ -53,13 +53,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--compile", action="store_true", help="torch.compile the backbones")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile each whole detector (resdet.compile.compile_detector) and report its "
+        "graphs, graph breaks and recompilations",
+    )
+    p.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="--compile: the torch.compile backend (aot_eager: capture only, no code generation)",
+    )
     p.add_argument(
         "--image-size",
         type=image_size,
         default=(512, 512),
         metavar="S|HxW",
         help="synthetic image size in pixels: a square side (512) or height x width (800x1333)",
+    )
+    p.add_argument(
+        "--train-sizes",
+        type=int,
+        nargs="+",
+        metavar="SHORT",
+        help="multi-scale training: resize each training image to a short side drawn from these "
+        "(default: keep --image-size); not with --compare",
     )
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--iters", type=int, default=5, help="timed iterations (after --warmup)")
@@ -112,14 +130,9 @@ def image_size(text: str) -> tuple[int, int]:
 def build_ours(config: str, overrides: list[str], s: BenchSettings) -> torch.nn.Module:
     from resdet import build_model
 
-    cfg = load_config(config, size_overrides(s.image_size) + list(overrides))
+    cfg = load_config(config, size_overrides(s.image_size, s.train_sizes) + list(overrides))
     torch.manual_seed(s.seed)
     return build_model(cfg, num_classes=s.num_classes, load_weights=False)
-
-
-def maybe_compile(model: torch.nn.Module, enabled: bool) -> None:
-    if enabled:
-        model.backbone.compile()
 
 
 def table(results: dict[str, BenchResult]) -> str:
@@ -139,6 +152,19 @@ def table(results: dict[str, BenchResult]) -> str:
         ("MFU infer", "mfu_infer", ".3f"),
     ]:
         rows.append((label, *(fmt(getattr(r, key), spec) for r in results.values())))
+    if all(r.compile_stats is not None for r in results.values()):
+        for phase in ("train", "infer"):
+            for label, key in [
+                ("graphs", "graphs"),
+                ("graph breaks", "graph_breaks"),
+                ("recompiles", "recompiles"),
+            ]:
+                rows.append(
+                    (
+                        f"compiled {phase}: {label}",
+                        *(str(r.compile_stats[phase][key]) for r in results.values()),
+                    )
+                )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
@@ -191,7 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
         amp=a.amp,
         channels_last=a.channels_last,
         compile=a.compile,
+        compile_backend=a.compile_backend,
         image_size=a.image_size,
+        train_sizes=tuple(a.train_sizes) if a.train_sizes else None,
         batch_size=a.batch_size,
         iters=a.iters,
         warmup=a.warmup,
@@ -205,8 +233,6 @@ def main(argv: list[str] | None = None) -> dict:
         models["torchvision"] = torchvision_reference(s)
         offsets["torchvision"] = 1
         same_weights = share_weights(models["ours"], models["torchvision"])
-    for m in models.values():
-        maybe_compile(m, s.compile)
     runners = {k: Runner(m, s, label_offset=offsets[k]) for k, m in models.items()}
     results = interleaved(
         runners, s, progress=lambda msg: print(f"[benchmark] {msg}", file=sys.stderr)
@@ -238,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"{a.config}  device={device_name}  image={s.image_size[0]}x{s.image_size[1]}px  "
         f"batch={s.batch_size}  "
-        f"amp={s.amp}"
+        f"amp={s.amp}" + (f"  compile={s.compile_backend}" if s.compile else "")
     )
     print(table(results))
     if "ratio" in out:

@@ -126,3 +126,32 @@ def test_synthetic_masks_are_ellipses_in_their_boxes():
         # an inscribed ellipse covers pi/4 of its box (pixel-centre sampling: a few % off)
         ratio = m.flatten(1).sum(1) / area
         assert ((ratio - math.pi / 4).abs() < 0.08).all(), ratio
+
+
+def test_compile_reports_graphs_breaks_and_recompiles_over_multiscale_training(tmp_path, capsys):
+    import torch
+
+    from tools.benchmark import main
+
+    torch._dynamo.reset()
+    out = tmp_path / "bench.json"
+    data = main(
+        [
+            str(ROOT / "configs" / "frcnn_r50_fpn_coco.yaml"),
+            *("--device", "cpu", "--image-size", "64x96", "--batch-size", "1"),
+            *("--iters", "2", "--warmup", "1", "--no-flops", "--json", str(out)),
+            *("--train-sizes", "48", "64", "--compile", "--compile-backend", "aot_eager"),
+            *("model.backbone.depth=18", "model.fpn.out_channels=32", "model.roi_heads.fc_dim=32"),
+        ]
+    )
+    torch._dynamo.reset()
+    assert json.loads(out.read_text())["ours"]["compile_stats"] == data["ours"]["compile_stats"]
+    stats = data["ours"]["compile_stats"]
+    assert set(stats) == {"train", "infer"}
+    for phase in stats.values():
+        assert {"graphs", "graph_breaks", "recompiles", "frames", "break_reasons"} == set(phase)
+        assert phase["graphs"] > 1 and phase["graph_breaks"] > 0
+        assert sum(phase["break_reasons"].values()) == phase["graph_breaks"]
+    assert list(data["settings"]["train_sizes"]) == [48, 64]
+    printed = capsys.readouterr().out
+    assert "compiled train: recompiles" in printed and "compile=aot_eager" in printed
