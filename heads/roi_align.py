@@ -42,21 +42,6 @@ def roi_align(
     return _sparse_roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
 
 
-@torch.compiler.disable
-def _sparse_roi_align(
-    x: Tensor,
-    rois: Tensor,
-    output_size: int,
-    spatial_scale: float,
-    sampling_ratio: int,
-    aligned: bool,
-) -> Tensor:
-    """The sparse-matrix path, run eagerly under ``torch.compile``: building the matrix (unique,
-    bincount, a sparse tensor, per-grid host reads) is data-dependent throughout, so one opaque
-    call ends the graph once instead of at each of those steps."""
-    return _RoIAlign.apply(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
-
-
 def _nhwc(x: Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
@@ -105,6 +90,12 @@ class _RoIAlign(torch.autograd.Function):
             g = m_t @ grad.to(compute).permute(0, 2, 3, 1).reshape(-1, c)
         g = g.view(n, h, w, c).permute(0, 3, 1, 2).to(dtype)
         return (g.contiguous() if contiguous else g), None, None, None, None, None
+
+
+# The sparse-matrix path runs eagerly under ``torch.compile``: building the matrix (unique,
+# bincount, a sparse tensor, per-grid host reads) is data-dependent throughout, so one opaque call
+# ends the graph once instead of at each of those steps.
+_sparse_roi_align = torch.compiler.disable(_RoIAlign.apply)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

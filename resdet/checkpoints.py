@@ -90,13 +90,19 @@ def load_checkpoint(model: FasterRCNN, path: str | os.PathLike) -> str:
         arrays, _, recorded = read_pkl(path)
         state = {k: torch.as_tensor(v) for k, v in arrays.items()}
         return _load_converted(model, "detectron2", state, recorded, str(path))
+    return load_detector_state(model, read_checkpoint_file(path), str(path))
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> Any:
+    """The object in a torch checkpoint file (not detectron2's ``.pkl``), read with
+    ``weights_only=True``: an unsafe pickle or a corrupt or truncated file is a ValueError naming
+    the file."""
     try:
-        obj = load_torch_file(path)
+        return load_torch_file(path)
     except ValueError:  # unsafe pickle, refused with its reason
         raise
     except Exception as e:  # a corrupt or truncated file
         raise ValueError(f"refusing to load {path}: not a plain tensor checkpoint ({e})") from None
-    return load_detector_state(model, obj, str(path))
 
 
 def load_detector_state(

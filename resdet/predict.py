@@ -26,10 +26,9 @@ from PIL import Image
 from torchvision.ops import box_convert
 from tqdm import tqdm
 
-from backbones.weight_files import load_torch_file
 from heads.faster_rcnn import FasterRCNN
 from resdet.build import build_model
-from resdet.checkpoints import load_checkpoint, load_detector_state
+from resdet.checkpoints import load_checkpoint, load_detector_state, read_checkpoint_file
 from resdet.config import Config
 from resdet.data.image_io import BadImageError, read_image
 from resdet.evaluation.rle import MASK_THRESHOLD, binary_to_rle
@@ -80,7 +79,7 @@ def load_predictor(cfg: Config, weights: str | Path, device: str | torch.device)
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    ckpt = load_torch_file(path) if path.suffix != ".pkl" else None
+    ckpt = read_checkpoint_file(path) if path.suffix != ".pkl" else None
     names = ckpt.get("class_names") if isinstance(ckpt, dict) else None
     if names is None:
         if cfg.model.num_classes is None:
@@ -129,7 +128,7 @@ def predict_images(
     results: list[dict[str, Any]] = []
     stems: set[str] = set()
     bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
-    for batch in _batches(paths, batch_size, report):
+    for batch in _batches(paths, batch_size, report, bar):
         images = [torch.from_numpy(pixels).permute(2, 0, 1) for _, pixels in batch]
         with torch.no_grad():
             outputs = predictor.model(
@@ -144,8 +143,6 @@ def predict_images(
             report.predicted.append(path)
             report.drawings.append(drawing)
         bar.update(len(batch))
-        bar.set_postfix(skipped=len(report.skipped))
-    bar.update(bar.total - bar.n)
     bar.close()
     report.num_detections = len(results)
     report.results = atomic_write_text(out_dir / RESULTS_FILE, json.dumps(results))
@@ -153,15 +150,18 @@ def predict_images(
 
 
 def _batches(
-    paths: Sequence[Path], batch_size: int, report: PredictionReport
+    paths: Sequence[Path], batch_size: int, report: PredictionReport, bar: tqdm
 ) -> Iterator[list[tuple[Path, Any]]]:
-    """Decoded images in batches; an undecodable file goes to ``report.skipped`` instead."""
+    """Decoded images in batches; an undecodable file goes to ``report.skipped`` instead and
+    moves ``bar`` at once."""
     batch: list[tuple[Path, Any]] = []
     for path in paths:
         try:
             batch.append((path, read_image(path)))
         except (BadImageError, OSError) as e:
             report.skipped.append((path, str(e)))
+            bar.update(1)
+            bar.set_postfix(skipped=len(report.skipped))
             continue
         if len(batch) == batch_size:
             yield batch

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from resdet.config import ConfigError, load_config
+from resdet.config import load_config
 from resdet.export import MIN_OPSET, check_onnx, export_onnx
 from resdet.predict import load_predictor
 from resdet.utils.cli import one_line_warnings
@@ -88,6 +88,4 @@ def cli() -> int:
 
 if __name__ == "__main__":
     one_line_warnings()
-    sys.exit(
-        exit_on_failure(cli, expected=(ConfigError, ValueError, FileNotFoundError), prog="export")
-    )
+    sys.exit(exit_on_failure(cli, expected=(ValueError, FileNotFoundError), prog="export"))

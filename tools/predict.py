@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from resdet.config import ConfigError, load_config
+from resdet.config import load_config
 from resdet.predict import PredictionReport, collect_images, load_predictor, predict_images
 from resdet.utils.cli import one_line_warnings
 from resdet.utils.dist import exit_on_failure
@@ -83,6 +83,4 @@ def cli() -> int:
 
 if __name__ == "__main__":
     one_line_warnings()
-    sys.exit(
-        exit_on_failure(cli, expected=(ConfigError, ValueError, FileNotFoundError), prog="predict")
-    )
+    sys.exit(exit_on_failure(cli, expected=(ValueError, FileNotFoundError), prog="predict"))

@@ -126,6 +126,12 @@ def test_bad_input_is_one_line_and_exit_code_2(trained, tmp_path):
     nameless = run("--weights", str(bare), str(tmp_path / "x"))
     assert nameless.returncode == 2 and "model.num_classes" in nameless.stderr
 
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(trained.read_bytes()[:1000])
+    truncated = run("--weights", str(corrupt), str(tmp_path / "x"))
+    assert truncated.returncode == 2 and "refusing to load" in truncated.stderr
+    assert truncated.stderr.strip().count("\n") == 0
+
 
 def test_mask_rcnn_predictions_carry_its_masks(tmp_path):
     """A Mask R-CNN checkpoint (saved as the trainer saves one): each record's RLE decodes to the
