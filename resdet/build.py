@@ -3,7 +3,7 @@
 backbone (a complete ResNet, weights loaded) -> FPN or C4 parts (the feature maps the RPN and the
 RoI pooler read, and the per-region box head) -> RPN -> RoI heads -> preprocessing. Channel and
 anchor counts come from the backbone's `output_specs`, never from the config. Checkpoints of whole
-detectors are `resdet.checkpoints`' job (`load_checkpoint` is re-exported here).
+detectors are `resdet.io.checkpoints`' job (`load_checkpoint` is re-exported here).
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from backbones.fpn import FPN
 from backbones.norm import make_norm
 from backbones.resnet import ResNet
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, FeatureSpec, PixelFormat
-from heads.anchors import AnchorGenerator
-from heads.box_coder import BoxCoder
-from heads.box_heads import BoxPredictor, FCHead, Res5Head
-from heads.faster_rcnn import FasterRCNN
-from heads.mask_head import MaskHead
-from heads.matcher import Matcher
-from heads.poolers import RoIPooler
-from heads.preprocess import ImagePreprocessor
-from heads.roi_heads import RoIHeads
-from heads.rpn import RPN, RPNHead
-from resdet.checkpoints import load_backbone_weights, load_checkpoint
+from heads.meta_arch.preprocess import ImagePreprocessor
+from heads.meta_arch.rcnn import FasterRCNN
+from heads.ops.box_coder import BoxCoder
+from heads.ops.matcher import Matcher
+from heads.proposal.anchors import AnchorGenerator
+from heads.proposal.rpn import RPN, RPNHead
+from heads.roi.box_heads import BoxPredictor, FCHead, Res5Head
+from heads.roi.mask_head import MaskHead
+from heads.roi.poolers import RoIPooler
+from heads.roi.roi_heads import RoIHeads
 from resdet.config import Config
 from resdet.config.model import ModelConfig, PixelFormatConfig
+from resdet.io.checkpoints import load_backbone_weights, load_checkpoint
 
 __all__ = ["build_model", "load_checkpoint", "pixel_format_of"]
 

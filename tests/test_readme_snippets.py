@@ -49,7 +49,7 @@ def test_block_runs(index, monkeypatch):
             importlib.import_module(need.group(1))
         except ImportError as e:  # installed without what it needs
             pytest.skip(f"{need.group(1)} does not import: {e}")
-    sys.modules.pop("backbones.d2_adapter", None)
+    sys.modules.pop("backbones.interop.detectron2", None)
     try:
         exec(compile(code, f"README.md block {index}", "exec"), {"__name__": "readme"})
     except ImportError as e:
@@ -57,4 +57,4 @@ def test_block_runs(index, monkeypatch):
             raise
         pytest.skip(str(e))  # mmcv-lite: the registry needs mmcv's compiled ops
     finally:
-        sys.modules.pop("backbones.d2_adapter", None)
+        sys.modules.pop("backbones.interop.detectron2", None)

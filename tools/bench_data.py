@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
+from resdet.classification.cifar import load_cifar
 from resdet.classification.loader import InMemoryTrainBatches
 from resdet.classification.model import build_classifier
 from resdet.classification.objective import ClassificationObjective
-from resdet.config.cls import ClsModelConfig
+from resdet.config.classification import ClsModelConfig
 from resdet.config.data import DataConfig
 from resdet.data.build import build_detection_dataset, build_train_loader
-from resdet.data.cifar import load_cifar
 
 
 def detection_rate(args: argparse.Namespace) -> float:

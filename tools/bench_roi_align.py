@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""heads.roi_align against torchvision.ops.roi_align on CPU: forward and forward +
+"""heads.roi.roi_align against torchvision.ops.roi_align on CPU: forward and forward +
 backward, interleaved.
 
     python tools/bench_roi_align.py --rois 1024 --size 128 --channels 256 --layout nhwc
@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torchvision.ops import roi_align as tv_roi_align
 
-from heads.roi_align import roi_align
+from heads.roi.roi_align import roi_align
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -8,9 +8,10 @@ or, with --accuracy, ours and torchvision's Faster R-CNN trained to the config s
         [--seeds 0 1] [--output-dir DIR]
 
 --accuracy trains torchvision's FasterRCNN (built from torchvision's parts to the config:
-resdet.reference) and ours through the same engine on the same data order, once per seed, evaluates
-both with the same evaluator, and prints every run's mAPs and per-class AP, the minutes of each, the
-ratio, and the settings torchvision has no knob for. Finished runs are kept and not repeated.
+resdet.benchmarks.torchvision_reference) and ours through the same engine on the same data order,
+once per seed, evaluates both with the same evaluator, and prints every run's mAPs and per-class
+AP, the minutes of each, the ratio, and the settings torchvision has no knob for. Finished runs are
+kept and not repeated.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from resdet.bench import (
+from resdet.benchmarks.flops import count_flops
+from resdet.benchmarks.speed import (
     BenchResult,
     BenchSettings,
     Runner,
@@ -36,7 +38,6 @@ from resdet.bench import (
     torchvision_reference,
 )
 from resdet.config import load_config
-from resdet.flops import count_flops
 from resdet.utils.cli import one_line_warnings
 
 
@@ -56,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile each whole detector (resdet.compile.compile_detector) and report its "
+        help="torch.compile each whole detector (resdet.deploy.compile.compile_detector) and "
+        "report its "
         "graphs, graph breaks and recompilations",
     )
     p.add_argument(
@@ -85,7 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--no-flops",
         action="store_true",
-        help="skip the FLOP count (resdet.flops: fvcore, RoI heads at the full proposal budget)",
+        help="skip the FLOP count (resdet.benchmarks.flops: fvcore, RoI heads at the full "
+        "proposal budget)",
     )
     p.add_argument(
         "--peak-tflops", type=float, help="device peak for MFU (default: known-GPU table)"
@@ -173,8 +176,8 @@ def table(results: dict[str, BenchResult]) -> str:
 
 
 def accuracy_main(a: argparse.Namespace) -> dict:
-    from resdet.accuracy import accuracy_table, compare_accuracy, verdict
-    from resdet.reference import unequal_settings
+    from resdet.benchmarks.accuracy import accuracy_table, compare_accuracy, verdict
+    from resdet.benchmarks.torchvision_reference import unequal_settings
 
     cfg = load_config(a.config, list(a.overrides))
     root = a.output_dir or Path("output") / "accuracy" / Path(a.config).stem

@@ -9,7 +9,7 @@ A results file whose records carry `segmentation` (COCO RLE) is scored as boxes 
 
 CKPT: a resdet checkpoint (model_final.pth, ...) or torchvision / detectron2 detector weights.
 Prints a table and writes `metrics.json` into `--output-dir` (default `<output_dir>/eval`) in the
-layout every evaluation uses (`resdet.run_dir`): `{"checkpoint" | "detections", "metrics"}`.
+layout every evaluation uses (`resdet.io.run_dir`): `{"checkpoint" | "detections", "metrics"}`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import argparse
 import sys
 
 from resdet.config import ConfigError, load_config
+from resdet.data.errors import DatasetError
 from resdet.data.image_io import BadImageError
-from resdet.data.records import DatasetError
-from resdet.detection_run import evaluate_weights, load_datasets
 from resdet.evaluation import evaluate_detections, read_results
-from resdet.run_dir import eval_dir, write_evaluation
+from resdet.io.run_dir import eval_dir, write_evaluation
+from resdet.runs.detection import evaluate_weights, load_datasets
 from resdet.utils.cli import one_line_warnings
 from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 

@@ -6,7 +6,7 @@
 The graph takes ``image`` (3, H, W) float32 RGB in 0..1, any H and W, and returns ``boxes``
 (D, 4) xyxy in the image's pixels, ``scores`` (D,) and ``labels`` (D,) int64 (0-based, into the
 checkpoint's class names): resizing, NMS, the score threshold and the top-k are inside (see
-`resdet.export`). Arguments of the form key.sub=value are config overrides (e.g.
+`resdet.deploy.export`). Arguments of the form key.sub=value are config overrides (e.g.
 model.roi_heads.score_thresh=0.3 bakes another threshold into the graph). `--check` runs the file
 with onnxruntime on the CPU and prints its size, the median latency of 5 runs against the eager
 detector's on the same random image, and their largest differences. Writes `--output` (default
@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from resdet.config import load_config
-from resdet.export import MIN_OPSET, check_onnx, export_onnx
-from resdet.predict import load_predictor
+from resdet.deploy.export import MIN_OPSET, check_onnx, export_onnx
+from resdet.deploy.predict import load_predictor
 from resdet.utils.cli import one_line_warnings
 from resdet.utils.dist import exit_on_failure
 

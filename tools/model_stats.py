@@ -4,7 +4,7 @@
     # torchvision's fasterrcnn_resnet50_fpn
     python tools/model_stats.py --torchvision --size 800 800
 
-FLOPs come from `resdet.flops.count_flops` (fvcore, on the unmodified model), the counter
+FLOPs come from `resdet.benchmarks.flops.count_flops` (fvcore, on the unmodified model), the counter
 tools/benchmark.py uses too: one fused multiply-add is one FLOP, as in torchvision's published
 detection figures, and the RoI heads are counted for the full test-time proposal budget
 (post_nms_top_n), as with trained weights, whatever a random model's NMS keeps.
@@ -17,7 +17,7 @@ import argparse
 import torch
 from torch import nn
 
-from resdet.flops import count_flops
+from resdet.benchmarks.flops import count_flops
 
 
 def count(model: nn.Module, height: int, width: int) -> tuple[float, int]:

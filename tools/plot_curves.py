@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from resdet.curves import plot_error_curves, read_run
+from resdet.reports.curves import plot_error_curves, read_run
 
 
 def main(argv: list[str] | None = None) -> None:

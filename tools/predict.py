@@ -6,9 +6,10 @@
 INPUT: image files, folders (their image files, not recursive) and globs (quote `**` globs).
 Arguments of the form key.sub=value are config overrides. Class names come from the checkpoint
 (resdet checkpoints carry them); no dataset is read. Writes `<stem>.png` per image and
-`predictions.json` (see `resdet.predict`) into `--output-dir` (default `<output_dir>/predict`).
-Images that cannot be decoded are listed and skipped. Exit code 0 on success (also with skipped
-images), 2 for bad input (a config, a checkpoint, an input that names no file), 1 otherwise.
+`predictions.json` (see `resdet.deploy.predict`) into `--output-dir` (default
+`<output_dir>/predict`). Images that cannot be decoded are listed and skipped. Exit code 0 on
+success (also with skipped images), 2 for bad input (a config, a checkpoint, an input that names no
+file), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from resdet.config import load_config
-from resdet.predict import PredictionReport, collect_images, load_predictor, predict_images
+from resdet.deploy.predict import PredictionReport, collect_images, load_predictor, predict_images
 from resdet.utils.cli import one_line_warnings
 from resdet.utils.dist import exit_on_failure
 

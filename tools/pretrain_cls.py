@@ -15,14 +15,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from resdet.classification.run import pretrain
-from resdet.config import ConfigError
-from resdet.config.cls import load_cls_config
-from resdet.data.records import DatasetError
+from resdet.config import CONFIG_DIR, ConfigError
+from resdet.config.classification import load_cls_config
+from resdet.data.errors import DatasetError
+from resdet.runs.pretraining import pretrain
 from resdet.utils.cli import add_run_arguments, run_overrides
 from resdet.utils.dist import exit_on_failure, get_rank
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cls_shapes.yaml"
+DEFAULT_CONFIG = CONFIG_DIR / "cls_shapes.yaml"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="*",
         metavar="[CONFIG] [key=value ...]",
         help=f"a config file (default "
-        f"{DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])}), "
+        f"configs/{DEFAULT_CONFIG.name}), "
         "then overrides such as solver.max_iter=100",
     )
     add_run_arguments(p)

@@ -19,10 +19,10 @@ import sys
 import time
 
 from resdet.config import ConfigError, load_config
+from resdet.data.errors import DatasetError
 from resdet.data.image_io import BadImageError
-from resdet.data.records import DatasetError
-from resdet.detection_run import check_weights_present, eval_only, load_datasets, train_detector
-from resdet.engine.detection import headline
+from resdet.evaluation.inference import headline
+from resdet.runs.detection import check_weights_present, eval_only, load_datasets, train_detector
 from resdet.utils.cli import add_run_arguments, one_line_warnings, run_overrides
 from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
 

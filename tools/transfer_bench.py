@@ -19,16 +19,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from resdet.config import ConfigError, load_config
-from resdet.data.image_io import BadImageError
-from resdet.data.records import DatasetError
-from resdet.transfer import (
+from resdet.benchmarks.transfer import (
     missing_inputs,
     protocol_path,
     run_transfer,
     transfer_table,
     write_outputs,
 )
+from resdet.config import ConfigError, load_config
+from resdet.data.errors import DatasetError
+from resdet.data.image_io import BadImageError
 from resdet.utils.cli import one_line_warnings
 from resdet.utils.dist import exit_on_failure
 

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 from resdet.config import load_config
-from resdet.curves import plot_curves, read_run, resolve_keys, run_labels
 from resdet.data.build import build_detection_dataset
 from resdet.evaluation import read_results
+from resdet.reports.curves import plot_curves, read_run, resolve_keys, run_labels
+from resdet.reports.visualize import draw_dataset, group_detections
 from resdet.utils.cli import one_line_warnings
-from resdet.visualize import draw_dataset, group_detections
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -3,7 +3,7 @@
 Image folders and the shapes set are `Dataset`s of `(uint8 image [3, H, W], label)` items, augmented
 per image; with 10-crop testing the test image is `[10, 3, H, W]`. CIFAR-10 (either layout) is a
 decoded `CifarSplit` in memory, augmented per batch by `InMemoryTrainBatches`. Pixel normalisation
-happens later, on whole batches (`resdet.data.cls_transforms.PixelNormalize`).
+happens later, on whole batches (`resdet.classification.transforms.PixelNormalize`).
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from resdet.config.cls import DEFAULT_PATHS, ClsDataConfig
-from resdet.data.cifar import CifarSplit, load_cifar
-from resdet.data.cls_transforms import (
+from resdet.classification.cifar import CifarSplit, load_cifar
+from resdet.classification.imagenet_folder import ImageFolderDataset
+from resdet.classification.transforms import (
     cifar_test_transform,
     cifar_train_transform,
     imagenet_test_transform,
     imagenet_train_transform,
 )
-from resdet.data.imagenet_folder import ImageFolderDataset
+from resdet.config.classification import DEFAULT_PATHS, ClsDataConfig
 from resdet.data.shapes import ensure_shapes_classification
 
 Transform = Callable[[torch.Tensor], torch.Tensor]

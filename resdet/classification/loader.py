@@ -1,7 +1,7 @@
 """Batches for classification in the engine's format: DataLoaders over image datasets, or in-memory
 batches over a decoded `CifarSplit`.
 
-Train: infinite, seeded, rank-sharded and resumable (`resdet.data.sampler.GroupedBatchSampler` with
+Train: infinite, seeded, rank-sharded and resumable (`resdet.data.samplers.GroupedBatchSampler` with
 one group); each batch is `([images uint8 [n, 3, H, W]], [{"labels": int64 [n]}])`.
 Test: this rank's contiguous shard, once, as `(images, labels)`; 10-crop images
 are `[n, 10, 3, H, W]`.
@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from resdet.data.cifar import CifarSplit
-from resdet.data.cls_transforms import pad_crop_flip
-from resdet.data.sampler import (
+from resdet.classification.cifar import CifarSplit
+from resdet.classification.transforms import pad_crop_flip
+from resdet.data.samplers import (
     GroupedBatchSampler,
     InferenceSampler,
     loader_generator,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from backbones.resnet import ResNet, ResNetBase, cifar_resnet
 from backbones.weights import load_pretrained
-from resdet.config.cls import ClsModelConfig
+from resdet.config.classification import ClsModelConfig
 
 
 def build_classifier(cfg: ClsModelConfig, num_classes: int) -> ResNetBase:

@@ -10,7 +10,7 @@ from torch import nn
 
 from backbones.resnet import ResNetBase
 from backbones.spec import PixelFormat
-from resdet.data.cls_transforms import PixelNormalize
+from resdet.classification.transforms import PixelNormalize
 from resdet.utils.dist import all_reduce_mean
 
 

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from resdet.classification.objective import ClassificationObjective
-from resdet.config.cls import ClsConfig
+from resdet.config.classification import ClsConfig
+from resdet.engine.build import build_trainer
 from resdet.engine.lr_schedule import WarmupSchedule, lr_factor
-from resdet.engine.setup import build_trainer
 from resdet.engine.trainer import Trainer, unwrap
 from resdet.utils.dist import DistInfo
 

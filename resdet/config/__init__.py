@@ -6,6 +6,7 @@ Sections live in their own modules (`model`, `data`, `solver`); this module wire
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from resdet.config.data import DataConfig
@@ -13,7 +14,11 @@ from resdet.config.loader import ConfigError, load_typed, save_typed, typed_from
 from resdet.config.model import ModelConfig
 from resdet.config.solver import SolverConfig, TestConfig, scale_schedule
 
-__all__ = ["Config", "ConfigError", "load_config", "save_config", "config_from_dict"]
+__all__ = ["CONFIG_DIR", "Config", "ConfigError", "load_config", "save_config", "config_from_dict"]
+
+#: the recipes shipped inside the package (`configs/` in a checkout links here), found the same
+#: way after `pip install .` as in an editable checkout
+CONFIG_DIR = Path(str(resources.files("resdet") / "configs"))
 
 
 @dataclass

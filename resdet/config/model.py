@@ -124,7 +124,7 @@ class RoIHeadsConfig:
 
 @dataclass
 class MaskHeadConfig:
-    """Mask R-CNN's mask branch (`heads.mask_head`); off = a box-only Faster R-CNN."""
+    """Mask R-CNN's mask branch (`heads.roi.mask_head`); off = a box-only Faster R-CNN."""
 
     enabled: bool = False
     #: FPN: RoIAlign on p2..p5 for the mask head (C4 reads res5's 7x7 output of each box instead)

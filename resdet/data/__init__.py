@@ -14,9 +14,10 @@ from resdet.data.build import (
 from resdet.data.catalog import load_source
 from resdet.data.collate import collate_detection
 from resdet.data.dataset import DetectionDataset
+from resdet.data.errors import DatasetError, DatasetWarning
 from resdet.data.image_io import BadImageError, read_image
-from resdet.data.records import DatasetError, DatasetSource, DatasetWarning, ImageRecord
-from resdet.data.sampler import GroupedBatchSampler, InferenceSampler
+from resdet.data.records import DatasetSource, ImageRecord
+from resdet.data.samplers import GroupedBatchSampler, InferenceSampler
 
 __all__ = [
     "build_detection_dataset",

@@ -18,8 +18,8 @@ from resdet.config.data import DataConfig
 from resdet.data.catalog import load_source
 from resdet.data.collate import collate_detection
 from resdet.data.dataset import DetectionDataset
-from resdet.data.records import DatasetError
-from resdet.data.sampler import (
+from resdet.data.errors import DatasetError
+from resdet.data.samplers import (
     GroupedBatchSampler,
     InferenceSampler,
     aspect_groups,

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from resdet.data.coco import load_coco
-from resdet.data.records import DatasetError, DatasetSource
+from resdet.data.errors import DatasetError
+from resdet.data.records import DatasetSource
 from resdet.data.shapes import ensure_shapes_detection
 from resdet.data.voc import load_voc
 from resdet.data.voc_folder import FolderSplit, load_voc_folder

@@ -22,18 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from resdet.data.checks import DropCounter, DropKind, boxes_array, check_relative, clip_box, finite
+from resdet.data.errors import DatasetError
 from resdet.data.masks import check_segmentation
-from resdet.data.records import (
-    DatasetError,
-    DatasetSource,
-    DropCounter,
-    DropKind,
-    ImageRecord,
-    boxes_array,
-    check_relative,
-    clip_box,
-    finite,
-)
+from resdet.data.records import DatasetSource, ImageRecord
 
 
 def read_coco_json(path: str | Path) -> dict[str, Any]:

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from resdet.data.errors import DatasetError, DatasetWarning
 from resdet.data.image_io import BadImageError, read_image
 from resdet.data.masks import rasterize
-from resdet.data.records import DatasetError, DatasetSource, DatasetWarning, ImageRecord
+from resdet.data.records import DatasetSource, ImageRecord
 
 Transform = Callable[[torch.Tensor, dict[str, Any]], tuple[torch.Tensor, dict[str, Any]]]
 

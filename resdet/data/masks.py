@@ -16,7 +16,8 @@ from typing import Any, Union
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from resdet.data.records import DatasetError, DropKind
+from resdet.data.checks import DropKind
+from resdet.data.errors import DatasetError
 
 #: polygons (one flat [x, y, ...] list per part) or an RLE dict, as in the COCO json
 Segmentation = Union[list[list[float]], dict[str, Any]]

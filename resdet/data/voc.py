@@ -28,17 +28,16 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from resdet.data.records import (
+from resdet.data.checks import (
     ZERO_AREA,
-    DatasetError,
-    DatasetSource,
     DropCounter,
-    ImageRecord,
     boxes_array,
     check_relative,
     clip_box,
     near_duplicate,
 )
+from resdet.data.errors import DatasetError
+from resdet.data.records import DatasetSource, ImageRecord
 
 #: The 20 PASCAL VOC classes in the standard order (1-based `category_id` = index + 1).
 VOC_CLASSES = [

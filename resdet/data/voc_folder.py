@@ -38,7 +38,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from resdet.data.records import DatasetError, DatasetSource, DatasetWarning, DropCounter
+from resdet.data.checks import DropCounter
+from resdet.data.errors import DatasetError, DatasetWarning
+from resdet.data.records import DatasetSource
 from resdet.data.voc import VocAnnotation, parse_voc_xml, voc_record
 
 #: image file extensions matched to an XML's stem (compared in lower case)

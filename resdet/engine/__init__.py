@@ -1,8 +1,8 @@
 """Training engine: optimizer and schedule, checkpoints, the iteration-based `Trainer`.
 
-What `resdet.detection_run.train_detector` does on every rank (`tools/train_det.py` loads the config
-and the datasets, then calls it inside `exit_on_failure`: any failure ends every rank, code 1; bad
-input, such as an undecodable image met by a DataLoader worker, is one line and code 2):
+What `resdet.runs.detection.train_detector` does on every rank (`tools/train_det.py` loads the
+config and the datasets, then calls it inside `exit_on_failure`: any failure ends every rank, code
+1; bad input, such as an undecodable image met by a DataLoader worker, is one line and code 2):
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)  # RANK/WORLD_SIZE/LOCAL_RANK
     seed_all(cfg.seed, dist.rank)                                # seed + rank
     model = prepare_model(build_model(cfg, num_classes), cfg.solver, dist,  # device, SyncBN,
@@ -21,11 +21,11 @@ with `micro_batch = images_per_rank(cfg.solver, dist.world_size) * dist.world_si
 `seed_all` in `resdet.utils.seed`.)
 """
 
-from resdet.engine.checkpoint import Checkpointer, load_checkpoint_file
+from resdet.engine.build import build_trainer, images_per_rank, prepare_model
 from resdet.engine.lr_schedule import WarmupSchedule, lr_factor
 from resdet.engine.optim import build_optimizer, param_groups
-from resdet.engine.setup import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import NonFiniteLossError, Trainer, unwrap
+from resdet.io.training_checkpoints import Checkpointer, load_checkpoint_file
 
 __all__ = [
     "Checkpointer",

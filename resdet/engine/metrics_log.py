@@ -1,6 +1,6 @@
 """Training log sinks on the main process: `metrics.jsonl`, TensorBoard events, a tqdm bar (ETA).
 
-The file layout is `resdet.run_dir`'s; this module only appends to it.
+The file layout is `resdet.io.run_dir`'s; this module only appends to it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from resdet.run_dir import metrics_log_line, metrics_log_path, reset_metrics_log
+from resdet.io.run_dir import metrics_log_line, metrics_log_path, reset_metrics_log
 
 
 class MetricsLog:

@@ -19,7 +19,7 @@ generator seeded by seed, epoch and index); state kept inside worker processes i
 
 Model contract: `model(images, targets)` in train mode returns a dict of scalar loss tensors (the
 torchvision detector API); the sum is minimised. The model is already on its device and, for DDP,
-wrapped (see `resdet.engine.setup.prepare_model`).
+wrapped (see `resdet.engine.build.prepare_model`).
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from resdet.config.solver import SolverConfig, TestConfig
-from resdet.engine.checkpoint import Checkpointer, periodic_name
 from resdet.engine.metrics_log import MetricsLog
 from resdet.engine.precise_bn import recompute_bn_stats
 from resdet.engine.precision import autocast, check_amp, grad_scaler
-from resdet.run_dir import eval_dir, write_best_metric, write_evaluation
+from resdet.io.run_dir import eval_dir, write_best_metric, write_evaluation
+from resdet.io.training_checkpoints import Checkpointer, periodic_name
 from resdet.utils.atomic import atomic_torch_save
 from resdet.utils.dist import (
     all_gather_object,
@@ -120,7 +120,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """The full training state (`resdet.engine.checkpoint`); a collective: every rank calls."""
+        """The full training state (`resdet.io.training_checkpoints`); a collective: every rank
+        calls."""
         rng_ranks = all_gather_object(get_rng_state())
         return {
             **self._weights_state(),

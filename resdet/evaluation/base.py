@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-from resdet.data.records import DatasetError
+from resdet.data.errors import DatasetError
 from resdet.evaluation.rle import is_rle, masks_to_rle, rle_to_bbox
 
 
@@ -49,7 +49,7 @@ class DetectionEvaluator:
         self.detections = []
 
     def metric_names(self) -> list[str]:
-        """Every flat metric name an evaluation can report (`resdet.run_dir.flat_metrics`): the
+        """Every flat metric name an evaluation can report (`resdet.io.run_dir.flat_metrics`): the
         summary keys, then `"<key>/<class>"`."""
         per_class = [f"{k}/{c}" for c in self.class_names for k in self.PER_CLASS_KEYS]
         return [*self.SUMMARY_KEYS, *per_class]

@@ -10,7 +10,7 @@ from typing import Any
 from resdet.config import Config
 from resdet.data.build import build_detection_dataset
 from resdet.data.dataset import DetectionDataset
-from resdet.data.records import DatasetError
+from resdet.data.errors import DatasetError
 from resdet.evaluation.base import DetectionEvaluator
 from resdet.evaluation.coco_evaluator import COCOEvaluator
 from resdet.evaluation.voc_evaluator import VOCEvaluator

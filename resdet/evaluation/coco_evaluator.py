@@ -21,7 +21,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from resdet.data.records import DatasetError
+from resdet.data.errors import DatasetError
 from resdet.evaluation.base import DetectionEvaluator, fmt
 from resdet.evaluation.rle import rle_area
 

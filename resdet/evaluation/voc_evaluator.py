@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from resdet.data.records import DatasetError, ImageRecord
+from resdet.data.errors import DatasetError
+from resdet.data.records import ImageRecord
 from resdet.evaluation.base import DetectionEvaluator, fmt
 
 #: t = 0:0.1:1 as MATLAB computes it (first half a + k*d, second half b - (n-k)*d)

@@ -39,7 +39,7 @@ def one_line_warnings() -> None:
     warning keeps Python's format."""
     import warnings
 
-    from resdet.data.records import DatasetWarning
+    from resdet.data.errors import DatasetWarning
 
     default = warnings.formatwarning
 

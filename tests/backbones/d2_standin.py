@@ -1,5 +1,5 @@
-"""A stand-in for the few detectron2 names ``backbones.d2_adapter`` uses, for machines without
-detectron2 (it is not on PyPI).
+"""A stand-in for the few detectron2 names ``backbones.interop.detectron2`` uses, for machines
+without detectron2 (it is not on PyPI).
 
 It mirrors detectron2 at commit 02b5c4e where that matters: ``CfgNode`` and the ``Registry`` are
 fvcore's, as detectron2's are; ``Backbone`` is an ``nn.Module`` whose ``size_divisibility`` is 0

@@ -20,13 +20,12 @@ import torch
 import torchvision
 from torch import nn
 
-from backbones.d2_config import (
+from backbones.interop.detectron2_config import (
     check_pixel_settings,
     detectron2_pixel_settings,
     fpn_kwargs,
     resnet_kwargs,
 )
-from backbones.interop import register_detectron2
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS
 
 
@@ -40,13 +39,13 @@ def d2(request, monkeypatch):
     else:
         for name, module in d2_standin.modules().items():
             monkeypatch.setitem(sys.modules, name, module)
-    sys.modules.pop("backbones.d2_adapter", None)
+    sys.modules.pop("backbones.interop.detectron2", None)
     yield SimpleNamespace(
         config=importlib.import_module("detectron2.config"),
         modeling=importlib.import_module("detectron2.modeling"),
-        adapter=importlib.import_module("backbones.d2_adapter"),
+        adapter=importlib.import_module("backbones.interop.detectron2"),
     )
-    sys.modules.pop("backbones.d2_adapter", None)
+    sys.modules.pop("backbones.interop.detectron2", None)
 
 
 def _cfg(d2, name: str, **resnets):
@@ -73,8 +72,8 @@ def _fpn_cfg(d2):
 
 
 def test_fpn_builder_reads_detectron2_keys(d2):
-    register_detectron2()
-    register_detectron2()
+    d2.adapter.register_detectron2()
+    d2.adapter.register_detectron2()
     backbone = d2.modeling.build_backbone(_fpn_cfg(d2))
     assert isinstance(backbone, d2.modeling.Backbone)
     assert backbone.size_divisibility == 32
@@ -94,7 +93,7 @@ def test_fpn_builder_reads_detectron2_keys(d2):
 
 
 def test_c4_builder_is_detectron2s_resnet(d2):
-    register_detectron2()
+    d2.adapter.register_detectron2()
     backbone = d2.modeling.build_backbone(_cfg(d2, "build_resdet_backbone"))
     assert backbone.size_divisibility == 0
     assert {k: (s.channels, s.stride) for k, s in backbone.output_shape().items()} == {
@@ -106,7 +105,7 @@ def test_c4_builder_is_detectron2s_resnet(d2):
 
 
 def test_wrapped_backbone_pickles(d2):
-    register_detectron2()
+    d2.adapter.register_detectron2()
     backbone = d2.modeling.build_backbone(_fpn_cfg(d2)).eval()
     again = pickle.loads(pickle.dumps(backbone))
     assert type(again) is type(backbone) and again.size_divisibility == 32
@@ -118,7 +117,7 @@ def test_wrapped_backbone_pickles(d2):
 
 
 def test_builder_refuses_pixels_the_weights_do_not_expect(d2, tmp_path):
-    register_detectron2()
+    d2.adapter.register_detectron2()
     torch.manual_seed(0)
     source = torchvision.models.resnet18()
     path = tmp_path / "resnet18_torchvision.pth"

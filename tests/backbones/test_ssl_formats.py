@@ -255,7 +255,7 @@ def test_byol_drops_heads_and_an_fc_the_target_cannot_use(projector, predictor, 
 
 
 def test_load_backbone_weights_reads_the_layouts_too(query, other, tmp_path):
-    from resdet.checkpoints import load_backbone_weights
+    from resdet.io.checkpoints import load_backbone_weights
 
     state = {
         **_prefixed("module.encoder_q.", query),

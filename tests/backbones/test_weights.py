@@ -253,10 +253,10 @@ def test_resdet_detector_checkpoint_c4_layout(tv18, tmp_path, image):
         tmp_path / "det.pth",
     )
     body = ResNet(18, out_features=("res4", "res5"), norm="FrozenBN", freeze_at=2).eval()
-    # backbones/ does not know where a detector keeps its backbone; resdet.checkpoints does
+    # backbones/ does not know where a detector keeps its backbone; resdet.io.checkpoints does
     with pytest.raises(ValueError, match="detector checkpoint.*prefix"):
         load_pretrained(body, tmp_path / "det.pth")
-    from resdet.checkpoints import load_backbone_weights
+    from resdet.io.checkpoints import load_backbone_weights
 
     report = load_backbone_weights(body, tmp_path / "det.pth")
     assert report.source_format == "detector" and body.pixel_format == CAFFE_PIXELS

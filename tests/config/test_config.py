@@ -71,7 +71,7 @@ def test_choices_come_from_the_backbone_constants(tmp_path):
 
     from backbones.norm import NORMS
     from backbones.resnet import SHORTCUTS
-    from resdet.config.cls import ClsModelConfig, load_cls_config
+    from resdet.config.classification import ClsModelConfig, load_cls_config
     from resdet.config.model import BackboneConfig
 
     hints, cls_hints = get_type_hints(BackboneConfig), get_type_hints(ClsModelConfig)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from resdet.config import ConfigError, load_config
-from resdet.config.cls import load_cls_config
+from resdet.config.classification import load_cls_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEDULE = "solver:\n  max_iter: 64000\n  steps: [32000, 48000]\n  warmup_iters: 400\n"

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from resdet.data.sampler import GroupedBatchSampler, InferenceSampler, aspect_groups
+from resdet.data.samplers import GroupedBatchSampler, InferenceSampler, aspect_groups
 
 GROUPS = [int(g) for g in np.random.default_rng(1).integers(0, 2, 37)]
 

@@ -16,8 +16,8 @@ from PIL import Image
 from resdet.config import config_from_dict
 from resdet.data import DatasetError, DatasetWarning, DetectionDataset, load_source
 from resdet.data.voc import load_voc
-from resdet.detection_run import check_datasets_present, load_datasets
-from resdet.run_dir import read_class_names, write_class_names
+from resdet.io.run_dir import read_class_names, write_class_names
+from resdet.runs.detection import check_datasets_present, load_datasets
 
 STEMS = [f"BloodImage_{i:05d}" for i in range(12)]
 BCCD_CLASSES = ["RBC", "WBC", "Platelets"]

@@ -14,7 +14,7 @@ from resdet.data import DatasetError
 from resdet.data.build import build_detection_dataset
 from resdet.evaluation import build_evaluator, evaluate_detections
 from resdet.evaluation.rle import binary_to_rle
-from resdet.run_dir import flat_metrics
+from resdet.io.run_dir import flat_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
@@ -54,7 +54,7 @@ def test_fake_results_reproduce_the_published_stats(shared_data, tmp_path, capsy
     assert len(metrics["per_class"]) == 80
     # no ground truth of that class in these images
     assert metrics["per_class"]["fire hydrant"]["AP"] is None
-    # the file has the one eval/metrics.json layout (resdet.run_dir): per-class numbers flattened
+    # the file has the one eval/metrics.json layout (resdet.io.run_dir): per-class numbers flattened
     written = json.loads((tmp_path / "ev/metrics.json").read_text())
     assert written["detections"] == str(folder / "instances_val2014_fakebbox100_results.json")
     assert written["metrics"] == json.loads(json.dumps(flat_metrics(metrics)))

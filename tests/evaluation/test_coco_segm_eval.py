@@ -14,7 +14,7 @@ from resdet.data import DatasetError
 from resdet.data.build import build_detection_dataset
 from resdet.evaluation import build_evaluator, evaluate_detections
 from resdet.evaluation.rle import binary_to_rle, rle_to_bbox, rle_to_mask
-from resdet.run_dir import flat_metrics
+from resdet.io.run_dir import flat_metrics
 
 #: cocoapi's published summary for instances_val2014_fakesegm100_results.json (pycocoEvalDemo)
 PUBLISHED = [0.320, 0.562, 0.299, 0.387, 0.310, 0.327, 0.268, 0.415, 0.417, 0.469, 0.377, 0.381]

@@ -221,14 +221,14 @@ def test_voc_mini_perfect_detections_through_eval_det(shared_data, tmp_path):
         assert metrics["per_class"][name] == {"AP50_voc07": 1.0, "AP50": 1.0, "AP": 1.0}
     assert metrics["mAP50"] == metrics["mAP50_voc07"] == metrics["mAP"] == 1.0
     assert metrics["per_class"]["cow"]["AP"] is None
-    # the resdet.run_dir layout: per-class numbers flattened
+    # the resdet.io.run_dir layout: per-class numbers flattened
     written = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
     assert "AP/cow" not in written and written["AP/car"] == 1.0
 
 
 def test_best_metric_the_evaluator_never_reports_is_refused_before_training():
     from resdet.config import ConfigError, config_from_dict
-    from resdet.detection_run import _check_best_metric
+    from resdet.runs.detection import _check_best_metric
 
     record = ImageRecord(
         "a.jpg", "a", 10, 10, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, bool)

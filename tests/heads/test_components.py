@@ -9,14 +9,14 @@ import torchvision
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
-from heads.anchors import AnchorGenerator, cell_anchors
-from heads.box_coder import BoxCoder
-from heads.box_ops import clip_boxes, pairwise_iou
-from heads.losses import box_regression_loss, cross_entropy, smooth_l1
-from heads.matcher import Matcher
-from heads.nms import nms_per_image
-from heads.poolers import RoIPooler, assign_levels
-from heads.sampler import sample_balanced
+from heads.ops.box_coder import BoxCoder
+from heads.ops.box_ops import clip_boxes, pairwise_iou
+from heads.ops.fg_bg_sampling import sample_balanced
+from heads.ops.losses import box_regression_loss, cross_entropy, smooth_l1
+from heads.ops.matcher import Matcher
+from heads.ops.nms import nms_per_image
+from heads.proposal.anchors import AnchorGenerator, cell_anchors
+from heads.roi.poolers import RoIPooler, assign_levels
 
 
 def test_iou_hand_computed():

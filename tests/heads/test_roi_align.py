@@ -1,11 +1,11 @@
-"""heads.roi_align: torchvision's forward, and a sparse-matrix CPU backward equal
+"""heads.roi.roi_align: torchvision's forward, and a sparse-matrix CPU backward equal
 to torchvision's."""
 
 import pytest
 import torch
 from torchvision.ops import roi_align as tv_roi_align
 
-from heads.roi_align import roi_align
+from heads.roi.roi_align import roi_align
 
 
 def random_rois(

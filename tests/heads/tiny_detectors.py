@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from heads.box_ops import pairwise_iou
+from heads.ops.box_ops import pairwise_iou
 from resdet.config import Config, load_config
 
 CONFIGS = Path(__file__).parents[2] / "configs"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.data.test_cifar_memory import write_folders
+from tests.classification.test_cifar_memory import write_folders
 from tools import bench_data
 
 

@@ -85,7 +85,7 @@ def test_image_size_argument():
 
 
 def test_synthetic_batch_is_height_by_width_with_boxes_inside():
-    from resdet.bench import BenchSettings, synthetic_batch
+    from resdet.benchmarks.speed import BenchSettings, synthetic_batch
 
     images, targets = synthetic_batch(
         BenchSettings(image_size=(64, 96), batch_size=3, boxes_per_image=5)
@@ -116,7 +116,7 @@ def test_mask_config_races_torchvision_mask_rcnn_with_shared_weights(tmp_path):
 def test_synthetic_masks_are_ellipses_in_their_boxes():
     import torch
 
-    from resdet.bench import BenchSettings, synthetic_batch
+    from resdet.benchmarks.speed import BenchSettings, synthetic_batch
 
     _, targets = synthetic_batch(BenchSettings(image_size=(64, 96), batch_size=2, masks=True))
     for t in targets:

@@ -13,9 +13,9 @@ from tiny_runs import NARROW_HEADS, input_size, shapes
 
 from resdet.build import build_model
 from resdet.config import load_config
-from resdet.detection_run import load_datasets
 from resdet.evaluation.coco_evaluator import STAT_KEYS
-from resdet.run_dir import flat_metrics
+from resdet.io.run_dir import flat_metrics
+from resdet.runs.detection import load_datasets
 from tools import eval_det
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +70,7 @@ def test_weights_writes_metrics_and_detections_that_rescore_identically(checkpoi
     )
     written = json.loads(
         (tmp_path / "a" / "metrics.json").read_text()
-    )  # the one layout of resdet.run_dir
+    )  # the one layout of resdet.io.run_dir
     assert written["checkpoint"] == str(checkpoint) and set(STAT_KEYS) <= set(written["metrics"])
     assert written["metrics"] == json.loads(json.dumps(flat_metrics(metrics)))
 

@@ -14,9 +14,10 @@ from tiny_runs import TINY_CLS
 
 from backbones.resnet import ResNet
 from backbones.spec import TORCHVISION_PIXELS
-from resdet import build_model, load_config, pretrained
+from resdet import build_model, load_config
 from resdet.config import ConfigError
-from resdet.detection_run import check_weights_present
+from resdet.runs import named_weights
+from resdet.runs.detection import check_weights_present
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "configs" / "demo_shapes.yaml"
@@ -52,18 +53,18 @@ def test_a_cached_file_is_used_without_training(private_cache, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("the cached file should have been used")
 
-    monkeypatch.setattr(pretrained, "_produce", no_training)
-    assert pretrained.resolve_weights("resdet:shapes_r18") == str(path)
-    assert pretrained.resolve_weights("torchvision:resnet18") == "torchvision:resnet18"
+    monkeypatch.setattr(named_weights, "_produce", no_training)
+    assert named_weights.resolve_weights("resdet:shapes_r18") == str(path)
+    assert named_weights.resolve_weights("torchvision:resnet18") == "torchvision:resnet18"
     det = build_model(load_config(DEMO), num_classes=5)
     torch.testing.assert_close(det.backbone.bottom_up.conv1.weight, net.conv1.weight)
 
 
 def test_first_use_pretrains_into_the_cache_atomically(private_cache, monkeypatch, capsys):
-    spec = pretrained.NAMED_SOURCES["shapes_r18"]
-    assert spec.config == ROOT / "configs" / "cls_shapes.yaml"  # what tools/pretrain_cls.py runs
+    spec = named_weights.NAMED_SOURCES["shapes_r18"]
+    assert spec.config.resolve() == (ROOT / "configs" / "cls_shapes.yaml").resolve()  # what tools/pretrain_cls.py runs
     monkeypatch.setitem(
-        pretrained.NAMED_SOURCES,
+        named_weights.NAMED_SOURCES,
         "shapes_r18",
         dataclasses.replace(spec, overrides=TINY_PRETRAINING),
     )
@@ -75,7 +76,7 @@ def test_first_use_pretrains_into_the_cache_atomically(private_cache, monkeypatc
     np.random.seed(123)
     random.seed(123)
 
-    path = Path(pretrained.resolve_weights("resdet:shapes_r18", progress=False))
+    path = Path(named_weights.resolve_weights("resdet:shapes_r18", progress=False))
     assert path == private_cache / "pretrained" / "shapes_r18.pth"
     out = capsys.readouterr().out
     first = out.splitlines()[0]
@@ -88,5 +89,5 @@ def test_first_use_pretrains_into_the_cache_atomically(private_cache, monkeypatc
     assert (torch.rand(1), np.random.rand(), random.random()) == before
 
     # the second use reads the file
-    monkeypatch.setattr(pretrained, "_produce", lambda *a: pytest.fail("produced twice"))
-    assert pretrained.resolve_weights("resdet:shapes_r18") == str(path)
+    monkeypatch.setattr(named_weights, "_produce", lambda *a: pytest.fail("produced twice"))
+    assert named_weights.resolve_weights("resdet:shapes_r18") == str(path)

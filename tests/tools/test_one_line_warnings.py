@@ -2,7 +2,7 @@
 
 import warnings
 
-from resdet.data.records import DatasetWarning
+from resdet.data.errors import DatasetWarning
 from resdet.utils.cli import one_line_warnings
 
 

@@ -15,9 +15,9 @@ from PIL import Image
 from test_train_det import TINY
 
 from resdet.build import build_model
-from resdet.checkpoints import load_checkpoint
 from resdet.config import load_config
-from resdet.predict import collect_images
+from resdet.deploy.predict import collect_images
+from resdet.io.checkpoints import load_checkpoint
 from tools import predict, train_det
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -178,7 +178,7 @@ def write_run(
 def test_plot_curves_tool(tmp_path, capsys):
     from matplotlib.image import imread
 
-    from resdet.curves import moving_average, read_run
+    from resdet.reports.curves import moving_average, read_run
 
     write_run(
         tmp_path / "p56", 56, True, [(10, 90.0), (20, 70.0), (30, 60.0)], [(20, 75.0), (30, 65.0)]

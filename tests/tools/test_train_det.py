@@ -13,7 +13,7 @@ import yaml
 from tiny_runs import NARROW_HEADS, SHORT_SCHEDULE, input_size, shapes
 
 from resdet.config import load_config
-from resdet.config.cls import load_cls_config
+from resdet.config.classification import load_cls_config
 from resdet.evaluation.coco_evaluator import STAT_KEYS
 from tools import train_det
 

@@ -10,15 +10,15 @@ import pytest
 import torch
 from torchvision.models import resnet18, resnet50
 
-from resdet.config import load_config
-from resdet.trained_run import RECORD
-from resdet.transfer import (
+from resdet.benchmarks.transfer import (
     TransferRow,
     protocol_path,
     run_dir_name,
     source_overrides,
     transfer_table,
 )
+from resdet.config import load_config
+from resdet.runs.trained import RECORD
 from tests.tools.tiny_runs import NARROW_HEADS, SHORT_SCHEDULE, input_size, shapes
 from tools import transfer_bench
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resdet.curves import read_run, resolve_keys
 from resdet.data import DatasetError
 from resdet.data.shapes import SHAPE_CLASSES, ensure_shapes_detection
 from resdet.data.voc import VOC_CLASSES
-from resdet.visualize import GT_COLOUR, PRED_COLOUR
+from resdet.reports.curves import read_run, resolve_keys
+from resdet.reports.visualize import GT_COLOUR, PRED_COLOUR
 from tools import visualize
 
 

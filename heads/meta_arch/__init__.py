@@ -1,0 +1,1 @@
+"""Whole detectors: the R-CNN that wires backbone -> RPN -> RoI heads, and its preprocessing."""

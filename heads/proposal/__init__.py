@@ -1,0 +1,1 @@
+"""Proposal generation: anchors and the region proposal network."""

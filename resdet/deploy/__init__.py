@@ -1,0 +1,1 @@
+"""A trained detector outside training: prediction on image files, ONNX export, torch.compile."""

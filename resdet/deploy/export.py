@@ -1,0 +1,311 @@
+"""A trained detector as one ONNX graph: one image in, final detections out.
+
+`ExportableDetector` wraps a `heads.meta_arch.rcnn.FasterRCNN` (FPN or C4) for a single image:
+``image`` (3, H, W) float RGB in 0..1 -> ``boxes`` (D, 4) float xyxy in the input image's pixels,
+``scores`` (D,) float, ``labels`` (D,) int64 in 0..num_classes-1, sorted by decreasing score.
+Everything the detector does at inference is inside: pixel normalisation, resizing to the test
+size, padding, backbone, RPN (top-k per level, box decoding, clipping, NMS), RoI pooling, box head,
+box decoding, score threshold, per-class NMS, the best ``detections_per_image`` and the rescale
+to input pixels. Computed eagerly it equals the detector's own output; `export_onnx` writes it
+as ONNX (opset >= 17) with dynamic height and width.
+
+Exporter: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) with torchvision's
+registered ONNX symbolics for ``roi_align``, ``roi_pool`` and ``nms``, the route torchvision's
+detection models take. The dynamo exporter (``dynamo=True``, torch 2.14) was tried first: it stops
+at ``torch._shape_as_tensor`` (the traced-shape idiom below). With the sizes rewritten as
+symbolic ints (``torch.sym_min``, ``math.floor``) and the NMS below it does export and run, but
+(a) the tiny test FPN takes 67 s to export on 2 CPU cores against 2 s here, (b) only at opset 18
+(the conversion to 17 fails: "No Adapter To Version 17 for Pad"), and (c) on a 100x61 image its
+detections differed from the eager ones (matching at 64x80, 96x70, 480x640; not investigated,
+possibly the resize rounding described below).
+
+What the eager detector uses that does not export, and what the wrapper does instead:
+
+- ``heads.roi.roi_align.roi_align`` (a custom autograd function with sparse matrix products for
+  NHWC features) -> ``torchvision.ops.roi_align`` on NCHW features, exported by torchvision's
+  symbolic as ONNX ``RoiAlign`` (opset 16+, ``half_pixel`` for ``aligned=True``). RoIPool
+  (``pooler: pool``) -> ``torchvision.ops.roi_pool`` (ONNX ``MaxRoiPool``; not covered by tests).
+- the FPN pooler's per-level ``nonzero`` + scatter -> every RoI pooled from every level, the
+  assigned level's result picked by ``torch.where`` (same values, no scatter).
+- ``heads.ops.nms.nms_per_image`` (``torch.bincount`` to regroup a batch) and
+  ``torchvision.ops.batched_nms`` (a Python branch on an empty input, which tracing would freeze)
+  -> one image: the same coordinate trick written branch-free, then ``torchvision.ops.nms``
+  (ONNX ``NonMaxSuppression``, sorted by score) and the first ``k`` indices.
+- Python ``min``/``int`` on image sizes (the resize scale, the padded size, the RPN's
+  ``min(pre_nms_top_n, anchors)``) -> tensor arithmetic on ``torch._shape_as_tensor``, so the
+  graph keeps height and width dynamic. The resize scale is computed in float64 with true
+  divisions of (2,) tensors, so ``floor(side * scale)`` is Python's at every size (a 0-dim
+  operand would be cast to float32 by the exporter: 100x61 then resized to 104x63, not 104x64).
+- NHWC batches (``model.input.channels_last``) -> NCHW (same values).
+
+Limits: masks of a Mask R-CNN are not exported (boxes, scores and labels only). An image with no
+detection gives empty outputs, but one where no RPN proposal survives (only possible with
+``min_box_size`` filtering every box) fails in onnxruntime at the box decoding's reshape.
+Tracer warnings (constants such as the pixel mean, torchvision's trace-time checks) are silenced
+by `export_onnx`; the tests compare the graph with the eager detector instead.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import nms, roi_pool
+from torchvision.ops import roi_align as tv_roi_align
+
+from heads.meta_arch.preprocess import ImagePreprocessor
+from heads.meta_arch.rcnn import FasterRCNN
+from heads.ops.box_ops import clip_boxes, min_side_at_least
+from heads.roi.poolers import RoIPooler, assign_levels
+
+#: the lowest opset with ONNX RoiAlign's ``coordinate_transformation_mode`` is 16; we ask for 17
+MIN_OPSET = 17
+OUTPUT_NAMES = ("boxes", "scores", "labels")
+T = TypeVar("T")
+
+
+class ExportableDetector(nn.Module):
+    """``detector``'s inference on one image, written with exportable ops only (module docstring).
+
+    ``forward(image)``: (3, H, W) float RGB 0..1 -> boxes (D, 4) xyxy input pixels, scores (D,),
+    labels (D,) int64. The detector must be in eval mode; its weights are shared, not copied.
+    """
+
+    def __init__(self, detector: FasterRCNN) -> None:
+        super().__init__()
+        if detector.training:
+            raise ValueError("export a detector in eval mode (call .eval() first)")
+        self.detector = detector
+        self.eval()
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        det = self.detector
+        batch, resized_hw = self._preprocess(image)
+        features = det.backbone(batch)
+        boxes = self._propose([features[f] for f in det.rpn_features], resized_hw, batch)
+        roi_features = [features[f] for f in det.roi_features]
+        pooled = _pool(det.roi_heads.pooler, roi_features, boxes)
+        logits, deltas = det.roi_heads.box_predictor(det.roi_heads.box_head(pooled))
+        boxes, scores, labels = self._detect(logits, deltas, boxes, resized_hw)
+        # network-input pixels -> input pixels, in float32 as
+        # `heads.meta_arch.preprocess.scale_boxes`
+        ratio = torch._shape_as_tensor(image)[1:].float() / resized_hw
+        return boxes * ratio[[1, 0, 1, 0]], scores, labels
+
+    def _preprocess(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """(3, H, W) -> normalised, resized, zero-padded (1, 3, H', W') batch and the resized
+        (h, w) float32."""
+        pre: ImagePreprocessor = self.detector.preprocessor
+        hw = torch._shape_as_tensor(image)[1:].to(torch.float64)
+        # in float64 as Python computes it; (2,) tensors, since the exporter would cast a
+        # 0-dim operand of a division to float32
+        limits = hw.new_tensor([pre.min_size_test, pre.max_size_test])
+        scale = (limits / torch.stack((hw.min(), hw.max()))).min()
+        size = torch.floor(hw * scale).to(torch.int64)
+        x = F.interpolate(
+            pre.normalise(image, self.detector.pixel_format)[None],
+            size=(size[0], size[1]),
+            mode="bilinear",
+            align_corners=False,
+        )
+        d = pre.size_divisibility
+        pad = (d - size % d) % d
+        return F.pad(x, (0, pad[1], 0, pad[0])), size.to(torch.float32)
+
+    def _propose(self, features: list[Tensor], resized_hw: Tensor, batch: Tensor) -> Tensor:
+        """`heads.proposal.rpn.RPN._propose` for one image -> proposals (R, 4) xyxy network-input
+        pixels, sorted by decreasing objectness."""
+        rpn = self.detector.rpn
+        logits, deltas = rpn.head(features)
+        anchors = rpn.anchor_generator([f.shape[-2:] for f in features], batch.shape[-2:])
+        scores, boxes, levels = [], [], []
+        for level, (lg, dl, an) in enumerate(zip(logits, deltas, anchors)):
+            # min(pre_nms_top_n, anchors of the level) on the traced count
+            k = torch.clamp(torch._shape_as_tensor(lg)[1], max=rpn.pre_nms_top_n[1])
+            score, idx = lg[0].topk(k)
+            boxes.append(rpn.box_coder.decode(dl[0, idx], an[idx])[:, 0])
+            scores.append(score)
+            levels.append(torch.full_like(idx, level))
+        score = torch.sigmoid(torch.cat(scores))
+        box = clip_boxes(torch.cat(boxes), resized_hw[0], resized_hw[1])
+        level = torch.cat(levels)
+        keep = min_side_at_least(box, rpn.min_box_size) & (score >= rpn.score_thresh)
+        box, score, level = box[keep], score[keep], level[keep]
+        kept = _batched_nms(box, score, level, rpn.nms_thresh)[: rpn.post_nms_top_n[1]]
+        return box[kept]
+
+    def _detect(
+        self, logits: Tensor, deltas: Tensor, proposals: Tensor, resized_hw: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """`heads.roi.roi_heads.RoIHeads._detect` for one image -> boxes (D, 4) network-input
+        pixels, scores (D,), labels (D,) int64."""
+        heads = self.detector.roi_heads
+        scores = torch.softmax(logits, dim=-1)[:, : heads.num_classes]
+        boxes = clip_boxes(
+            heads.box_coder.decode(deltas, proposals), resized_hw[0], resized_hw[1]
+        )
+        keep = (scores > heads.score_thresh) & min_side_at_least(boxes, heads.min_box_size)
+        roi, label = keep.nonzero(as_tuple=True)
+        boxes, scores = boxes[roi, label], scores[roi, label]
+        kept = _batched_nms(boxes, scores, label, heads.nms_thresh)[: heads.detections_per_image]
+        return boxes[kept], scores[kept], label[kept]
+
+
+def _batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """``torchvision.ops.batched_nms`` (boxes (N, 4) xyxy >= 0, groups (N,) int64) by its
+    coordinate trick, without its branch on an empty input (which tracing would fix): each
+    group's boxes are shifted past the largest coordinate of all (0 when there are none), then
+    one NMS. -> kept indices (K,) by decreasing score."""
+    top = torch.cat((boxes.flatten(), boxes.new_zeros(1))).max()
+    return nms(boxes + (groups.to(boxes.dtype) * (top + 1))[:, None], scores, iou_threshold)
+
+
+def _pool(pooler: RoIPooler, features: list[Tensor], boxes: Tensor) -> Tensor:
+    """`heads.roi.poolers.RoIPooler.forward` for one image's boxes (R, 4) with torchvision's ops:
+    every box pooled from every level, the assigned level kept -> (R, C, S, S)."""
+    rois = torch.cat((torch.zeros_like(boxes[:, :1]), boxes), dim=1)
+    pooled = []
+    for x, scale in zip(features, pooler.scales):
+        x = x.contiguous()
+        if pooler.kind == "pool":
+            pooled.append(roi_pool(x, rois, pooler.output_size, scale))
+        else:
+            pooled.append(
+                tv_roi_align(
+                    x, rois, pooler.output_size, scale, pooler.sampling_ratio, pooler.aligned
+                )
+            )
+    if len(pooled) == 1:
+        return pooled[0]
+    levels = assign_levels(
+        boxes, pooler.min_level, pooler.max_level, pooler.canonical_size, pooler.canonical_level
+    )
+    out = pooled[0]
+    for level, x in enumerate(pooled[1:], start=1):
+        out = torch.where((levels == level)[:, None, None, None], x, out)
+    return out
+
+
+def export_onnx(
+    model: FasterRCNN,
+    path: str | Path,
+    *,
+    example_size: tuple[int, int] = (480, 640),
+    opset: int = MIN_OPSET,
+) -> Path:
+    """Write ``model`` (eval mode) as ONNX to ``path``: input ``image`` (3, H, W) float RGB 0..1
+    with dynamic H and W; outputs ``boxes`` (D, 4) xyxy input pixels, ``scores`` (D,),
+    ``labels`` (D,) int64 (`ExportableDetector`). ``example_size`` (h, w) is the size of the
+    random image traced (any size works afterwards). Returns the path."""
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
+    # torchvision registers ONNX symbolics for roi_align, roi_pool and nms on import of ops
+    from torchvision.ops import _register_onnx_ops  # noqa: F401
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = ExportableDetector(model)
+    param = next(model.parameters())
+    image = torch.rand(3, *example_size, generator=torch.Generator().manual_seed(0)).to(param)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+        # raised by the TorchScript exporter's own logging set-up (torch 2.14), not by our call
+        warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
+        # our advanced indices come from topk/nonzero/nms: never negative
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+        torch.onnx.export(
+            wrapper,
+            (image,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={
+                "image": {1: "height", 2: "width"},
+                "boxes": {0: "detections"},
+                "scores": {0: "detections"},
+                "labels": {0: "detections"},
+            },
+        )
+    return path
+
+
+@dataclass
+class OnnxCheck:
+    """`check_onnx`'s findings: the file's size, median latencies of onnxruntime (CPU) and the
+    eager detector on the same image, and how far their detections are apart."""
+
+    size_mb: float
+    onnx_ms: float
+    eager_ms: float
+    num_detections: int
+    same_count: bool
+    max_box_diff: float
+    max_score_diff: float
+
+
+def check_onnx(model: FasterRCNN, path: str | Path, image: Tensor, *, runs: int = 5) -> OnnxCheck:
+    """Run ``model`` (eval mode, on the CPU) eagerly, then the ONNX file at ``path`` with
+    onnxruntime's CPU provider (PyTorch's thread count), on ``image`` (3, H, W) float RGB 0..1,
+    ``runs`` times each after one warm-up run; compare the last outputs (box differences in
+    input pixels; inf when the detection counts differ)."""
+    import onnxruntime
+
+    path = Path(path)
+    options = onnxruntime.SessionOptions()
+    # as many threads as PyTorch's, and none left spinning to slow the eager runs down
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {"image": image.numpy()}
+
+    def onnx_run() -> list:
+        return session.run(None, feed)
+
+    def eager_run() -> dict[str, Tensor]:
+        with torch.no_grad():
+            return model([image])[0]
+
+    eager_ms, expected = _median_ms(eager_run, runs)
+    onnx_ms, (boxes, scores, _) = _median_ms(onnx_run, runs)
+    same = len(boxes) == len(expected["boxes"])
+    box_diff = score_diff = float("inf")
+    if same:
+        box_diff = _max_diff(torch.from_numpy(boxes), expected["boxes"])
+        score_diff = _max_diff(torch.from_numpy(scores), expected["scores"])
+    return OnnxCheck(
+        size_mb=path.stat().st_size / 2**20,
+        onnx_ms=onnx_ms,
+        eager_ms=eager_ms,
+        num_detections=len(boxes),
+        same_count=same,
+        max_box_diff=box_diff,
+        max_score_diff=score_diff,
+    )
+
+
+def _max_diff(a: Tensor, b: Tensor) -> float:
+    """Largest absolute difference of two same-shape tensors (0 when empty)."""
+    return (a - b).abs().max().item() if a.numel() else 0.0
+
+
+def _median_ms(fn: Callable[[], T], runs: int) -> tuple[float, T]:
+    """Median wall time of ``runs`` calls of ``fn`` after one warm-up call, in ms, and the last
+    result."""
+    out = fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), out

@@ -1,0 +1,1 @@
+"""What a run leaves on disk: its output directory and its checkpoints."""

@@ -1,0 +1,1 @@
+"""Pictures and plots of runs: detections drawn on images, training curves."""
