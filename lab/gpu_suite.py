@@ -238,12 +238,11 @@ PARTS = {"det": part_det, "cls": part_cls, "cifar": part_cifar}
 
 def last_cifar_eval() -> dict:
     """The last test evaluation a stopped CIFAR run logged: `{"iteration", "test_error"}` or {}."""
-    path = CIFAR_RUN / "metrics.jsonl"
-    evals = (
-        []
-        if not path.is_file()
-        else [json.loads(line) for line in path.read_text().splitlines() if "eval/top1_err" in line]
-    )
+    from resdet.io.run_dir import metrics_log_path, read_metrics_log
+
+    if not metrics_log_path(CIFAR_RUN).is_file():
+        return {}
+    evals = [r for r in read_metrics_log(CIFAR_RUN) if r.get("eval/top1_err") is not None]
     if not evals:
         return {}
     return {"iteration": evals[-1]["iteration"], "test_error": evals[-1]["eval/top1_err"]}

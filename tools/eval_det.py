@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resdet.config import ConfigError, load_config
+from resdet.config import load_config
 from resdet.data.errors import DatasetError
-from resdet.data.image_io import BadImageError
 from resdet.evaluation import evaluate_detections, read_results
 from resdet.io.run_dir import eval_dir, write_evaluation
 from resdet.runs.detection import evaluate_weights, load_datasets
-from resdet.utils.cli import one_line_warnings
-from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
+from resdet.utils.cli import run_tool
+from resdet.utils.dist import get_rank, shutdown_distributed
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -89,7 +88,4 @@ def cli() -> int:
 
 
 if __name__ == "__main__":
-    one_line_warnings()
-    sys.exit(
-        exit_on_failure(cli, expected=(ConfigError, DatasetError, BadImageError), prog="eval_det")
-    )
+    run_tool(cli, "eval_det")

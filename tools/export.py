@@ -25,8 +25,7 @@ import torch
 from resdet.config import load_config
 from resdet.deploy.export import MIN_OPSET, check_onnx, export_onnx
 from resdet.deploy.predict import load_predictor
-from resdet.utils.cli import one_line_warnings
-from resdet.utils.dist import exit_on_failure
+from resdet.utils.cli import run_tool
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,5 +86,4 @@ def cli() -> int:
 
 
 if __name__ == "__main__":
-    one_line_warnings()
-    sys.exit(exit_on_failure(cli, expected=(ValueError, FileNotFoundError), prog="export"))
+    run_tool(cli, "export", expected=(ValueError, FileNotFoundError))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from resdet.reports.curves import plot_error_curves, read_run
+from resdet.utils.cli import run_tool
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,4 +44,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main, "plot_curves", expected=(ValueError, FileNotFoundError))

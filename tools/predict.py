@@ -23,8 +23,7 @@ import torch
 
 from resdet.config import load_config
 from resdet.deploy.predict import PredictionReport, collect_images, load_predictor, predict_images
-from resdet.utils.cli import one_line_warnings
-from resdet.utils.dist import exit_on_failure
+from resdet.utils.cli import run_tool
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
@@ -83,5 +82,4 @@ def cli() -> int:
 
 
 if __name__ == "__main__":
-    one_line_warnings()
-    sys.exit(exit_on_failure(cli, expected=(ValueError, FileNotFoundError), prog="predict"))
+    run_tool(cli, "predict", expected=(ValueError, FileNotFoundError))

@@ -19,8 +19,8 @@ from resdet.config import CONFIG_DIR, ConfigError
 from resdet.config.classification import load_cls_config
 from resdet.data.errors import DatasetError
 from resdet.runs.pretraining import pretrain
-from resdet.utils.cli import add_run_arguments, run_overrides
-from resdet.utils.dist import exit_on_failure, get_rank
+from resdet.utils.cli import add_run_arguments, run_overrides, run_tool
+from resdet.utils.dist import get_rank
 
 DEFAULT_CONFIG = CONFIG_DIR / "cls_shapes.yaml"
 
@@ -77,4 +77,4 @@ def cli() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_failure(cli))
+    run_tool(cli, "pretrain_cls")

@@ -20,11 +20,10 @@ import time
 
 from resdet.config import ConfigError, load_config
 from resdet.data.errors import DatasetError
-from resdet.data.image_io import BadImageError
 from resdet.evaluation.inference import headline
 from resdet.runs.detection import check_weights_present, eval_only, load_datasets, train_detector
-from resdet.utils.cli import add_run_arguments, one_line_warnings, run_overrides
-from resdet.utils.dist import exit_on_failure, get_rank, shutdown_distributed
+from resdet.utils.cli import add_run_arguments, run_overrides, run_tool
+from resdet.utils.dist import get_rank, shutdown_distributed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,7 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    one_line_warnings()
-    sys.exit(
-        exit_on_failure(main, expected=(ConfigError, DatasetError, BadImageError), prog="train_det")
-    )
+    run_tool(main, "train_det")

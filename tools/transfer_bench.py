@@ -27,10 +27,7 @@ from resdet.benchmarks.transfer import (
     write_outputs,
 )
 from resdet.config import ConfigError, load_config
-from resdet.data.errors import DatasetError
-from resdet.data.image_io import BadImageError
-from resdet.utils.cli import one_line_warnings
-from resdet.utils.dist import exit_on_failure
+from resdet.utils.cli import run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,9 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    one_line_warnings()
-    sys.exit(
-        exit_on_failure(
-            main, expected=(ConfigError, DatasetError, BadImageError), prog="transfer_bench"
-        )
-    )
+    run_tool(main, "transfer_bench")

@@ -20,7 +20,7 @@ from resdet.data.build import build_detection_dataset
 from resdet.evaluation import read_results
 from resdet.reports.curves import plot_curves, read_run, resolve_keys, run_labels
 from resdet.reports.visualize import draw_dataset, group_detections
-from resdet.utils.cli import one_line_warnings
+from resdet.utils.cli import run_tool
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -116,5 +116,4 @@ def cli() -> int:
 
 
 if __name__ == "__main__":
-    one_line_warnings()
-    sys.exit(cli())
+    run_tool(cli, "visualize", expected=())

@@ -27,8 +27,8 @@ from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
 from backbones.weights.files import read_source
 from resdet.build import pixel_format_of
 from resdet.config import CONFIG_DIR, Config, ConfigError, load_config
+from resdet.io.named_weights import cached_path, is_named
 from resdet.runs.detection import check_weights_present, missing_datasets
-from resdet.runs.named_weights import cached_path, is_named
 from resdet.runs.trained import train_or_reuse
 from resdet.utils.atomic import atomic_write_text
 from resdet.utils.figures import pyplot, save_figure

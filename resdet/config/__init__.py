@@ -10,9 +10,10 @@ from importlib import resources
 from pathlib import Path
 
 from resdet.config.data import DataConfig
-from resdet.config.loader import ConfigError, load_typed, save_typed, typed_from_dict
+from resdet.config.loader import ConfigError, typed_from_dict
 from resdet.config.model import ModelConfig
-from resdet.config.solver import SolverConfig, TestConfig, scale_schedule
+from resdet.config.run import RunConfig, load_run_config, save_run_config
+from resdet.config.solver import SolverConfig, TestConfig
 
 __all__ = ["CONFIG_DIR", "Config", "ConfigError", "load_config", "save_config", "config_from_dict"]
 
@@ -22,22 +23,20 @@ CONFIG_DIR = Path(str(resources.files("resdet") / "configs"))
 
 
 @dataclass
-class Config:
+class Config(RunConfig):
+    """A detection run: `model`, `data`, `solver`, `test`, plus `output_dir` and `seed`."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     test: TestConfig = field(default_factory=TestConfig)
-    output_dir: str = "output"
-    seed: int = 0
-    #: the file this config came from (not a YAML key)
-    source: str = field(default="<config>", repr=False, compare=False, init=False)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read `path` (following `_base_`), apply `key.sub=value` overrides, check every key and type.
 
     An override of `solver.max_iter` alone scales the schedule (see `resdet.config.solver`)."""
-    return load_typed(Config, path, overrides, adjust=scale_schedule)
+    return load_run_config(Config, path, overrides)
 
 
 def config_from_dict(data: dict, source: str = "<dict>") -> Config:
@@ -47,4 +46,4 @@ def config_from_dict(data: dict, source: str = "<dict>") -> Config:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML that `load_config` reads back to an equal `Config`."""
-    save_typed(cfg, path)
+    save_run_config(cfg, path)

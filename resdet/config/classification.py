@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 from backbones.norm import NORMS
-from resdet.config.loader import load_typed, save_typed
 from resdet.config.model import Shortcut
-from resdet.config.solver import SolverConfig, TestConfig, scale_schedule
+from resdet.config.run import RunConfig, load_run_config, save_run_config
+from resdet.config.solver import SolverConfig, TestConfig
 
 __all__ = [
     "ClsConfig",
@@ -126,24 +126,22 @@ class ClsTestConfig(TestConfig):
 
 
 @dataclass
-class ClsConfig:
+class ClsConfig(RunConfig):
+    """A classification pretraining run: `model`, `data`, `solver`, `test`, plus `output_dir` and
+    `seed`."""
+
+    output_dir: str = "output/cls"
     model: ClsModelConfig = field(default_factory=ClsModelConfig)
     data: ClsDataConfig = field(default_factory=ClsDataConfig)
     solver: ClsSolverConfig = field(default_factory=ClsSolverConfig)
     test: ClsTestConfig = field(default_factory=ClsTestConfig)
-    output_dir: str = "output/cls"
-    seed: int = 0
-    #: the file this config came from (not a YAML key)
-    source: str = field(default="<config>", repr=False, compare=False, init=False)
 
 
 def load_cls_config(path: str | Path, overrides: list[str] | None = None) -> ClsConfig:
-    """Read `path` (following `_base_`), apply `key.sub=value` overrides, check every key and type.
-
-    An override of `solver.max_iter` alone scales the schedule (see `resdet.config.solver`)."""
-    return load_typed(ClsConfig, path, overrides, adjust=scale_schedule)
+    """`resdet.config.run.load_run_config` for a `ClsConfig`."""
+    return load_run_config(ClsConfig, path, overrides)
 
 
 def save_cls_config(cfg: ClsConfig, path: str | Path) -> None:
     """Write the resolved config as YAML that `load_cls_config` reads back to an equal config."""
-    save_typed(cfg, path)
+    save_run_config(cfg, path)

@@ -149,9 +149,7 @@ class ExportableDetector(nn.Module):
         pixels, scores (D,), labels (D,) int64."""
         heads = self.detector.roi_heads
         scores = torch.softmax(logits, dim=-1)[:, : heads.num_classes]
-        boxes = clip_boxes(
-            heads.box_coder.decode(deltas, proposals), resized_hw[0], resized_hw[1]
-        )
+        boxes = clip_boxes(heads.box_coder.decode(deltas, proposals), resized_hw[0], resized_hw[1])
         keep = (scores > heads.score_thresh) & min_side_at_least(boxes, heads.min_box_size)
         roi, label = keep.nonzero(as_tuple=True)
         boxes, scores = boxes[roi, label], scores[roi, label]

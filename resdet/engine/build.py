@@ -20,7 +20,7 @@ from resdet.config.solver import SolverConfig
 from resdet.engine.lr_schedule import WarmupSchedule
 from resdet.engine.optim import build_optimizer
 from resdet.engine.trainer import Trainer, unwrap
-from resdet.io.training_checkpoints import Checkpointer
+from resdet.io.checkpoints import Checkpointer
 from resdet.utils.dist import DistInfo
 
 

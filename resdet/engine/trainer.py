@@ -41,8 +41,15 @@ from resdet.config.solver import SolverConfig, TestConfig
 from resdet.engine.metrics_log import MetricsLog
 from resdet.engine.precise_bn import recompute_bn_stats
 from resdet.engine.precision import autocast, check_amp, grad_scaler
-from resdet.io.run_dir import eval_dir, write_best_metric, write_evaluation
-from resdet.io.training_checkpoints import Checkpointer, periodic_name
+from resdet.io.checkpoints import Checkpointer
+from resdet.io.run_dir import (
+    BEST,
+    FINAL,
+    eval_dir,
+    periodic_name,
+    write_best_metric,
+    write_evaluation,
+)
 from resdet.utils.atomic import atomic_torch_save
 from resdet.utils.dist import (
     all_gather_object,
@@ -120,7 +127,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """The full training state (`resdet.io.training_checkpoints`); a collective: every rank
+        """The full training state (`resdet.io.checkpoints`); a collective: every rank
         calls."""
         rng_ranks = all_gather_object(get_rng_state())
         return {
@@ -226,7 +233,7 @@ class Trainer:
                 if self.iteration % self.solver.checkpoint_period == 0:
                     self.save_checkpoint(periodic_name(self.iteration))
             self._precise_bn(data)
-            self.save_checkpoint("model_final.pth")
+            self.save_checkpoint(FINAL)
             return self.evaluate() if self.evaluate_fn is not None else {}
         finally:
             if self._log is not None:
@@ -367,7 +374,7 @@ class Trainer:
             if not (value > old if self.test.best_mode == "max" else value < old):
                 return
         self.best = {"metric": name, "value": value, "iteration": self.iteration}
-        atomic_torch_save(self._weights_state(), self.output_dir / "model_best.pth")
+        atomic_torch_save(self._weights_state(), self.output_dir / BEST)
         write_best_metric(self.output_dir, self.best)
 
 

@@ -1,11 +1,24 @@
-"""Detector checkpoints in and out of their formats: ours, torchvision's and detectron2's.
+"""Checkpoints: what a run writes, and detector weights in and out of their formats (ours,
+torchvision's and detectron2's). File names and the pointer are `resdet.io.run_dir`'s.
 
+- :class:`Checkpointer` / :func:`load_checkpoint_file`: training checkpoints, written atomically,
+  the ``last_checkpoint`` pointer moved only after the file is complete, the last k kept. One is a
+  plain dict loadable with ``torch.load(..., weights_only=True)``::
+
+    {"format": "resdet", "kind": "detector" | "classifier", "model": state_dict,
+     "optimizer": state_dict, "scheduler": state_dict, "scaler": state_dict,
+     "iteration": int (completed iterations),
+     "rng": {"python", "numpy", "torch", "cuda"} (rank 0), "rng_ranks": [one such dict per rank],
+     "sampler": {"position": batches this rank consumed (one per micro-step)},
+     "best": {"metric", "value", "iteration"} | None,
+     "config": dict, "pixel_format": dict | None,
+     "class_names": [name, ...] (label order) | None}
 - :func:`load_checkpoint` / :func:`load_detector_state`: detector weights (a file, or a state
   dict in memory) into a :class:`heads.meta_arch.rcnn.FasterRCNN`, converting torchvision's and
   detectron2's parameter names, class order and anchor order to ours.
 - :func:`load_backbone_weights`: what ``model.backbone.weights`` names into a backbone: anything
   :func:`backbones.weights.load_pretrained` reads, a ``resdet:<name>`` source
-  (:mod:`resdet.runs.named_weights`), or the ResNet inside one of our detector checkpoints (this
+  (:mod:`resdet.io.named_weights`), or the ResNet inside one of our detector checkpoints (this
   module knows where a detector keeps it; ``backbones`` does not).
 """
 
@@ -31,9 +44,18 @@ from backbones.weights.load import (
     sub_state,
 )
 from heads.meta_arch.rcnn import FasterRCNN
-from resdet.runs.named_weights import resolve_weights
+from resdet.io.named_weights import is_named, named_weights_file
+from resdet.io.run_dir import periodic_checkpoints, read_last_checkpoint, write_last_checkpoint
+from resdet.utils.atomic import atomic_torch_save
 
-__all__ = ["load_checkpoint", "load_detector_state", "load_backbone_weights"]
+__all__ = [
+    "Checkpointer",
+    "load_checkpoint_file",
+    "read_checkpoint_file",
+    "load_checkpoint",
+    "load_detector_state",
+    "load_backbone_weights",
+]
 
 
 def load_backbone_weights(
@@ -41,13 +63,13 @@ def load_backbone_weights(
 ) -> LoadReport:
     """Load ``source`` into ``backbone`` (a ResNet, or an FPN over one) and report what was done.
 
-    ``source``: a ``resdet:<name>`` named source (produced into the cache on first use, see
-    :func:`resdet.runs.named_weights.resolve_weights`), one of our detector checkpoints (its ResNet:
-    ``backbone.bottom_up.`` or ``backbone.body.`` for FPN detectors, ``backbone.`` plus the RoI
-    head's ``res5`` for C4 ones), or anything :func:`backbones.weights.load_pretrained` accepts.
-    ``kwargs`` as that function's.
+    ``source``: a ``resdet:<name>`` named source (its file in the cache, see
+    :mod:`resdet.io.named_weights`; a missing one is a FileNotFoundError), one of our detector
+    checkpoints (its ResNet: ``backbone.bottom_up.`` or ``backbone.body.`` for FPN detectors,
+    ``backbone.`` plus the RoI head's ``res5`` for C4 ones), or anything
+    :func:`backbones.weights.load_pretrained` accepts. ``kwargs`` as that function's.
     """
-    path = resolve_weights(str(source))
+    path = str(named_weights_file(source)) if is_named(source) else str(source)
     # read once: the detector case needs the state itself, every other case load_state's arguments
     state, fmt, pixels = read_source(path)
     if fmt == "resdet-detector" and kwargs.get("prefix") is None:
@@ -286,3 +308,56 @@ def _ratio_major_anchors(state: dict[str, torch.Tensor], model: FasterRCNN) -> N
         key = f"rpn.head.bbox_pred.{name}"
         v = state[key]
         state[key] = v.view(a, 4, *v.shape[1:])[perm].reshape(v.shape)
+
+
+# ----------------------------------------------------------------------------- training
+def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with `weights_only=True` onto the CPU; unsafe pickles are refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    ckpt = read_checkpoint_file(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "resdet":
+        raise ValueError(f"{path}: not a resdet training checkpoint (no 'format': 'resdet' entry)")
+    return ckpt
+
+
+class Checkpointer:
+    """Writes and finds checkpoints in `directory`; only the main process writes (`is_main`)."""
+
+    def __init__(self, directory: str | Path, keep_last: int = 3, is_main: bool = True) -> None:
+        if keep_last < 0:
+            raise ValueError(f"keep_last must be >= 0, got {keep_last}")
+        self.directory = Path(directory)
+        self.keep_last = keep_last
+        self.is_main = is_main
+
+    def save(self, name: str, state: dict[str, Any]) -> Path:
+        """Atomically write `state` to `directory/name`, then move the pointer to it, then prune."""
+        path = self.directory / name
+        if not self.is_main:
+            return path
+        atomic_torch_save(state, path)
+        write_last_checkpoint(self.directory, name)
+        self._prune()
+        return path
+
+    def last(self) -> Path | None:
+        """The checkpoint the pointer names, or None when there is no pointer."""
+        return read_last_checkpoint(self.directory)
+
+    def load(self, path: str | Path) -> dict[str, Any]:
+        return load_checkpoint_file(path)
+
+    def periodic(self) -> list[Path]:
+        """Periodic checkpoints on disk, oldest first."""
+        return periodic_checkpoints(self.directory)
+
+    def _prune(self) -> None:
+        if self.keep_last == 0:
+            return
+        pointed = self.last()
+        files = self.periodic()
+        for p in files[: max(0, len(files) - self.keep_last)]:
+            if p != pointed:
+                p.unlink(missing_ok=True)

@@ -16,17 +16,24 @@
                        written before this layout (see there)
     last_checkpoint    one line: the file name of the newest complete checkpoint beside it
                        (`write_last_checkpoint`, `read_last_checkpoint`)
+    model_final.pth    the weights at the end of training (`FINAL`); `model_best.pth` the best
+                       evaluation's (`BEST`); `model_{iteration:07d}.pth` periodic ones
+                       (`periodic_name`, `periodic_checkpoints`); their contents are
+                       `resdet.io.checkpoints`'
     best_metric.json   `{"metric", "value", "iteration"}` of `model_best.pth` (`write_best_metric`)
     class_names.json   `{"class_names": [name, ...]}`: the training set's classes, label k = entry
                        k (`write_class_names`, `read_class_names`); evaluating the run's folder
                        data without its own class list reuses them
-Checkpoints themselves are `resdet.io.training_checkpoints`'s; TensorBoard events are TensorBoard's.
+    trained_run.json   the record of a finished run that benchmarks reuse instead of training
+                       again (`write_trained_run`, `read_trained_run`; `resdet.runs.trained`)
+TensorBoard events are TensorBoard's.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +51,10 @@ EVAL_METRICS = "metrics.json"
 POINTER = "last_checkpoint"
 BEST_METRIC = "best_metric.json"
 FINAL = "model_final.pth"
+BEST = "model_best.pth"
 CLASS_NAMES = "class_names.json"
+TRAINED_RUN = "trained_run.json"
+_PERIODIC = re.compile(r"^model_(\d{7})\.pth$")
 
 
 # ----------------------------------------------------------------------------- config.yaml
@@ -271,6 +281,20 @@ def read_last_checkpoint(run_dir: str | Path) -> Path | None:
     return path
 
 
+def periodic_name(iteration: int) -> str:
+    """The file name of the periodic checkpoint after `iteration` completed iterations."""
+    return f"model_{iteration:07d}.pth"
+
+
+def periodic_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The periodic checkpoints in `run_dir`, oldest first (not `model_final`/`model_best`)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := _PERIODIC.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
 def trained_checkpoint(run_dir: str | Path) -> Path:
     """`model_final.pth` of a run, else the checkpoint its `last_checkpoint` names."""
     final = Path(run_dir) / FINAL
@@ -280,3 +304,15 @@ def trained_checkpoint(run_dir: str | Path) -> Path:
     if last is None:
         raise FileNotFoundError(f"{run_dir}: no {FINAL} or {POINTER} to evaluate; pass --weights")
     return last
+
+
+# ----------------------------------------------------------------------------- trained_run.json
+def write_trained_run(run_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Write `run_dir/trained_run.json` (atomically, after the run's final evaluation)."""
+    return atomic_write_text(Path(run_dir) / TRAINED_RUN, json.dumps(record, indent=2))
+
+
+def read_trained_run(run_dir: str | Path) -> dict[str, Any] | None:
+    """The record `write_trained_run` left in `run_dir`, or None when the run has not finished."""
+    path = Path(run_dir) / TRAINED_RUN
+    return _read_json_object(path) if path.is_file() else None

@@ -32,6 +32,7 @@ from resdet.data.errors import DatasetError
 from resdet.engine.build import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import unwrap
 from resdet.evaluation.inference import InferenceRunner, flat_metrics, headline
+from resdet.io.named_weights import cached_path, is_named
 from resdet.io.run_dir import (
     eval_dir,
     read_class_names,
@@ -40,7 +41,7 @@ from resdet.io.run_dir import (
     write_config,
     write_evaluation,
 )
-from resdet.runs.named_weights import cached_path, is_named
+from resdet.runs.named_weights import produce_named_weights
 from resdet.utils.dist import init_distributed
 from resdet.utils.seed import seed_all
 
@@ -108,8 +109,8 @@ def check_datasets_present(cfg: Config, splits: tuple[str, ...] = ("train", "tes
 def check_weights_present(cfg: Config) -> None:
     """Raise a one-line `ConfigError` when `model.backbone.weights` names a file that does not exist
     or an unknown `resdet:<name>` (`torchvision:<name>` / `timm:<name>` are resolved by
-    `backbones.weights.load`; a known `resdet:<name>` is produced on first use by
-    `resdet.runs.named_weights`)."""
+    `backbones.weights.load`; a known `resdet:<name>` is produced by `train_detector`'s first
+    step, `resdet.runs.named_weights.produce_named_weights`)."""
     weights = cfg.model.backbone.weights
     if is_named(weights):
         try:
@@ -204,6 +205,7 @@ def train_detector(
     the same engine)."""
     if datasets.train is None:
         raise ValueError("train_detector needs the training set: load_datasets(cfg, train=True)")
+    produce_named_weights(cfg.model.backbone.weights, progress=progress)
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
     seed_all(cfg.seed, dist.rank)
     out = Path(cfg.output_dir)

@@ -16,7 +16,7 @@ from resdet.classification.trainer import build_classification_trainer
 from resdet.classification.transforms import PixelNormalize
 from resdet.config.classification import ClsConfig
 from resdet.engine.build import images_per_rank, prepare_model
-from resdet.io.run_dir import eval_dir, trained_checkpoint, write_config, write_evaluation
+from resdet.io.run_dir import FINAL, eval_dir, trained_checkpoint, write_config, write_evaluation
 from resdet.utils.dist import init_distributed
 from resdet.utils.seed import seed_all
 
@@ -100,6 +100,4 @@ def pretrain(
         device=dist.device,
     )
     metrics = trainer.train()
-    return PretrainResult(
-        metrics, out / "model_final.pth", len(test_set), time.perf_counter() - start
-    )
+    return PretrainResult(metrics, out / FINAL, len(test_set), time.perf_counter() - start)

@@ -4,12 +4,12 @@ record is there is read back, not trained again.
 
     run = train_or_reuse(config, overrides, out, label="ours", seed=0)   # -> TrainedRun
 
-The record is `<out>/trained_run.json`, written atomically after the final evaluation.
+The record is the run directory's `trained_run.json` (`resdet.io.run_dir`), written after the
+final evaluation.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,10 +19,8 @@ from torch import nn
 
 from resdet.build import build_model
 from resdet.config import Config, load_config
+from resdet.io.run_dir import read_trained_run, write_trained_run
 from resdet.runs.detection import check_weights_present, load_datasets, train_detector
-from resdet.utils.atomic import atomic_write_text
-
-RECORD = "trained_run.json"
 
 
 @dataclass
@@ -50,15 +48,15 @@ def train_or_reuse(
 ) -> TrainedRun:
     """Train `config` with `overrides`, `seed` and `output_dir=out` through `train_detector`,
     unless `out` already holds the record of that run; the record either way."""
-    record = out / RECORD
-    if record.is_file():
-        print(f"[{label} seed {seed}] already trained ({record})", flush=True)
-        return TrainedRun(**json.loads(record.read_text()))
+    record = read_trained_run(out)
+    if record is not None:
+        print(f"[{label} seed {seed}] already trained ({out})", flush=True)
+        return TrainedRun(**record)
     cfg = load_config(config, [*overrides, f"seed={seed}", f"output_dir={out}"])
     check_weights_present(cfg)
     print(f"[{label} seed {seed}] training -> {out}", flush=True)
     start = time.perf_counter()
     metrics = train_detector(cfg, load_datasets(cfg), progress=progress, model_fn=model_fn)
     run = TrainedRun(label, seed, metrics, time.perf_counter() - start, str(out))
-    atomic_write_text(record, json.dumps(asdict(run), indent=2))
+    write_trained_run(out, asdict(run))
     return run

@@ -1,9 +1,32 @@
-"""The command-line options that the training tools (tools/train_det.py, tools/pretrain_cls.py)
-share: where the run goes, resuming it, evaluating only, the progress bar."""
+"""What the command lines in tools/ share: their one entry helper (`run_tool`), the options of the
+training tools (tools/train_det.py, tools/pretrain_cls.py: where the run goes, resuming it,
+evaluating only, the progress bar), and dataset warnings in one line."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+
+def run_tool(
+    main: Callable[[], object], prog: str, expected: tuple[type[BaseException], ...] | None = None
+) -> NoReturn:
+    """The entry point of every tool: dataset warnings in one line, then `main()` under
+    `resdet.utils.dist.exit_on_failure`: bad input (`expected`, default a config, a dataset or an
+    image file) is one `<prog>: error: ...` line and exit code 2, any other failure code 1; an int
+    `main()` returns is the exit code, anything else 0."""
+    from resdet.config import ConfigError
+    from resdet.data.errors import DatasetError
+    from resdet.data.image_io import BadImageError
+    from resdet.utils.dist import exit_on_failure
+
+    one_line_warnings()
+    if expected is None:
+        expected = (ConfigError, DatasetError, BadImageError)
+    code = exit_on_failure(main, expected=expected, prog=prog)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:

@@ -145,13 +145,13 @@ def exit_on_failure(
     except SystemExit as e:
         if e.code in (0, None):
             raise
-        _report(e)
+        _report(e, prog)
         os._exit(e.code if isinstance(e.code, int) else 1)
     except expected as e:
         rank = f"[rank {os.environ['RANK']}] " if "RANK" in os.environ else ""
         message = f"{prog}: error: {rank}{e}\n"
     except BaseException as e:  # noqa: BLE001 - any failure, KeyboardInterrupt included, ends the run
-        _report(e)
+        _report(e, prog)
         os._exit(1)
     # Bad input, reported outside the `except` block: the exception and the frames its traceback
     # holds (with any DataLoader iterator in them) are freed by now, so a single process exits
@@ -165,8 +165,8 @@ def exit_on_failure(
     raise SystemExit(2)
 
 
-def _report(e: BaseException) -> None:
+def _report(e: BaseException, prog: str) -> None:
     rank = os.environ.get("RANK", "0")
     sys.stdout.flush()
-    sys.stderr.write(f"[rank {rank}] training failed:\n{''.join(traceback.format_exception(e))}")
+    sys.stderr.write(f"[rank {rank}] {prog} failed:\n{''.join(traceback.format_exception(e))}")
     sys.stderr.flush()

@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 from engine_toy import ToyDetector, ddp_worker, make_trainer
 
 from resdet.config.solver import SolverConfig
-from resdet.engine import load_checkpoint_file
+from resdet.io.checkpoints import load_checkpoint_file
 from resdet.utils.seed import seed_all
 
 

@@ -9,7 +9,7 @@ from resdet.config.solver import SolverConfig
 from resdet.config.solver import (
     TestConfig as EvalConfig,
 )  # not "Test*": pytest would try to collect it
-from resdet.engine import load_checkpoint_file
+from resdet.io.checkpoints import load_checkpoint_file
 from resdet.utils.seed import seed_all
 
 

@@ -11,7 +11,7 @@ import torch
 from engine_toy import make_trainer
 
 from resdet.config.solver import SolverConfig
-from resdet.engine import Checkpointer, load_checkpoint_file
+from resdet.io.checkpoints import Checkpointer, load_checkpoint_file
 from resdet.utils.seed import seed_all
 
 

@@ -7,7 +7,7 @@ import torch
 from engine_toy import ToyDetector, make_trainer
 
 from resdet.config.solver import SolverConfig
-from resdet.engine import load_checkpoint_file
+from resdet.io.checkpoints import load_checkpoint_file
 from resdet.utils.seed import seed_all
 
 # warmup, a decay step after the resume point, momentum, weight decay, accumulation, BN, dropout

@@ -7,7 +7,8 @@ from engine_toy import ToyDetector, make_trainer
 from backbones.spec import CAFFE_PIXELS
 from resdet.config import config_from_dict
 from resdet.config.solver import SolverConfig
-from resdet.engine import images_per_rank, load_checkpoint_file, prepare_model
+from resdet.engine import images_per_rank, prepare_model
+from resdet.io.checkpoints import load_checkpoint_file
 from resdet.utils.dist import DistInfo
 from resdet.utils.seed import seed_all
 

@@ -7,8 +7,8 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from resdet.config.solver import SolverConfig
 from resdet.config.solver import TestConfig as EvalConfig  # not collected as a test class
-from resdet.engine import load_checkpoint_file
 from resdet.engine.precise_bn import recompute_bn_stats
+from resdet.io.checkpoints import load_checkpoint_file
 from resdet.utils.seed import seed_all
 
 

@@ -1,5 +1,6 @@
 """`resdet:shapes_r18`, the demo's backbone: read from $RESDET_CACHE when there, produced there by
-the shapes pretraining on first use (shrunk to seconds here), accepted by the weights check."""
+the shapes pretraining as a training run's first step (shrunk to seconds here), never by
+`build_model`, accepted by the weights check."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from backbones.resnet import ResNet
 from backbones.spec import TORCHVISION_PIXELS
 from resdet import build_model, load_config
 from resdet.config import ConfigError
+from resdet.io.named_weights import NAMED_SOURCES
 from resdet.runs import named_weights
 from resdet.runs.detection import check_weights_present
 
@@ -33,6 +35,12 @@ def test_demo_names_the_source_and_the_weights_check_accepts_it(private_cache):
     assert not private_cache.exists()
     with pytest.raises(ConfigError, match="resdet:shapes_r18"):  # the known names are listed
         check_weights_present(load_config(DEMO, ["model.backbone.weights=resdet:nope"]))
+
+
+def test_build_model_reads_the_cache_and_never_trains(private_cache):
+    with pytest.raises(FileNotFoundError, match="resdet:shapes_r18 is not in the cache yet"):
+        build_model(load_config(DEMO), num_classes=5)
+    assert not (private_cache / "pretrained").exists()
 
 
 def test_a_cached_file_is_used_without_training(private_cache, monkeypatch):
@@ -54,19 +62,19 @@ def test_a_cached_file_is_used_without_training(private_cache, monkeypatch):
         raise AssertionError("the cached file should have been used")
 
     monkeypatch.setattr(named_weights, "_produce", no_training)
-    assert named_weights.resolve_weights("resdet:shapes_r18") == str(path)
-    assert named_weights.resolve_weights("torchvision:resnet18") == "torchvision:resnet18"
+    assert named_weights.produce_named_weights("resdet:shapes_r18") == str(path)
+    assert named_weights.produce_named_weights("torchvision:resnet18") == "torchvision:resnet18"
     det = build_model(load_config(DEMO), num_classes=5)
     torch.testing.assert_close(det.backbone.bottom_up.conv1.weight, net.conv1.weight)
 
 
 def test_first_use_pretrains_into_the_cache_atomically(private_cache, monkeypatch, capsys):
-    spec = named_weights.NAMED_SOURCES["shapes_r18"]
-    assert spec.config.resolve() == (ROOT / "configs" / "cls_shapes.yaml").resolve()  # what tools/pretrain_cls.py runs
+    spec = NAMED_SOURCES["shapes_r18"]
+    assert (
+        spec.config.resolve() == (ROOT / "configs" / "cls_shapes.yaml").resolve()
+    )  # what tools/pretrain_cls.py runs
     monkeypatch.setitem(
-        named_weights.NAMED_SOURCES,
-        "shapes_r18",
-        dataclasses.replace(spec, overrides=TINY_PRETRAINING),
+        NAMED_SOURCES, "shapes_r18", dataclasses.replace(spec, overrides=TINY_PRETRAINING)
     )
     torch.manual_seed(123)
     np.random.seed(123)
@@ -76,7 +84,7 @@ def test_first_use_pretrains_into_the_cache_atomically(private_cache, monkeypatc
     np.random.seed(123)
     random.seed(123)
 
-    path = Path(named_weights.resolve_weights("resdet:shapes_r18", progress=False))
+    path = Path(named_weights.produce_named_weights("resdet:shapes_r18", progress=False))
     assert path == private_cache / "pretrained" / "shapes_r18.pth"
     out = capsys.readouterr().out
     first = out.splitlines()[0]
@@ -90,4 +98,4 @@ def test_first_use_pretrains_into_the_cache_atomically(private_cache, monkeypatc
 
     # the second use reads the file
     monkeypatch.setattr(named_weights, "_produce", lambda *a: pytest.fail("produced twice"))
-    assert named_weights.resolve_weights("resdet:shapes_r18") == str(path)
+    assert named_weights.produce_named_weights("resdet:shapes_r18") == str(path)

@@ -18,7 +18,7 @@ from resdet.benchmarks.transfer import (
     transfer_table,
 )
 from resdet.config import load_config
-from resdet.runs.trained import RECORD
+from resdet.io.run_dir import TRAINED_RUN
 from tests.tools.tiny_runs import NARROW_HEADS, SHORT_SCHEDULE, input_size, shapes
 from tools import transfer_bench
 
@@ -64,7 +64,7 @@ def test_rows_errors_and_resume(tmp_path, checkpoints, private_cache, plain_conv
     assert (out / "transfer.md").read_text().startswith("# Transfer: protocol shapes_r18_fpn")
     assert (out / "transfer.png").stat().st_size > 0
     # killed while training the second source: its run has no record; a re-run trains only that one
-    (out / run_dir_name(str(good), 0) / RECORD).unlink()
+    (out / run_dir_name(str(good), 0) / TRAINED_RUN).unlink()
     transfer_bench.main(argv)
     printed = capsys.readouterr().out
     assert printed.count("already trained") == 1 and "[random seed 0] already trained" in printed
