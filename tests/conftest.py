@@ -25,3 +25,10 @@ def shared_data() -> Callable[[str], Path]:
     """``shared_data(sub)``: the resolved path of ``../shared/data/<sub>``; skips the test when it
     is absent."""
     return _shared_data
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch) -> Path:
+    """$RESDET_CACHE set to this test's own (not yet created) `<tmp_path>/cache`."""
+    monkeypatch.setenv("RESDET_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

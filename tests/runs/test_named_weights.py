@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_runs import TINY_CLS
 
 from backbones.resnet import ResNet
 from backbones.spec import TORCHVISION_PIXELS
@@ -20,6 +19,7 @@ from resdet.config import ConfigError
 from resdet.io.named_weights import NAMED_SOURCES
 from resdet.runs import named_weights
 from resdet.runs.detection import check_weights_present
+from tests.tools.tiny_runs import TINY_CLS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "configs" / "demo_shapes.yaml"
