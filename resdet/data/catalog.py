@@ -19,8 +19,6 @@ COCO reader).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from resdet.data.coco import load_coco
@@ -29,6 +27,7 @@ from resdet.data.records import DatasetSource
 from resdet.data.shapes import ensure_shapes_detection
 from resdet.data.voc import load_voc
 from resdet.data.voc_folder import FolderSplit, load_voc_folder
+from resdet.utils.paths import dataset_root
 
 
 def _coco_names() -> dict[str, tuple[str, str]]:
@@ -50,11 +49,6 @@ VOC_NAMES = {
     f"voc_{y}_{s}": (y, s) for y in ("2007", "2012") for s in ("train", "val", "trainval", "test")
 }
 SHAPES_DEFAULTS = {"num_images": 200, "image_size": 192, "seed": 0, "max_objects": 5}
-
-
-def dataset_root(root: str | None) -> Path:
-    """`root` if given, else `$RESDET_DATASETS`, else `datasets/`."""
-    return Path(root or os.environ.get("RESDET_DATASETS") or "datasets")
 
 
 def _keys(

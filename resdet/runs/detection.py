@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from resdet.build import build_model, load_checkpoint
 from resdet.config import Config, ConfigError
 from resdet.data.build import build_detection_dataset, build_train_loader
-from resdet.data.catalog import COCO_NAMES, VOC_NAMES, dataset_root
+from resdet.data.catalog import COCO_NAMES, VOC_NAMES
 from resdet.data.dataset import DetectionDataset
 from resdet.data.errors import DatasetError
 from resdet.engine.build import build_trainer, images_per_rank, prepare_model
@@ -42,6 +42,7 @@ from resdet.io.run_dir import (
 )
 from resdet.runs.named_weights import cached_path, is_named
 from resdet.utils.dist import init_distributed
+from resdet.utils.paths import dataset_root
 from resdet.utils.seed import seed_all
 
 

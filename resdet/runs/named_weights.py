@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resdet.config import CONFIG_DIR
-from resdet.data.shapes import cache_root
+from resdet.utils.paths import cache_root
 from resdet.utils.seed import get_rng_state, set_rng_state
 
 PREFIX = "resdet:"
