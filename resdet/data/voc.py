@@ -265,7 +265,7 @@ def load_voc(
     dropped.warn(f"{root.name or root} ({split})")
     return DatasetSource(
         name=name or f"{root}:{split}",
-        format="voc",
+        protocol="voc",
         class_names=class_names,
         category_ids=list(range(1, len(class_names) + 1)),
         records=records,
