@@ -64,10 +64,14 @@ VOC_CLASSES = [
 ]
 
 
+def split_file(root: str | Path, split: str) -> Path:
+    """`<root>/ImageSets/Main/<split>.txt`: the file listing a split's image ids."""
+    return Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+
+
 def read_split(root: str | Path, split: str) -> list[str]:
-    """Image ids listed in `<root>/ImageSets/Main/<split>.txt` (one per line,
-    blank lines skipped)."""
-    path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+    """Image ids listed in `split_file(root, split)` (one per line, blank lines skipped)."""
+    path = split_file(root, split)
     if not path.is_file():
         raise DatasetError(f"{path}: split file not found (VOC root {root}, split {split!r})")
     ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
