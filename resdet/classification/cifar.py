@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from resdet.data.errors import DatasetError
 from resdet.data.image_io import read_image
-from resdet.data.shapes import cache_root
 from resdet.utils.atomic import atomic_torch_save
+from resdet.utils.paths import cache_root
 
 IMAGE_SIZE = 32
 RECORD_BYTES = 1 + 3 * IMAGE_SIZE * IMAGE_SIZE

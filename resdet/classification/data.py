@@ -8,7 +8,6 @@ happens later, on whole batches (`resdet.classification.transforms.PixelNormaliz
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from resdet.classification.transforms import (
 )
 from resdet.config.classification import DEFAULT_PATHS, ClsDataConfig
 from resdet.data.shapes import ensure_shapes_classification
+from resdet.utils.paths import dataset_root
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -39,10 +39,9 @@ def dataset_dir(cfg: ClsDataConfig) -> Path:
         )
     if cfg.path is not None and cfg.root is None:
         return Path(cfg.path)
-    root = Path(
-        cfg.root if cfg.root is not None else os.environ.get("RESDET_DATASETS") or "datasets"
+    return dataset_root(cfg.root) / (
+        cfg.path if cfg.path is not None else DEFAULT_PATHS[cfg.format]
     )
-    return root / (cfg.path if cfg.path is not None else DEFAULT_PATHS[cfg.format])
 
 
 def build_transforms(cfg: ClsDataConfig, ten_crop: bool = False) -> tuple[Transform, Transform]:

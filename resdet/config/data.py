@@ -1,7 +1,7 @@
 """`data:` section: which datasets, where they live, how they are loaded and augmented.
 
 Dataset entries (`train`, `test`) are names resolved under the dataset root (`coco_2017_train`,
-`voc_2007_trainval`, ...; see `resdet.data.catalog`) or mappings:
+`voc_2007_trainval`, ...; see `resdet.data.formats`) or mappings:
 `{format: coco, ann_file: ..., image_dir: ...}`, `{format: voc, root: ..., split: ...,
 class_names: [...]}`, `{format: voc_folder, image_dir: ..., ann_dir: ..., class_names: [...],
 split_file: ... | split: {fraction: 0.8, seed: 0, part: train|test}}` (a flat labelled folder, see

@@ -1,8 +1,16 @@
-"""Detection data: COCO/VOC readers, the synthetic shapes set, safe decoding,
-transforms and samplers.
+"""Detection data: dataset entries to records, records to batches.
 
-Classification data (CIFAR, ImageNet folders) lives in `cifar.py`, `imagenet_folder.py`,
-`cls_transforms.py`.
+- `formats.py`: the table of dataset formats (coco, voc, voc_folder, shapes: keys, reader, expected
+  files, evaluation protocol) and the registered names; `catalog.py`: `load_source`, an entry
+  read through that table.
+- readers: `coco.py`, `voc.py`, `voc_folder.py` (with `checks.py`, `masks.py`), producing the
+  `records.py` types; `shapes.py` generates the synthetic shapes set.
+- `build.py` / `dataset.py`: the `data:` config to a `DetectionDataset` and its DataLoaders, with
+  `image_io.py` (safe decoding), `transforms.py`, `samplers.py` and `collate.py`.
+
+Classification data (CIFAR, ImageNet folders, their transforms) lives in `resdet.classification`
+(`cifar.py`, `imagenet_folder.py`, `transforms.py`); the dataset and cache roots in
+`resdet.utils.paths`.
 """
 
 from resdet.data.build import (

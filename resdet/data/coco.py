@@ -177,7 +177,7 @@ def load_coco(
         )
     return DatasetSource(
         name=name or src,
-        format="coco",
+        protocol="coco",
         class_names=[cats[c] for c in category_ids],
         category_ids=category_ids,
         records=records,

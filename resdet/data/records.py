@@ -37,6 +37,10 @@ class ImageRecord:
 class DatasetSource:
     """One dataset entry after reading: its class list, records and what its evaluator needs.
 
+    `protocol` is the evaluation protocol that scores it (`resdet.evaluation.build` picks the
+    evaluator by it): "coco" (COCOeval against `ann_file`) or "voc" (VOC mAP over the records). It
+    is not the entry's file layout (`format:` in a config's dataset entry): `voc_folder`
+    entries are scored as "voc", `shapes` entries as "coco".
     `category_ids[k]` is the dataset's own id of contiguous label `k` (COCO ids; 1..C for VOC).
     `ann_file` is the COCO json the COCO evaluator scores against (None for VOC, whose
     evaluator uses the records). `class_names_from_data`: the reader collected `class_names` from
@@ -44,7 +48,7 @@ class DatasetSource:
     """
 
     name: str
-    format: Literal["coco", "voc"]
+    protocol: Literal["coco", "voc"]
     class_names: list[str]
     category_ids: list[int]
     records: list[ImageRecord]

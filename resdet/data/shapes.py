@@ -35,17 +35,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
+from resdet.utils.paths import cache_root
+
 SHAPE_CLASSES = ["circle", "rectangle", "triangle", "star", "cross"]
 #: Bump when the generator's output changes, so old caches are not reused.
 GENERATOR_VERSION = 2
 _SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """Where generated data lives: `cache_dir`, else `$RESDET_CACHE`, else `~/.cache/resdet`."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("RESDET_CACHE") or Path.home() / ".cache" / "resdet")
 
 
 def _rng(seed: int, split: str, kind: int) -> np.random.Generator:

@@ -64,10 +64,14 @@ VOC_CLASSES = [
 ]
 
 
+def split_file(root: str | Path, split: str) -> Path:
+    """`<root>/ImageSets/Main/<split>.txt`: the file listing a split's image ids."""
+    return Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+
+
 def read_split(root: str | Path, split: str) -> list[str]:
-    """Image ids listed in `<root>/ImageSets/Main/<split>.txt` (one per line,
-    blank lines skipped)."""
-    path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+    """Image ids listed in `split_file(root, split)` (one per line, blank lines skipped)."""
+    path = split_file(root, split)
     if not path.is_file():
         raise DatasetError(f"{path}: split file not found (VOC root {root}, split {split!r})")
     ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
@@ -265,7 +269,7 @@ def load_voc(
     dropped.warn(f"{root.name or root} ({split})")
     return DatasetSource(
         name=name or f"{root}:{split}",
-        format="voc",
+        protocol="voc",
         class_names=class_names,
         category_ids=list(range(1, len(class_names) + 1)),
         records=records,

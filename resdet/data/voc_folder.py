@@ -25,7 +25,7 @@ disjoint, complementary parts.
 
 Boxes are read as the VOC reader reads them (`resdet.data.voc.voc_record`): shifted by one pixel,
 clipped, zero-area boxes and near-duplicates (`duplicate_iou`) dropped, one summary warning. Records
-have the stem as `image_id` and the source has format `voc` (scored by the VOC evaluator, category
+have the stem as `image_id` and the source has protocol `voc` (scored by the VOC evaluator, category
 ids `1..C`).
 """
 
@@ -228,7 +228,7 @@ def load_voc_folder(
     dropped.warn(f"{ann_dir.name} ({part})")
     return DatasetSource(
         name=name or f"{ann_dir}:{part}",
-        format="voc",
+        protocol="voc",
         class_names=list(class_names),
         category_ids=list(range(1, len(class_names) + 1)),
         records=records,

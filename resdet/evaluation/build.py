@@ -17,14 +17,15 @@ from resdet.evaluation.voc_evaluator import VOCEvaluator
 
 
 def build_evaluator(dataset: DetectionDataset, *, masks: bool = False) -> DetectionEvaluator:
-    """COCO evaluator for a (single) COCO-format source, VOC evaluator for one or
-    more VOC sources. `masks`: a mask model is evaluated, so the COCO evaluator always reports the
-    `segm/` metrics (VOC has no mask ground truth: its evaluator scores the boxes only)."""
-    formats = {s.format for s in dataset.sources}
+    """COCO evaluator for a (single) source of protocol "coco", VOC evaluator for one or more
+    sources of protocol "voc" (`DatasetSource.protocol`). `masks`: a mask model is evaluated, so
+    the COCO evaluator always reports the `segm/` metrics (VOC has no mask ground truth: its
+    evaluator scores the boxes only)."""
+    protocols = {s.protocol for s in dataset.sources}
     name = " + ".join(s.name for s in dataset.sources)
-    if formats == {"voc"}:
+    if protocols == {"voc"}:
         return VOCEvaluator(dataset.records, dataset.class_names, name)
-    if formats == {"coco"} and len(dataset.sources) == 1:
+    if protocols == {"coco"} and len(dataset.sources) == 1:
         src = dataset.sources[0]
         assert src.ann_file is not None
         return COCOEvaluator(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resdet.config import CONFIG_DIR
-from resdet.data.shapes import cache_root
+from resdet.utils.paths import cache_root
 
 PREFIX = "resdet:"
 

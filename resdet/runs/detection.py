@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader
 from resdet.build import build_model, load_checkpoint
 from resdet.config import Config, ConfigError
 from resdet.data.build import build_detection_dataset, build_train_loader
-from resdet.data.catalog import COCO_NAMES, VOC_NAMES, dataset_root
 from resdet.data.dataset import DetectionDataset
 from resdet.data.errors import DatasetError
+from resdet.data.formats import expected_files
 from resdet.engine.build import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import unwrap
 from resdet.evaluation.inference import InferenceRunner, flat_metrics, headline
@@ -43,6 +43,7 @@ from resdet.io.run_dir import (
 )
 from resdet.runs.named_weights import produce_named_weights
 from resdet.utils.dist import init_distributed
+from resdet.utils.paths import dataset_root
 from resdet.utils.seed import seed_all
 
 
@@ -52,30 +53,6 @@ class DetectionDatasets:
     train: DetectionDataset | None
     #: None when `data.test` is empty (no evaluation)
     test: DetectionDataset | None
-
-
-def _expected_paths(entry: str | dict[str, Any], root: Path) -> list[tuple[Path, bool]]:
-    """`(path, is_folder)` of what must exist for `entry` to be installed (none for generated
-    data, unknown names and malformed entries, which the catalog reports)."""
-    if isinstance(entry, str):
-        if entry in COCO_NAMES:
-            return [(root / "coco" / "annotations" / COCO_NAMES[entry][0], False)]
-        if entry in VOC_NAMES:
-            year, split = VOC_NAMES[entry]
-            split_file = root / "VOCdevkit" / f"VOC{year}" / "ImageSets" / "Main" / f"{split}.txt"
-            return [(split_file, False)]
-        return []
-    fmt = entry.get("format")
-    if fmt == "coco" and "ann_file" in entry:
-        return [(root / entry["ann_file"], False)]
-    if fmt == "voc" and "root" in entry and "split" in entry:
-        return [(root / entry["root"] / "ImageSets" / "Main" / f"{entry['split']}.txt", False)]
-    if fmt == "voc_folder":
-        found = [(root / entry[k], True) for k in ("image_dir", "ann_dir") if k in entry]
-        if isinstance(entry.get("split_file"), str):
-            found.append((root / entry["split_file"], False))
-        return found
-    return []
 
 
 def missing_datasets(cfg: Config, splits: tuple[str, ...] = ("train", "test")) -> list[str]:
@@ -89,7 +66,7 @@ def missing_datasets(cfg: Config, splits: tuple[str, ...] = ("train", "test")) -
     lines = []
     for split in splits:
         for entry in getattr(cfg.data, split):
-            for path, is_folder in _expected_paths(entry, root):
+            for path, is_folder in expected_files(entry, root):
                 if not (path.is_dir() if is_folder else path.is_file()):
                     kind = "folder" if is_folder else "file"
                     lines.append(

@@ -20,7 +20,7 @@ from resdet.data import (
     build_train_loader,
     load_source,
 )
-from resdet.data.catalog import dataset_root
+from resdet.utils.paths import dataset_root
 
 
 def write_coco(

@@ -85,7 +85,7 @@ def test_folder_matches_by_stem_then_filename_and_reads_boxes_as_voc(folder, sha
     bccd = shared_data("BCCD")
     src, messages = load(images, labels)
     assert src.class_names == ["Platelets", "RBC", "WBC"] and src.class_names_from_data
-    assert src.format == "voc" and src.category_ids == [1, 2, 3]
+    assert src.protocol == "voc" and src.category_ids == [1, 2, 3]
     ids = [r.image_id for r in src.records]
     assert ids == [*STEMS[:5], *STEMS[6:10], "renamed_5"]
     files = {r.image_id: Path(r.file_name) for r in src.records}
