@@ -5,7 +5,7 @@ when it has an iteration) as a series over iterations, with the run's kind (plai
 depth) from its `config.yaml`.
 - `plot_curves`: one subplot per key, one line per run (tools/visualize.py curves).
 - `plot_error_curves`: Fig. 6 of He et al. 2015, training error dashed and test error bold over
-  iterations, plain nets left, residual nets right (tools/plot_curves.py).
+  iterations, plain nets left, residual nets right (tools/visualize.py fig6).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from tiny_runs import SHORT_SCHEDULE, TINY_CLS, input_size, shapes
 from backbones.resnet import ResNet
 from backbones.spec import PixelFormat
 from backbones.weights import load_pretrained
-from tools import plot_curves, pretrain_cls, train_det
+from tools import pretrain_cls, train_det, visualize
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -193,7 +193,7 @@ def test_plot_curves_tool(tmp_path, capsys):
     assert moving_average(run.train_error, 2).tolist() == [90.0, 80.0, 65.0]
 
     out = tmp_path / "fig.png"
-    plot_curves.main([str(tmp_path / "p56"), str(tmp_path / "r56"), "--out", str(out)])
+    visualize.main(["fig6", str(tmp_path / "p56"), str(tmp_path / "r56"), "--output", str(out)])
     image = imread(out)
     assert image.shape[1] > image.shape[0] > 100  # two panels side by side
     printed = capsys.readouterr().out
