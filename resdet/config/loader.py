@@ -6,6 +6,8 @@ Every error is a `ConfigError` naming the file and the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -21,6 +23,34 @@ class ConfigError(ValueError):
     """A config file or override is invalid; the message names the file and the key."""
 
 
+class _Loader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that reads numbers as a person writes them (`1e-3` is a float, as in YAML
+    1.2, not the string YAML 1.1 makes of it) and refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {seen[key]} and {line})"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read one YAML mapping with `yaml.safe_load` (no `!!python/` tags), following `_base_`."""
     return _read_with_bases(Path(path), ())
@@ -34,9 +64,11 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         where = f" (the `_base_` of {chain[-1]})" if chain else ""
         raise ConfigError(f"{path}: config file not found{where}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid safe YAML (python tags are refused): {e}") from None
+        data = _load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except yaml.YAMLError as e:  # python tags included: only safe YAML is read
+        raise ConfigError(f"{path}: not valid safe YAML: {' '.join(str(e).split())}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -46,6 +78,8 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         return _tag(data, path)
     if isinstance(bases, str):
         bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: `_base_` must be a file name or a list of them, got {bases!r}")
     merged: dict[str, Any] = {}
     for base in bases:
         merged = merge(merged, _read_with_bases(path.parent / base, chain + (path,)))
@@ -87,7 +121,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
             raise ConfigError(f"{source}: override {item!r} is not of the form key.sub=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
+            value = _load_yaml(raw)
         except yaml.YAMLError as e:
             raise ConfigError(f"{source}: override {key}: cannot parse {raw!r}: {e}") from None
         node = data
@@ -176,6 +210,8 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: {key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
