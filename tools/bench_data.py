@@ -19,13 +19,13 @@ those batches, in one process, and prints the ratio the issue asks for (pipeline
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
+from resdet.benchmarks import timing
 from resdet.classification.cifar import load_cifar
 from resdet.classification.loader import InMemoryTrainBatches
 from resdet.classification.model import build_classifier
@@ -58,11 +58,11 @@ def detection_rate(args: argparse.Namespace) -> float:
     loader = iter(build_train_loader(dataset, data, args.batch_size, seed=0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for _ in range(max(2, args.workers * 2)):  # start the workers, fill their prefetch queues
-            next(loader)
-        t0 = time.perf_counter()
-        images = sum(len(batch[0]) for batch in itertools.islice(loader, args.batches))
-    rate = images / (time.perf_counter() - t0)
+        # the warm-up starts the workers and fills their prefetch queues
+        seconds, sizes = timing.time_total(
+            lambda: len(next(loader)[0]), args.batches, warmup=max(2, args.workers * 2)
+        )
+    rate = sum(sizes) / seconds
     print(
         f"{rate:.1f} images/s decode+flip ({args.workers} workers, ~{args.image_size}-px JPEGs, "
         f"batch {args.batch_size})"
@@ -77,13 +77,10 @@ def cifar_rates(args: argparse.Namespace) -> tuple[float, float]:
     print(f"train split ready in {time.perf_counter() - t0:.1f}s ({len(data)} images)")
     device = torch.device(args.device)
     batches = iter(InMemoryTrainBatches(data, args.batch_size, pad=4, seed=0, device=device))
-    next(batches)
-    t0 = time.perf_counter()
-    for _ in range(args.batches):
-        images = next(batches)[0][0]
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    pipeline = args.batches * len(images) / (time.perf_counter() - t0)
+    seconds, sizes = timing.time_total(
+        lambda: len(next(batches)[0][0]), args.batches, warmup=1, device=device
+    )
+    pipeline = sum(sizes) / seconds
 
     net = build_classifier(ClsModelConfig(arch="cifar", depth=args.depth, shortcut="A"), 10).to(
         device
@@ -91,19 +88,16 @@ def cifar_rates(args: argparse.Namespace) -> tuple[float, float]:
     model = ClassificationObjective(net)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     steps = max(1, args.train_steps)
-    for i in range(steps + 1):  # one warm-up step
-        if i == 1:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
+
+    def train_step() -> None:
         images, targets = next(batches)
         loss = model(images, targets)["loss_cls"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    training = steps * args.batch_size / (time.perf_counter() - t0)
+
+    seconds, _ = timing.time_total(train_step, steps, warmup=1, device=device)
+    training = steps * args.batch_size / seconds
     print(
         f"CIFAR pipeline alone: {pipeline:.0f} images/s (in memory, pad-crop-flip on {device}, "
         f"batch {args.batch_size})"

@@ -12,14 +12,13 @@ side. Prints median milliseconds and the speed-up (torchvision time / ours).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Callable
 
 import torch
 from torchvision.ops import roi_align as tv_roi_align
 
 from heads.roi.roi_align import roi_align
+from resdet.benchmarks import timing
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,13 +49,8 @@ def workload(a: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 
 def median_ms(fn: Callable[[], None], iters: int) -> float:
-    fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    """Median milliseconds of `iters` timed calls after one warm-up call."""
+    return 1000 * timing.median(timing.time_iterations(fn, iters, warmup=1))
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
