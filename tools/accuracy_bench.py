@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from resdet.config import load_config
+from resdet.evaluation.base import headline_metric
 from resdet.utils.cli import one_line_warnings
 
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(a.config, list(a.overrides))
     root = a.output_dir or Path("output") / "accuracy" / Path(a.config).stem
     runs = compare_accuracy(a.config, list(a.overrides), seeds=a.seeds, root=root)
-    metric = cfg.test.best_metric or ("mAP50" if "mAP50" in runs[0].metrics else "AP50")
+    metric = cfg.test.best_metric or headline_metric(runs[0].metrics)
     v = verdict(runs, metric)
     differences = unequal_settings(cfg)
     print(f"\n{a.config}: ours and torchvision's FasterRCNN, seeds {a.seeds} (percent; minutes)")
