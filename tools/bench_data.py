@@ -13,8 +13,8 @@ resizes (`model.input`).
 
 CIFAR: the split is decoded once (cached), then the tool times the in-memory batches (indexing,
 pad-crop-flip, on `--device`) alone, then full ResNet-20 training steps (forward, backward, SGD) on
-those batches, in one process, and prints the ratio the issue asks for (pipeline / consumption).
-The measuring is resdet.benchmarks.data_speed's; this tool parses the options and prints.
+those batches, in one process, and prints the ratio pipeline / consumption. The measuring is
+resdet.benchmarks.data_speed's; this tool parses the options and prints.
 """
 
 from __future__ import annotations

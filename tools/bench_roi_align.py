@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""heads.roi.roi_align against torchvision.ops.roi_align on CPU: forward and forward +
-backward, interleaved.
+"""heads.roi.roi_align against torchvision.ops.roi_align on CPU: forward, and forward +
+backward.
 
     python tools/bench_roi_align.py --rois 1024 --size 128 --channels 256 --layout nhwc
 
