@@ -13,56 +13,41 @@ resizes (`model.input`).
 
 CIFAR: the split is decoded once (cached), then the tool times the in-memory batches (indexing,
 pad-crop-flip, on `--device`) alone, then full ResNet-20 training steps (forward, backward, SGD) on
-those batches, in one process, and prints the ratio the issue asks for (pipeline / consumption).
+those batches, in one process, and prints the ratio pipeline / consumption. The measuring is
+resdet.benchmarks.data_speed's; this tool parses the options and prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
-import warnings
 from pathlib import Path
 
 import torch
 
+from resdet.benchmarks.data_speed import (
+    cifar_batches,
+    detection_loader_rate,
+    pipeline_rate,
+    shapes_training_set,
+    training_rate,
+)
 from resdet.classification.cifar import load_cifar
-from resdet.classification.loader import InMemoryTrainBatches
-from resdet.classification.model import build_classifier
-from resdet.classification.objective import ClassificationObjective
-from resdet.config.classification import ClsModelConfig
-from resdet.config.data import DataConfig
-from resdet.data.build import build_detection_dataset, build_train_loader
 
 
 def detection_rate(args: argparse.Namespace) -> float:
-    data = DataConfig(
-        train=[
-            {
-                "format": "shapes",
-                "split": "train",
-                "num_images": args.num_images,
-                "image_size": args.image_size,
-                "seed": 0,
-            }
-        ],
-        cache_dir=args.cache_dir,
-        num_workers=args.workers,
-    )
     t0 = time.perf_counter()
-    dataset = build_detection_dataset(data, "train")
+    dataset, data = shapes_training_set(
+        num_images=args.num_images,
+        image_size=args.image_size,
+        workers=args.workers,
+        cache_dir=args.cache_dir,
+    )
     print(
         f"dataset ready in {time.perf_counter() - t0:.1f}s "
         f"({len(dataset)} images, generated once then cached)"
     )
-    loader = iter(build_train_loader(dataset, data, args.batch_size, seed=0))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(max(2, args.workers * 2)):  # start the workers, fill their prefetch queues
-            next(loader)
-        t0 = time.perf_counter()
-        images = sum(len(batch[0]) for batch in itertools.islice(loader, args.batches))
-    rate = images / (time.perf_counter() - t0)
+    rate = detection_loader_rate(dataset, data, batch_size=args.batch_size, batches=args.batches)
     print(
         f"{rate:.1f} images/s decode+flip ({args.workers} workers, ~{args.image_size}-px JPEGs, "
         f"batch {args.batch_size})"
@@ -76,34 +61,15 @@ def cifar_rates(args: argparse.Namespace) -> tuple[float, float]:
     data = load_cifar(Path(args.cifar), "train", cache_dir=args.cache_dir)
     print(f"train split ready in {time.perf_counter() - t0:.1f}s ({len(data)} images)")
     device = torch.device(args.device)
-    batches = iter(InMemoryTrainBatches(data, args.batch_size, pad=4, seed=0, device=device))
-    next(batches)
-    t0 = time.perf_counter()
-    for _ in range(args.batches):
-        images = next(batches)[0][0]
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    pipeline = args.batches * len(images) / (time.perf_counter() - t0)
-
-    net = build_classifier(ClsModelConfig(arch="cifar", depth=args.depth, shortcut="A"), 10).to(
-        device
+    batches = cifar_batches(data, args.batch_size, device)
+    pipeline = pipeline_rate(batches, args.batches, device)
+    training = training_rate(
+        batches,
+        depth=args.depth,
+        steps=max(1, args.train_steps),
+        batch_size=args.batch_size,
+        device=device,
     )
-    model = ClassificationObjective(net)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    steps = max(1, args.train_steps)
-    for i in range(steps + 1):  # one warm-up step
-        if i == 1:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        images, targets = next(batches)
-        loss = model(images, targets)["loss_cls"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    training = steps * args.batch_size / (time.perf_counter() - t0)
     print(
         f"CIFAR pipeline alone: {pipeline:.0f} images/s (in memory, pad-crop-flip on {device}, "
         f"batch {args.batch_size})"

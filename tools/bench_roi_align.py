@@ -1,25 +1,20 @@
 #!/usr/bin/env python
-"""heads.roi.roi_align against torchvision.ops.roi_align on CPU: forward and forward +
-backward, interleaved.
+"""heads.roi.roi_align against torchvision.ops.roi_align on CPU: forward, and forward +
+backward.
 
     python tools/bench_roi_align.py --rois 1024 --size 128 --channels 256 --layout nhwc
 
 The workload is one FPN level of a training step: (images, channels, size, size) features and
 ``--rois`` boxes of 8..120 px at stride 4, pooled to 7x7 with ``--sampling-ratio`` points per bin
-side. Prints median milliseconds and the speed-up (torchvision time / ours).
+side (resdet.benchmarks.roi_align_speed). Prints median milliseconds and the speed-up (torchvision
+time / ours).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from typing import Callable
 
-import torch
-from torchvision.ops import roi_align as tv_roi_align
-
-from heads.roi.roi_align import roi_align
+from resdet.benchmarks.roi_align_speed import PHASES, RoIAlignWorkload, compare_roi_align
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,48 +31,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def workload(a: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Features (N, C, S, S), rois (R, 5) in input pixels at stride 4, output
-    gradient (R, C, 7, 7)."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(a.images, a.channels, a.size, a.size, generator=g)
-    if a.layout == "nhwc":
-        x = x.contiguous(memory_format=torch.channels_last)
-    xy = torch.rand(a.rois, 2, generator=g) * (a.size * 4 - 120)
-    wh = 8 + torch.rand(a.rois, 2, generator=g) * 112
-    image = torch.randint(0, a.images, (a.rois, 1), generator=g).float()
-    return x, torch.cat([image, xy, xy + wh], 1), torch.randn(a.rois, a.channels, 7, 7, generator=g)
-
-
-def median_ms(fn: Callable[[], None], iters: int) -> float:
-    fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     a = parse_args(argv)
-    x, rois, grad = workload(a)
-
-    def run(op: Callable, backward: bool) -> Callable[[], None]:
-        def step() -> None:
-            inp = x.detach().requires_grad_(backward)
-            out = op(inp, rois, 7, 0.25, a.sampling_ratio, False)
-            if backward:
-                out.backward(grad)
-
-        return step
-
-    out: dict[str, float] = {}
-    for phase, backward in (("forward", False), ("forward+backward", True)):
-        with torch.set_grad_enabled(backward):
-            ours = median_ms(run(roi_align, backward), a.iters)
-            tv = median_ms(run(tv_roi_align, backward), a.iters)
-        out[f"{phase}_ours_ms"], out[f"{phase}_torchvision_ms"] = ours, tv
+    workload = RoIAlignWorkload(
+        rois=a.rois,
+        images=a.images,
+        channels=a.channels,
+        size=a.size,
+        sampling_ratio=a.sampling_ratio,
+        layout=a.layout,
+    )
+    out = compare_roi_align(workload, a.iters)
+    for phase, _ in PHASES:
+        ours, tv = out[f"{phase}_ours_ms"], out[f"{phase}_torchvision_ms"]
         print(
             f"{phase:17s} ours {ours:8.1f} ms  torchvision {tv:8.1f} ms  speed-up {tv / ours:5.2f}x"
         )

@@ -1,17 +1,12 @@
 #!/usr/bin/env python
-"""Speed, memory, FLOPs and utilisation of a detector config, optionally raced against torchvision;
-or, with --accuracy, ours and torchvision's Faster R-CNN trained to the config side by side.
+"""Speed, memory, FLOPs and utilisation of a detector config, optionally raced against torchvision.
 
     python tools/benchmark.py configs/frcnn_r50_fpn_coco.yaml --compare torchvision \
         --device cpu --image-size 512 --batch-size 2 --iters 5 --json bench.json
-    python tools/benchmark.py configs/frcnn_r18_fpn_bccd.yaml --compare torchvision --accuracy \
-        [--seeds 0 1] [--output-dir DIR]
 
---accuracy trains torchvision's FasterRCNN (built from torchvision's parts to the config:
-resdet.benchmarks.torchvision_reference) and ours through the same engine on the same data order,
-once per seed, evaluates both with the same evaluator, and prints every run's mAPs and per-class
-AP, the minutes of each, the ratio, and the settings torchvision has no knob for. Finished runs are
-kept and not repeated.
+The measuring is resdet.benchmarks.speed's (timing: resdet.benchmarks.timing; FLOPs:
+resdet.benchmarks.flops). Accuracy, ours and torchvision's trained side by side, is
+tools/accuracy_bench.py's.
 """
 
 from __future__ import annotations
@@ -39,6 +34,9 @@ from resdet.benchmarks.speed import (
 )
 from resdet.config import load_config
 from resdet.utils.cli import one_line_warnings
+
+#: what `--accuracy` (ours and torchvision's trained side by side) became
+MOVED_ACCURACY = "python tools/accuracy_bench.py CONFIG [--seeds ...] [--output-dir DIR]"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,28 +93,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument(
-        "--accuracy",
-        action="store_true",
-        help="train and evaluate both detectors (needs --compare torchvision) instead of timing",
-    )
-    p.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1], help="--accuracy: one run per seed each"
-    )
-    p.add_argument(
-        "--output-dir",
-        type=Path,
-        help="--accuracy: where the runs go (default output/accuracy/<config name>)",
-    )
-    p.add_argument(
         "overrides",
         nargs="*",
         help="config overrides key.sub=value, e.g. "
         "model.backbone.fold_frozen_bn=false model.input.channels_last=false",
     )
-    args = p.parse_intermixed_args(argv)
-    if args.accuracy and args.compare != "torchvision":
-        p.error("--accuracy compares with a reference: add --compare torchvision")
-    return args
+    if "--accuracy" in (sys.argv[1:] if argv is None else argv):
+        p.error(f"--accuracy is its own tool now: {MOVED_ACCURACY}")
+    return p.parse_intermixed_args(argv)
 
 
 def image_size(text: str) -> tuple[int, int]:
@@ -175,46 +159,8 @@ def table(results: dict[str, BenchResult]) -> str:
     )
 
 
-def accuracy_main(a: argparse.Namespace) -> dict:
-    from resdet.benchmarks.accuracy import accuracy_table, compare_accuracy, verdict
-    from resdet.benchmarks.torchvision_reference import unequal_settings
-
-    cfg = load_config(a.config, list(a.overrides))
-    root = a.output_dir or Path("output") / "accuracy" / Path(a.config).stem
-    runs = compare_accuracy(a.config, list(a.overrides), seeds=a.seeds, root=root)
-    metric = cfg.test.best_metric or ("mAP50" if "mAP50" in runs[0].metrics else "AP50")
-    v = verdict(runs, metric)
-    differences = unequal_settings(cfg)
-    print(f"\n{a.config}: ours and torchvision's FasterRCNN, seeds {a.seeds} (percent; minutes)")
-    print(accuracy_table(runs))
-    print(
-        f"{metric}: ours {100 * v['ours_mean']:.1f} vs torchvision "
-        f"{100 * v['torchvision_mean']:.1f}"
-        f" (torchvision's seed spread {100 * v['torchvision_spread']:.1f}): ours is "
-        f"{'no worse' if v['ours_no_worse'] else 'WORSE'} beyond that spread; "
-        f"time ours/torchvision {v['time_ratio']:.2f}x"
-    )
-    print("not equalised (torchvision has no knob):")
-    for line in differences:
-        print(f"  {line}")
-    out = {
-        "config": a.config,
-        "overrides": a.overrides,
-        "runs": [asdict(r) for r in runs],
-        "verdict": v,
-        "not_equalised": differences,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
-    if a.json:
-        a.json.write_text(json.dumps(out, indent=2))
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict:
     a = parse_args(argv)
-    if a.accuracy:
-        return accuracy_main(a)
     s = BenchSettings(
         device=a.device,
         amp=a.amp,

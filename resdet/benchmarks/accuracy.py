@@ -22,6 +22,7 @@ from typing import Any
 
 from resdet.benchmarks.torchvision_reference import torchvision_detector
 from resdet.build import build_model
+from resdet.evaluation.base import headline_metric
 from resdet.runs.trained import TrainedRun, train_or_reuse
 
 IMPLEMENTATIONS = {"ours": build_model, "torchvision": torchvision_detector}
@@ -48,10 +49,12 @@ def compare_accuracy(
 
 
 def _metric_keys(runs: list[TrainedRun]) -> list[str]:
-    """The headline metrics first (VOC or COCO names, whichever the evaluator wrote), then the
-    per-class AP50s in the evaluator's order."""
+    """The headline metrics first (VOC or COCO names, whichever the evaluator wrote: VOC's 11-point
+    AP50, mAP at 0.5 and at 0.5:0.95, and COCO's AP75), then the per-class AP50s in the evaluator's
+    order."""
     first = runs[0].metrics
-    head = [k for k in ("mAP50_voc07", "mAP50", "mAP", "AP50", "AP", "AP75") if k in first]
+    named = [headline_metric(first, name) for name in ("AP50_voc07", "AP50", "AP")]
+    head = [k for k in (*named, "AP75") if k in first]
     per_class = [k for k in first if k.startswith("AP50/")]
     return head + per_class
 

@@ -1,13 +1,12 @@
 """Classifier training throughput, ours beside torchvision's: ResNet-50 ImageNet-style steps.
 
 Both nets take the same synthetic batches (random RGB in 0..1, random labels), one SGD step each per
-round, rounds interleaved in one process so drift in the machine's speed hits both alike.
+round, rounds interleaved in one process so drift in the machine's speed hits both alike
+(`resdet.benchmarks.timing.interleaved`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +15,8 @@ import torchvision
 from torch import nn
 
 from backbones.resnet import ResNet
+from resdet.benchmarks import timing
+from resdet.engine.precision import autocast
 
 
 @dataclass
@@ -35,11 +36,6 @@ class ClassifierBench:
 def _logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = net(x)
     return out["logits"] if isinstance(out, dict) else out
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def compare_resnet50(
@@ -68,24 +64,22 @@ def compare_resnet50(
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch_size, 3, image_size, image_size, generator=g).to(dev, memory_format=fmt)
     y = torch.randint(0, 1000, (batch_size,), generator=g).to(dev)
-    cast = (
-        torch.autocast(dev.type, dtype=torch.bfloat16)
-        if amp == "bf16"
-        else contextlib.nullcontext()
-    )
-    times: dict[str, list[float]] = {name: [] for name in nets}
-    for r in range(warmup + rounds):
-        for name, net in nets.items():
-            _sync(dev)
-            t0 = time.perf_counter()
-            with cast:
-                loss = F.cross_entropy(_logits(net, x).float(), y)
+
+    def step(name: str) -> float:
+        def train_step() -> None:
+            # only bf16 autocasts: fp16 would need a loss scaler, which this loop has not
+            with autocast("bf16" if amp == "bf16" else "none", dev):
+                loss = F.cross_entropy(_logits(nets[name], x).float(), y)
             opts[name].zero_grad(set_to_none=True)
             loss.backward()
             opts[name].step()
-            _sync(dev)
-            if r >= warmup:
-                times[name].append(time.perf_counter() - t0)
+
+        return timing.timed(train_step, dev).wall_s
+
+    # the warm-up rounds are interleaved like the timed ones, and dropped
+    steps = {name: (lambda n=name: step(n)) for name in nets}
+    times = {name: t[warmup:] for name, t in timing.interleaved(steps, warmup + rounds).items()}
+    # torch's median: the lower of the middle two for an even count
     rate = {name: batch_size / float(torch.tensor(t).median()) for name, t in times.items()}
     return ClassifierBench(
         rate["ours"],

@@ -1,6 +1,7 @@
 """Throughput, latency, memory and MFU of a detector, optionally interleaved with torchvision's.
 
-All figures are medians over timed iterations after a warm-up. Training throughput covers forward,
+All figures are medians over timed iterations after a warm-up (the harness is
+`resdet.benchmarks.timing`, shared by every benchmark). Training throughput covers forward,
 backward and the optimizer step; inference covers `model(images)` in eval mode under `no_grad`.
 Peak memory is CUDA max-allocated on GPU and the process's peak resident set (VmHWM, reset before
 each phase) on CPU. FLOPs per image come from `resdet.benchmarks.flops.count_flops`, the counter
@@ -12,18 +13,16 @@ a new input size fails the guards, e.g. with several `train_sizes`).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import statistics
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
+from resdet.benchmarks import timing
 from resdet.deploy.compile import CompileStats, compile_detector
+from resdet.engine.precision import autocast
 
 #: Dense peak TFLOP/s per device name fragment: (bf16/fp16 tensor-core, fp32 non-tensor-core).
 KNOWN_PEAK_TFLOPS: dict[str, tuple[float, float]] = {
@@ -110,38 +109,6 @@ def synthetic_batch(s: BenchSettings) -> tuple[list[torch.Tensor], list[dict[str
     return images, targets
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _autocast(s: BenchSettings) -> contextlib.AbstractContextManager:
-    if s.amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if s.amp == "bf16" else torch.float16
-    return torch.autocast(device_type=torch.device(s.device).type, dtype=dtype)
-
-
-def _reset_peak(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        with contextlib.suppress(OSError):  # "5" resets VmHWM (Linux >= 4.0)
-            Path("/proc/self/clear_refs").write_text("5")
-
-
-def _peak_mb(device: str) -> float:
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class Runner:
     """Times one detector; `step_train()`/`step_infer()` each run and time one iteration.
 
@@ -172,7 +139,7 @@ class Runner:
         self.model.train()
 
         def body() -> None:
-            with _autocast(self.s):
+            with autocast(self.s.amp, torch.device(self.s.device)):
                 losses = self.model(self.images, self.targets)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(sum(losses.values())).backward()
@@ -189,7 +156,7 @@ class Runner:
 
         @torch.no_grad()
         def body() -> None:
-            with _autocast(self.s):
+            with autocast(self.s.amp, torch.device(self.s.device)):
                 self.model(self.images)
 
         dt, dc, peak = self._timed(body, "infer")
@@ -200,20 +167,15 @@ class Runner:
         """Run ``body`` between device syncs -> (wall s, process CPU s, peak memory MB); what it
         compiled is added to ``phase``'s compile figures."""
         before = CompileStats.snapshot()
-        _sync(self.s.device)
-        _reset_peak(self.s.device)
-        c0, t0 = time.process_time(), time.perf_counter()
-        body()
-        _sync(self.s.device)
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        t = timing.timed(body, self.s.device, reset_peak=True)
         self._compiled[phase] += CompileStats.snapshot() - before
-        return dt, dc, _peak_mb(self.s.device)
+        return t.wall_s, t.cpu_s, timing.peak_memory_mb(self.s.device)
 
     def finish(self) -> BenchResult:
         r, b = self.result, self.s.batch_size
-        r.train_images_per_s = b / statistics.median(r.train_times_s)
-        r.infer_images_per_s = b / statistics.median(r.infer_times_s)
-        r.infer_latency_ms = 1000 * statistics.median(r.infer_times_s) / b
+        r.train_images_per_s = b / timing.median(r.train_times_s)
+        r.infer_images_per_s = b / timing.median(r.infer_times_s)
+        r.infer_latency_ms = 1000 * timing.median(r.infer_times_s) / b
         r.peak_memory_train_mb = self._train_peak
         r.peak_memory_infer_mb = self._infer_peak
         if self.s.compile:
@@ -228,40 +190,34 @@ def paired_ratios(ours: BenchResult, reference: BenchResult) -> dict[str, float]
     """
 
     def per_round(a: list[float], b: list[float]) -> float:
-        return statistics.median(y / x for x, y in zip(a, b))
+        return timing.median(y / x for x, y in zip(a, b))
 
     return {
         "train": ours.train_images_per_s / reference.train_images_per_s,
         "infer": ours.infer_images_per_s / reference.infer_images_per_s,
         "train_per_round": per_round(ours.train_times_s, reference.train_times_s),
         "infer_per_round": per_round(ours.infer_times_s, reference.infer_times_s),
-        "train_cpu": statistics.median(reference.train_cpu_s) / statistics.median(ours.train_cpu_s),
-        "infer_cpu": statistics.median(reference.infer_cpu_s) / statistics.median(ours.infer_cpu_s),
+        "train_cpu": timing.median(reference.train_cpu_s) / timing.median(ours.train_cpu_s),
+        "infer_cpu": timing.median(reference.infer_cpu_s) / timing.median(ours.infer_cpu_s),
     }
 
 
 def interleaved(
     runners: dict[str, Runner], s: BenchSettings, progress: Callable[[str], None] = lambda _: None
 ) -> dict[str, BenchResult]:
-    """Warm up, then alternate one timed train and infer iteration per runner, `s.iters` rounds.
+    """Warm up, then alternate one timed train and infer iteration per runner, `s.iters` rounds
+    (`resdet.benchmarks.timing.interleaved`).
 
     Interleaving puts every runner under the same thermal, cache and background-load conditions.
     """
+    steps = {name: (lambda r=r: (r.step_train(), r.step_infer())) for name, r in runners.items()}
+    rounds = timing.interleaved(steps, s.iters, warmup=s.warmup, progress=progress)
     for name, r in runners.items():
-        for _ in range(s.warmup):
-            r.step_train()
-            r.step_infer()
-        progress(f"warmed up {name}")
-    for i in range(s.iters):
-        for name, r in runners.items():
-            for times, cpu, step in (
-                (r.result.train_times_s, r.result.train_cpu_s, r.step_train),
-                (r.result.infer_times_s, r.result.infer_cpu_s, r.step_infer),
-            ):
-                wall, used = step()
-                times.append(wall)
-                cpu.append(used)
-        progress(f"round {i + 1}/{s.iters}")
+        for (train_wall, train_cpu), (infer_wall, infer_cpu) in rounds[name]:
+            r.result.train_times_s.append(train_wall)
+            r.result.train_cpu_s.append(train_cpu)
+            r.result.infer_times_s.append(infer_wall)
+            r.result.infer_cpu_s.append(infer_cpu)
     return {name: r.finish() for name, r in runners.items()}
 
 

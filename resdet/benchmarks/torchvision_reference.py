@@ -1,5 +1,5 @@
 """torchvision's Faster R-CNN FPN built from torchvision's own parts to one of our configs: the
-trusted implementation that `tools/benchmark.py CONFIG --compare torchvision --accuracy` trains
+trusted implementation that `tools/accuracy_bench.py CONFIG --compare torchvision` trains
 beside ours.
 
     model = torchvision_detector(cfg, num_classes)   # same call and output convention as ours

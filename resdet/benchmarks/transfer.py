@@ -27,6 +27,7 @@ from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, PixelFormat
 from backbones.weights.files import read_source
 from resdet.build import pixel_format_of
 from resdet.config import CONFIG_DIR, Config, ConfigError, load_config
+from resdet.evaluation.base import headline_metric
 from resdet.io.named_weights import cached_path, is_named
 from resdet.runs.detection import check_weights_present, missing_datasets
 from resdet.runs.trained import train_or_reuse
@@ -37,14 +38,10 @@ PROTOCOL_DIR = CONFIG_DIR / "transfer"
 RANDOM = "random"
 #: what `random` changes in a protocol whose backbone norms are frozen
 RANDOM_INIT = ["model.backbone.norm=BN", "model.backbone.freeze_at=0"]
-#: headline metrics, first present wins per column (the VOC evaluator's names, then COCO's); the
-#: VOC07 11-point AP50 is the number MoCo's and detectron2's VOC07-test tables give as AP50
-COLUMNS = {
-    "AP50": ("mAP50", "AP50"),
-    "AP50 (VOC07)": ("mAP50_voc07",),
-    "AP": ("mAP", "AP"),
-    "AP75": ("mAP75", "AP75"),
-}
+#: headline metric columns: the summary metric each shows, by COCO's name (the evaluator's own name
+#: is `resdet.evaluation.base.headline_metric`'s); the VOC07 11-point AP50 is the number MoCo's and
+#: detectron2's VOC07-test tables give as AP50
+COLUMNS = {"AP50": "AP50", "AP50 (VOC07)": "AP50_voc07", "AP": "AP", "AP75": "AP75"}
 
 
 @dataclass
@@ -175,8 +172,10 @@ def run_transfer(
     return rows
 
 
-def _value(metrics: dict[str, float], names: tuple[str, ...]) -> float | None:
-    return next((metrics[n] for n in names if n in metrics), None)
+def _value(metrics: dict[str, float], column: str) -> float | None:
+    """`column`'s number in one run's metrics: a headline column under the evaluator's name of
+    its metric, a per-class column as it is; None when the run has none."""
+    return metrics.get(headline_metric(metrics, COLUMNS[column]) if column in COLUMNS else column)
 
 
 def _per_class(rows: list[TransferRow]) -> list[str]:
@@ -197,10 +196,8 @@ def summary(rows: list[TransferRow]) -> list[dict[str, Any]]:
             "error": next((r.error for r in mine if r.error), None),
             "changed": list(mine[0].changed),
         }
-        columns = dict(COLUMNS)
-        columns.update({f"AP50/{k}": (f"AP50/{k}",) for k in _per_class(rows)})
-        for col, names in columns.items():
-            vals = [v for r in done if (v := _value(r.metrics, names)) is not None]
+        for col in [*COLUMNS, *(f"AP50/{k}" for k in _per_class(rows))]:
+            vals = [v for r in done if (v := _value(r.metrics, col)) is not None]
             entry[col] = statistics.fmean(vals) if vals else None
             entry[f"{col} spread"] = max(vals) - min(vals) if len(vals) > 1 else None
         entry["minutes"] = statistics.fmean(r.minutes for r in done) if done else None

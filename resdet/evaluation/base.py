@@ -32,6 +32,16 @@ class DetectionEvaluator:
     #: the summary numbers `evaluate` returns, and the numbers under each `per_class` entry
     SUMMARY_KEYS: tuple[str, ...] = ()
     PER_CLASS_KEYS: tuple[str, ...] = ()
+    #: `evaluate`'s name for the headline metric, mean AP at IoU 0.5 (COCO: AP50, VOC: mAP50)
+    HEADLINE: str = "AP50"
+    #: `evaluate`'s names of the other summary metrics, keyed by COCO's name (AP: over IoU
+    #: 0.5:0.95, AP75; VOC's 11-point AP50_voc07), where they differ from it
+    RENAMED: dict[str, str] = {}
+
+    @classmethod
+    def metric_name(cls, name: str) -> str:
+        """`evaluate`'s name for the summary metric COCO calls `name` ("AP50": `HEADLINE`)."""
+        return cls.HEADLINE if name == "AP50" else cls.RENAMED.get(name, name)
 
     def __init__(
         self,
@@ -171,3 +181,24 @@ class DetectionEvaluator:
 def fmt(value: float | None) -> str:
     """A metric as a percentage with one decimal, or '-' when undefined."""
     return "-" if value is None or value < 0 else f"{100 * value:5.1f}"
+
+
+def evaluator_class(metrics: dict[str, Any]) -> type[DetectionEvaluator]:
+    """The evaluator that wrote `metrics` (`evaluate`'s dict or its flat form), told by the name of
+    its headline metric; `DetectionEvaluator` (COCO's names) when no evaluator's is there. The
+    evaluators are the subclasses `resdet.evaluation` imports."""
+    pending = list(DetectionEvaluator.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        if cls.HEADLINE in metrics:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return DetectionEvaluator
+
+
+def headline_metric(metrics: dict[str, Any], name: str = "AP50") -> str:
+    """The name of the headline metric (mean AP at IoU 0.5) in `metrics`, as whichever evaluator
+    wrote them names it: `mAP50` for VOC's, `AP50` for COCO's (and when neither is there). With
+    `name`, that evaluator's name of the summary metric COCO calls `name` instead (`"AP"`: `mAP`
+    for VOC's, `AP` for COCO's)."""
+    return evaluator_class(metrics).metric_name(name)

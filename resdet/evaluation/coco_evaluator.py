@@ -61,6 +61,7 @@ class COCOEvaluator(DetectionEvaluator):
 
     SUMMARY_KEYS = tuple(STAT_KEYS)
     PER_CLASS_KEYS = ("AP", "AP50")
+    HEADLINE = "AP50"
 
     def __init__(
         self,

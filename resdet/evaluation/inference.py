@@ -19,7 +19,7 @@ from resdet.config.data import DataConfig
 from resdet.data.build import build_test_loader
 from resdet.data.dataset import DetectionDataset
 from resdet.engine.precision import autocast
-from resdet.evaluation.base import DetectionEvaluator
+from resdet.evaluation.base import DetectionEvaluator, headline_metric
 from resdet.evaluation.build import build_evaluator
 from resdet.io.run_dir import flat_metrics  # noqa: F401  (the metrics.json layout's; imported from here too)
 from resdet.utils.dist import DistInfo, all_gather_object
@@ -96,8 +96,8 @@ class InferenceRunner:
 
 def headline(metrics: dict[str, Any]) -> str:
     """`mAP@0.5` and `mAP@[.5:.95]` of either evaluator's metrics, in percent."""
-    ap50 = metrics.get("AP50", metrics.get("mAP50"))
-    ap = metrics.get("AP", metrics.get("mAP"))
+    ap50 = metrics.get(headline_metric(metrics))
+    ap = metrics.get(headline_metric(metrics, "AP"))
     show = [
         f"{name} {100 * v:.1f}"
         for name, v in (("mAP@0.5", ap50), ("mAP@[.5:.95]", ap))

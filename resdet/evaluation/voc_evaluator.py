@@ -124,6 +124,8 @@ class VOCEvaluator(DetectionEvaluator):
 
     SUMMARY_KEYS = ("mAP50_voc07", "mAP50", "mAP", "mAP75")
     PER_CLASS_KEYS = ("AP50_voc07", "AP50", "AP")
+    HEADLINE = "mAP50"
+    RENAMED = {"AP50_voc07": "mAP50_voc07", "AP": "mAP", "AP75": "mAP75"}
 
     def __init__(self, records: list[ImageRecord], class_names: list[str], name: str) -> None:
         super().__init__(

@@ -62,19 +62,6 @@ def test_benchmark_json_shape(tmp_path):
     assert 0.5 < data["ours"]["gflops_per_image"] / data["torchvision"]["gflops_per_image"] < 2.0
 
 
-def test_bench_roi_align_reports_both_phases(capsys):
-    from tools.bench_roi_align import main
-
-    out = main(["--rois", "8", "--images", "1", "--channels", "4", "--size", "16", "--iters", "1"])
-    assert set(out) == {
-        f"{phase}_{who}_ms"
-        for phase in ("forward", "forward+backward")
-        for who in ("ours", "torchvision")
-    }
-    assert all(v > 0 for v in out.values())
-    assert "speed-up" in capsys.readouterr().out
-
-
 def test_image_size_argument():
     from tools.benchmark import image_size
 
@@ -82,19 +69,6 @@ def test_image_size_argument():
     for bad in ("0", "8x", "1x2x3", "big"):
         with pytest.raises(argparse.ArgumentTypeError):
             image_size(bad)
-
-
-def test_synthetic_batch_is_height_by_width_with_boxes_inside():
-    from resdet.benchmarks.speed import BenchSettings, synthetic_batch
-
-    images, targets = synthetic_batch(
-        BenchSettings(image_size=(64, 96), batch_size=3, boxes_per_image=5)
-    )
-    assert [tuple(i.shape) for i in images] == [(3, 64, 96)] * 3
-    for t in targets:
-        b = t["boxes"]
-        assert b.shape == (5, 4) and (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
-        assert (b >= 0).all() and (b[:, 2] <= 96).all() and (b[:, 3] <= 64).all()
 
 
 def test_mask_config_races_torchvision_mask_rcnn_with_shared_weights(tmp_path):
@@ -111,21 +85,6 @@ def test_mask_config_races_torchvision_mask_rcnn_with_shared_weights(tmp_path):
     assert data["settings"]["masks"] is True and data["same_weights"] is True
     for side in ("ours", "torchvision"):
         assert data[side]["train_images_per_s"] > 0 and data[side]["gflops_per_image"] > 0
-
-
-def test_synthetic_masks_are_ellipses_in_their_boxes():
-    import torch
-
-    from resdet.benchmarks.speed import BenchSettings, synthetic_batch
-
-    _, targets = synthetic_batch(BenchSettings(image_size=(64, 96), batch_size=2, masks=True))
-    for t in targets:
-        m, b = t["masks"], t["boxes"]
-        assert m.shape == (len(b), 64, 96) and m.dtype == torch.uint8
-        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        # an inscribed ellipse covers pi/4 of its box (pixel-centre sampling: a few % off)
-        ratio = m.flatten(1).sum(1) / area
-        assert ((ratio - math.pi / 4).abs() < 0.08).all(), ratio
 
 
 def test_compile_reports_graphs_breaks_and_recompiles_over_multiscale_training(tmp_path, capsys):
