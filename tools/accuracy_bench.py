@@ -23,7 +23,7 @@ import torch
 
 from resdet.config import load_config
 from resdet.evaluation.base import headline_metric
-from resdet.utils.cli import one_line_warnings
+from resdet.utils.cli import run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,5 +88,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    one_line_warnings()
-    main()
+    run_tool(main, "accuracy_bench")

@@ -33,6 +33,7 @@ from resdet.benchmarks.data_speed import (
     training_rate,
 )
 from resdet.classification.cifar import load_cifar
+from resdet.utils.cli import run_tool
 
 
 def detection_rate(args: argparse.Namespace) -> float:
@@ -116,4 +117,4 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main, "bench_data")

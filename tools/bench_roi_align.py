@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from resdet.benchmarks.roi_align_speed import PHASES, RoIAlignWorkload, compare_roi_align
+from resdet.utils.cli import run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,4 +52,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main, "bench_roi_align")

@@ -33,7 +33,7 @@ from resdet.benchmarks.speed import (
     torchvision_reference,
 )
 from resdet.config import load_config
-from resdet.utils.cli import one_line_warnings
+from resdet.utils.cli import run_tool
 
 #: what `--accuracy` (ours and torchvision's trained side by side) became
 MOVED_ACCURACY = "python tools/accuracy_bench.py CONFIG [--seeds ...] [--output-dir DIR]"
@@ -231,5 +231,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    one_line_warnings()
-    main()
+    run_tool(main, "benchmark")

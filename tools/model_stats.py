@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from resdet.benchmarks.flops import count_flops
+from resdet.utils.cli import run_tool
 
 
 def count(model: nn.Module, height: int, width: int) -> tuple[float, int]:
@@ -68,4 +69,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main, "model_stats")
