@@ -145,7 +145,9 @@ def exit_on_failure(
     except SystemExit as e:
         if e.code in (0, None):
             raise
-        _report(e, prog)
+        # whoever exits with a code said why (argparse prints its usage error): no traceback
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(e.code if isinstance(e.code, int) else 1)
     except expected as e:
         rank = f"[rank {os.environ['RANK']}] " if "RANK" in os.environ else ""
