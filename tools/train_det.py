@@ -63,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         eval_only(cfg, datasets.test, args.weights)
     else:
-        metrics = train_detector(cfg, datasets, resume=args.resume, progress=not args.no_progress)
+        metrics = train_detector(
+            cfg,
+            datasets,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
         if get_rank() == 0:
             scores = headline({k: v for k, v in metrics.items() if "/" not in k})
             print(

@@ -25,13 +25,24 @@ from resdet.io.run_dir import flat_metrics  # noqa: F401  (the metrics.json layo
 from resdet.utils.dist import DistInfo, all_gather_object
 
 
-def label_mapping(model_classes: int, evaluator: DetectionEvaluator) -> torch.Tensor | None:
+def label_mapping(
+    model_classes: int, evaluator: DetectionEvaluator, class_names: list[str] | None = None
+) -> torch.Tensor | None:
     """Model label -> dataset label (-1: not a class of the dataset), or None when they coincide.
 
+    With the model's `class_names` (label k = entry k; our checkpoints record them), the test set's
+    classes in another order are matched by name, and other names are a `ValueError` listing both.
     A model with as many classes as the largest COCO category id (torchvision's COCO detectors: 90)
     predicts label `k` for category id `k + 1`; any other mismatch is an error.
     """
     num = len(evaluator.class_names)
+    if class_names is not None and list(class_names) != list(evaluator.class_names):
+        if sorted(class_names) != sorted(evaluator.class_names):
+            raise ValueError(
+                f"the model was trained on classes {list(class_names)}, but {evaluator.name} has "
+                f"{list(evaluator.class_names)}"
+            )
+        return torch.tensor([evaluator.class_names.index(n) for n in class_names])
     if model_classes == num:
         return None
     if model_classes == max(evaluator.category_ids) and min(evaluator.category_ids) >= 1:
@@ -50,6 +61,8 @@ class InferenceRunner:
     `model`: the bare detector (not the DDP wrapper: shards differ in length, and DDP's forward
     would wait for the other ranks); it is run as it is (the caller puts it in eval mode).
     `masks`: the model predicts masks (Mask R-CNN), scored as `segm` beside `bbox` on COCO data.
+    `class_names`: the model's classes (label order), when known: the test set's in another
+    order are matched by name (said in one line), other names are a `ValueError` at once.
     """
 
     def __init__(
@@ -60,14 +73,24 @@ class InferenceRunner:
         *,
         amp: str = "none",
         masks: bool = False,
+        class_names: list[str] | None = None,
     ) -> None:
         self.dataset, self.dist, self.amp = dataset, dist, amp
         self.loader = build_test_loader(dataset, data, rank=dist.rank, world_size=dist.world_size)
         self.evaluator = build_evaluator(dataset, masks=masks)
+        self.class_names = class_names
+        if class_names is not None and list(class_names) != list(self.evaluator.class_names):
+            label_mapping(len(class_names), self.evaluator, class_names)  # other names: an error
+            if dist.is_main:
+                print(
+                    f"{self.evaluator.name}: the model's classes are this set's in another order; "
+                    "its detections are scored by class name",
+                    flush=True,
+                )
 
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> dict[str, Any] | None:
-        mapping = label_mapping(model.num_classes, self.evaluator)
+        mapping = label_mapping(model.num_classes, self.evaluator, self.class_names)
         self.evaluator.reset()
         for images, targets in self.loader:
             for image, target in zip(images, targets):
@@ -79,7 +102,11 @@ class InferenceRunner:
                     )
             with autocast(self.amp, self.dist.device):
                 outputs = model([im.to(self.dist.device, non_blocking=True) for im in images])
-            outputs = [{k: v.float().cpu() for k, v in out.items()} for out in outputs]
+            # half-precision values (autocast) to float32; labels stay integers (they index)
+            outputs = [
+                {k: (v.float() if v.is_floating_point() else v).cpu() for k, v in out.items()}
+                for out in outputs
+            ]
             if mapping is not None:
                 outputs = [_relabel(out, mapping) for out in outputs]
             self.evaluator.process(targets, outputs)

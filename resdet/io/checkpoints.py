@@ -52,6 +52,7 @@ __all__ = [
     "Checkpointer",
     "load_checkpoint_file",
     "read_checkpoint_file",
+    "checkpoint_class_names",
     "load_checkpoint",
     "load_detector_state",
     "load_backbone_weights",
@@ -113,6 +114,16 @@ def load_checkpoint(model: FasterRCNN, path: str | os.PathLike) -> str:
         state = {k: torch.as_tensor(v) for k, v in arrays.items()}
         return _load_converted(model, "detectron2", state, recorded, str(path))
     return load_detector_state(model, read_checkpoint_file(path), str(path))
+
+
+def checkpoint_class_names(path: str | os.PathLike) -> list[str] | None:
+    """The class names (label order) one of our checkpoints records; None for other formats
+    (torchvision's, detectron2's) and checkpoints written before classes were recorded."""
+    if Path(path).suffix == ".pkl":
+        return None
+    obj = read_checkpoint_file(path)
+    names = obj.get("class_names") if isinstance(obj, Mapping) else None
+    return list(names) if names is not None else None
 
 
 def read_checkpoint_file(path: str | os.PathLike) -> Any:

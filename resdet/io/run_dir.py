@@ -26,6 +26,9 @@
                        data without its own class list reuses them
     trained_run.json   the record of a finished run that benchmarks reuse instead of training
                        again (`write_trained_run`, `read_trained_run`; `resdet.runs.trained`)
+    run.lock           held by the run using the directory (`resdet.io.run_lock`)
+A directory "holds a run" once any of these is there (`run_files`); a fresh run refuses such a
+directory unless told to continue it (`--resume`) or start over (`--overwrite`: `clear_run`).
 TensorBoard events are TensorBoard's.
 """
 
@@ -33,7 +36,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,3 +321,55 @@ def read_trained_run(run_dir: str | Path) -> dict[str, Any] | None:
     """The record `write_trained_run` left in `run_dir`, or None when the run has not finished."""
     path = Path(run_dir) / TRAINED_RUN
     return _read_json_object(path) if path.is_file() else None
+
+
+# ----------------------------------------------------------------------------- the whole directory
+def check_writable(run_dir: str | Path) -> Path:
+    """Create `run_dir` if needed and make sure files can be written there; a `ValueError` naming
+    it otherwise (it is a file, or not writable)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"output_dir {run_dir} is a file, not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write_probe.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"output_dir {run_dir} is not writable ({e.strerror})") from None
+    return run_dir
+
+
+def run_files(run_dir: str | Path) -> list[str]:
+    """The names of the run files already in `run_dir` (empty: nothing of a run is there)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    names = (CONFIG, METRICS_LOG, POINTER, BEST_METRIC, FINAL, BEST, CLASS_NAMES, TRAINED_RUN)
+    found = [n for n in names if (run_dir / n).exists()]
+    found += [p.name for p in periodic_checkpoints(run_dir)]
+    if (run_dir / EVAL_DIR).is_dir():
+        found.append(EVAL_DIR + "/")
+    found += sorted(p.name for p in run_dir.glob("events.out.tfevents.*"))
+    return found
+
+
+def clear_run(run_dir: str | Path) -> None:
+    """Remove every run file `run_files` lists (and the evaluation folder); nothing else."""
+    run_dir = Path(run_dir)
+    for name in run_files(run_dir):
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Remove the temporary files (`.<name>.<random>.tmp`) that killed atomic writes left in
+    `run_dir`; call it while holding the run's lock. Returns what was removed."""
+    run_dir = Path(run_dir)
+    stale = sorted(run_dir.glob(".*.tmp")) if run_dir.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

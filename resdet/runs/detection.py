@@ -32,6 +32,7 @@ from resdet.data.formats import expected_files
 from resdet.engine.build import build_trainer, images_per_rank, prepare_model
 from resdet.engine.trainer import unwrap
 from resdet.evaluation.inference import InferenceRunner, flat_metrics, headline
+from resdet.io.checkpoints import checkpoint_class_names
 from resdet.io.named_weights import cached_path, is_named
 from resdet.io.run_dir import (
     eval_dir,
@@ -41,6 +42,7 @@ from resdet.io.run_dir import (
     write_config,
     write_evaluation,
 )
+from resdet.runs.claim import check_resume, claim_output_dir, main_process
 from resdet.runs.named_weights import produce_named_weights
 from resdet.utils.dist import init_distributed
 from resdet.utils.paths import dataset_root
@@ -171,11 +173,14 @@ def train_detector(
     datasets: DetectionDatasets,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     model_fn: Callable[[Config, int], nn.Module] = build_model,
 ) -> dict[str, float]:
-    """Train `cfg` on every rank (resuming from `output_dir` with `resume`); returns the final
-    evaluation (flat metrics; `{}` without `data.test`).
+    """Train `cfg` on every rank; returns the final evaluation (flat metrics; `{}` without
+    `data.test`). `output_dir` is claimed first (`resdet.runs.claim`): with `resume` the run
+    continues from its last checkpoint (from scratch when there is none yet), with `overwrite` a
+    run already there is removed first, and with neither such a directory is refused.
 
     `model_fn(cfg, num_classes)` builds the detector (another implementation with our call
     convention, e.g. `resdet.benchmarks.torchvision_reference.torchvision_detector`, trains through
@@ -183,6 +188,21 @@ def train_detector(
     if datasets.train is None:
         raise ValueError("train_detector needs the training set: load_datasets(cfg, train=True)")
     produce_named_weights(cfg.model.backbone.weights, progress=progress)
+    is_main = main_process()
+    with claim_output_dir(cfg.output_dir, resume=resume, overwrite=overwrite, is_main=is_main):
+        if resume and is_main:
+            check_resume(cfg, datasets.train.class_names)
+        return _train(cfg, datasets, resume=resume, progress=progress, model_fn=model_fn)
+
+
+def _train(
+    cfg: Config,
+    datasets: DetectionDatasets,
+    *,
+    resume: bool,
+    progress: bool,
+    model_fn: Callable[[Config, int], nn.Module],
+) -> dict[str, float]:
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
     seed_all(cfg.seed, dist.rank)
     out = Path(cfg.output_dir)
@@ -200,7 +220,12 @@ def train_detector(
     evaluate_fn = None
     if datasets.test is not None:
         evaluation = InferenceRunner(
-            datasets.test, cfg.data, dist, amp=cfg.solver.amp, masks=cfg.model.mask_head.enabled
+            datasets.test,
+            cfg.data,
+            dist,
+            amp=cfg.solver.amp,
+            masks=cfg.model.mask_head.enabled,
+            class_names=datasets.train.class_names,
         )
         _check_best_metric(cfg, evaluation.evaluator.metric_names())
 
@@ -260,10 +285,18 @@ def evaluate_weights(
         load_checkpoint(model, weights)
     except (ValueError, FileNotFoundError) as e:  # absent, unsafe, or not this config's model
         raise ConfigError(f"{cfg.source}: {e}") from None
+    try:
+        evaluation = InferenceRunner(
+            test_set,
+            cfg.data,
+            dist,
+            amp=cfg.solver.amp,
+            masks=cfg.model.mask_head.enabled,
+            class_names=checkpoint_class_names(weights),
+        )
+    except ValueError as e:  # the checkpoint's classes are not the test set's
+        raise ConfigError(f"{weights}: {e}") from None
     model.to(dist.device).eval()
-    evaluation = InferenceRunner(
-        test_set, cfg.data, dist, amp=cfg.solver.amp, masks=cfg.model.mask_head.enabled
-    )
     metrics = evaluation(model)
     if metrics is not None:
         print(evaluation.summary(metrics))

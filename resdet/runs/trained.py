@@ -56,7 +56,9 @@ def train_or_reuse(
     check_weights_present(cfg)
     print(f"[{label} seed {seed}] training -> {out}", flush=True)
     start = time.perf_counter()
-    metrics = train_detector(cfg, load_datasets(cfg), progress=progress, model_fn=model_fn)
+    # resume: a benchmark killed mid-run continues that run where it stopped
+    datasets = load_datasets(cfg)
+    metrics = train_detector(cfg, datasets, resume=True, progress=progress, model_fn=model_fn)
     run = TrainedRun(label, seed, metrics, time.perf_counter() - start, str(out))
     write_trained_run(out, asdict(run))
     return run

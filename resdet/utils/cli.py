@@ -30,10 +30,17 @@ def run_tool(
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """--output-dir, --resume, --eval-only, --weights and --no-progress on `p`."""
+    """--output-dir, --resume, --overwrite, --eval-only, --weights and --no-progress on `p`."""
     p.add_argument("--output-dir", help="overrides output_dir")
     p.add_argument(
-        "--resume", action="store_true", help="continue from output_dir's last checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in output_dir from its last checkpoint (from scratch if none yet)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an output_dir that already holds a run (its files are removed)",
     )
     p.add_argument(
         "--eval-only",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tiny_runs import NARROW_HEADS, SHORT_SCHEDULE, input_size, shapes
+from tiny_runs import TINY_DET
 
 from resdet.config import load_config
 from resdet.config.classification import load_cls_config
@@ -19,24 +19,7 @@ from tools import train_det
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: the demo recipe shrunk to seconds: 48..64-px images seen at 32 px, narrow heads, batch 2, no
-#: workers, a random-init backbone (the demo's pretrained one is made by tools/pretrain_cls.py)
-TINY = [
-    shapes("train", 6, seed=3),
-    shapes("val", 2, seed=3),
-    *input_size(32),
-    *NARROW_HEADS,
-    *SHORT_SCHEDULE,
-    "model.rpn.batch_size_per_image=32",
-    "model.roi_heads.batch_size_per_image=32",
-    "solver.base_lr=0.01",
-    "solver.log_period=1",
-    "solver.checkpoint_period=2",
-    "test.eval_period=0",
-    "model.backbone.weights=null",
-    "model.backbone.norm=BN",
-    "model.backbone.freeze_at=1",
-]
+TINY = TINY_DET
 
 
 pytestmark = pytest.mark.usefixtures("plain_convolutions")

@@ -48,3 +48,24 @@ TINY_CLS = [
     "solver.checkpoint_period=2",
     "test.ims_per_batch=10",
 ]
+
+
+#: configs/demo_shapes.yaml shrunk to seconds: 48..64-px images seen at 32 px, narrow heads, batch
+#: 2, no workers, a random-init backbone (the demo's pretrained one is made by
+#: tools/pretrain_cls.py)
+TINY_DET = [
+    shapes("train", 6, seed=3),
+    shapes("val", 2, seed=3),
+    *input_size(32),
+    *NARROW_HEADS,
+    *SHORT_SCHEDULE,
+    "model.rpn.batch_size_per_image=32",
+    "model.roi_heads.batch_size_per_image=32",
+    "solver.base_lr=0.01",
+    "solver.log_period=1",
+    "solver.checkpoint_period=2",
+    "test.eval_period=0",
+    "model.backbone.weights=null",
+    "model.backbone.norm=BN",
+    "model.backbone.freeze_at=1",
+]
