@@ -17,7 +17,7 @@ from backbones.norm import make_norm
 from backbones.resnet import ResNet
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, FeatureSpec, PixelFormat
 from heads.meta_arch.preprocess import ImagePreprocessor
-from heads.meta_arch.rcnn import FasterRCNN
+from heads.meta_arch.rcnn import FasterRCNN, MaskRCNN
 from heads.ops.box_coder import BoxCoder
 from heads.ops.matcher import Matcher
 from heads.proposal.anchors import AnchorGenerator
@@ -48,7 +48,8 @@ def pixel_format_of(m: ModelConfig) -> PixelFormat:
 def build_model(
     cfg: Config, num_classes: int | None = None, *, load_weights: bool = True
 ) -> FasterRCNN:
-    """Build the Faster R-CNN that `cfg.model` describes.
+    """Build the detector that `cfg.model` describes: a `MaskRCNN` when
+    ``model.mask_head.enabled``, else a (box-only) `FasterRCNN`.
 
     ``num_classes`` (foreground classes, from the dataset) wins over ``model.num_classes``.
     ``model.backbone.weights`` is loaded when set and ``load_weights`` (tests build without the
@@ -64,7 +65,8 @@ def build_model(
     resnet = _backbone(cfg, load_weights)
     parts = _c4_parts(cfg, resnet) if m.arch == "c4" else _fpn_parts(cfg, resnet)
     i = m.input
-    return FasterRCNN(
+    detector = MaskRCNN if m.mask_head.enabled else FasterRCNN
+    return detector(
         backbone=parts.backbone,
         rpn=_rpn(cfg, parts),
         roi_heads=_roi_heads(cfg, parts, num_classes),
