@@ -1,48 +1,12 @@
 """A trained detector as one ONNX graph: one image in, final detections out.
 
-`ExportableDetector` wraps a `heads.meta_arch.rcnn.FasterRCNN` (FPN or C4) for a single image:
-``image`` (3, H, W) float RGB in 0..1 -> ``boxes`` (D, 4) float xyxy in the input image's pixels,
-``scores`` (D,) float, ``labels`` (D,) int64 in 0..num_classes-1, sorted by decreasing score.
-Everything the detector does at inference is inside: pixel normalisation, resizing to the test
-size, padding, backbone, RPN (top-k per level, box decoding, clipping, NMS), RoI pooling, box head,
-box decoding, score threshold, per-class NMS, the best ``detections_per_image`` and the rescale
-to input pixels. Computed eagerly it equals the detector's own output; `export_onnx` writes it
-as ONNX (opset >= 17) with dynamic height and width.
-
-Exporter: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) with torchvision's
-registered ONNX symbolics for ``roi_align``, ``roi_pool`` and ``nms``, the route torchvision's
-detection models take. The dynamo exporter (``dynamo=True``, torch 2.14) was tried first: it stops
-at ``torch._shape_as_tensor`` (the traced-shape idiom below). With the sizes rewritten as
-symbolic ints (``torch.sym_min``, ``math.floor``) and the NMS below it does export and run, but
-(a) the tiny test FPN takes 67 s to export on 2 CPU cores against 2 s here, (b) only at opset 18
-(the conversion to 17 fails: "No Adapter To Version 17 for Pad"), and (c) on a 100x61 image its
-detections differed from the eager ones (matching at 64x80, 96x70, 480x640; not investigated,
-possibly the resize rounding described below).
-
-What the eager detector uses that does not export, and what the wrapper does instead:
-
-- ``heads.roi.roi_align.roi_align`` (a custom autograd function with sparse matrix products for
-  NHWC features) -> ``torchvision.ops.roi_align`` on NCHW features, exported by torchvision's
-  symbolic as ONNX ``RoiAlign`` (opset 16+, ``half_pixel`` for ``aligned=True``). RoIPool
-  (``pooler: pool``) -> ``torchvision.ops.roi_pool`` (ONNX ``MaxRoiPool``; not covered by tests).
-- the FPN pooler's per-level ``nonzero`` + scatter -> every RoI pooled from every level, the
-  assigned level's result picked by ``torch.where`` (same values, no scatter).
-- ``heads.ops.nms.nms_per_image`` (``torch.bincount`` to regroup a batch) and
-  ``torchvision.ops.batched_nms`` (a Python branch on an empty input, which tracing would freeze)
-  -> one image: the same coordinate trick written branch-free, then ``torchvision.ops.nms``
-  (ONNX ``NonMaxSuppression``, sorted by score) and the first ``k`` indices.
-- Python ``min``/``int`` on image sizes (the resize scale, the padded size, the RPN's
-  ``min(pre_nms_top_n, anchors)``) -> tensor arithmetic on ``torch._shape_as_tensor``, so the
-  graph keeps height and width dynamic. The resize scale is computed in float64 with true
-  divisions of (2,) tensors, so ``floor(side * scale)`` is Python's at every size (a 0-dim
-  operand would be cast to float32 by the exporter: 100x61 then resized to 104x63, not 104x64).
-- NHWC batches (``model.input.channels_last``) -> NCHW (same values).
-
-Limits: masks of a Mask R-CNN are not exported (boxes, scores and labels only). An image with no
-detection gives empty outputs, but one where no RPN proposal survives (only possible with
-``min_box_size`` filtering every box) fails in onnxruntime at the box decoding's reshape.
-Tracer warnings (constants such as the pixel mean, torchvision's trace-time checks) are silenced
-by `export_onnx`; the tests compare the graph with the eager detector instead.
+`export_onnx` writes `ExportableDetector` (TorchScript exporter, opset >= 17, dynamic H and W):
+``image`` (3, H, W) float RGB 0..1 -> ``boxes`` (D, 4) float xyxy input pixels, ``scores`` (D,),
+``labels`` (D,) int64, pre- and post-processing inside. It runs the detector's own inference
+steps with exportable substitutes: torchvision's roi_align/roi_pool for our RoIAlign, a
+branch-free single-image NMS, tensor arithmetic on traced sizes. `check_onnx` compares the file
+in onnxruntime with the eager detector. Why this exporter, what is replaced and the limits
+(no masks): docs/export.md.
 """
 
 from __future__ import annotations
@@ -73,7 +37,7 @@ T = TypeVar("T")
 
 
 class ExportableDetector(nn.Module):
-    """``detector``'s inference on one image, written with exportable ops only (module docstring).
+    """``detector``'s inference on one image, written with exportable ops only (docs/export.md).
 
     ``forward(image)``: (3, H, W) float RGB 0..1 -> boxes (D, 4) xyxy input pixels, scores (D,),
     labels (D,) int64. The detector must be in eval mode; its weights are shared, not copied.
