@@ -1,13 +1,15 @@
-"""`build_model(cfg)`: the wiring of `cfg.model` into a Faster R-CNN, one named step per part.
+"""`build_model(cfg)`: the wiring of `cfg.model` into a Faster or Mask R-CNN, one step per part.
 
-backbone (a complete ResNet, weights loaded) -> FPN or C4 parts (the feature maps the RPN and the
-RoI pooler read, and the per-region box head) -> RPN -> RoI heads -> preprocessing. Channel and
-anchor counts come from the backbone's `output_specs`, never from the config. Checkpoints of whole
-detectors are `resdet.io.checkpoints`' job (`load_checkpoint` is re-exported here).
+backbone (a complete ResNet, weights loaded) -> the architecture's parts (`ARCHITECTURES`, keyed
+by ``model.arch``: the feature maps the RPN and the RoI pooler read, the per-region box head, the
+mask head's input) -> RPN -> RoI heads -> preprocessing. Channel and anchor counts come from the
+backbone's `output_specs`, never from the config. Checkpoints of whole detectors are
+`resdet.io.checkpoints`' job (`load_checkpoint` is re-exported here).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
@@ -17,7 +19,7 @@ from backbones.norm import make_norm
 from backbones.resnet import ResNet
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS, FeatureSpec, PixelFormat
 from heads.meta_arch.preprocess import ImagePreprocessor
-from heads.meta_arch.rcnn import FasterRCNN
+from heads.meta_arch.rcnn import FasterRCNN, MaskRCNN
 from heads.ops.box_coder import BoxCoder
 from heads.ops.matcher import Matcher
 from heads.proposal.anchors import AnchorGenerator
@@ -30,7 +32,7 @@ from resdet.config import Config
 from resdet.config.model import ModelConfig, PixelFormatConfig
 from resdet.io.checkpoints import load_backbone_weights, load_checkpoint
 
-__all__ = ["build_model", "load_checkpoint", "pixel_format_of"]
+__all__ = ["ARCHITECTURES", "Architecture", "build_model", "load_checkpoint", "pixel_format_of"]
 
 _NAMED_PIXELS = {"torchvision": TORCHVISION_PIXELS, "caffe": CAFFE_PIXELS}
 
@@ -48,7 +50,8 @@ def pixel_format_of(m: ModelConfig) -> PixelFormat:
 def build_model(
     cfg: Config, num_classes: int | None = None, *, load_weights: bool = True
 ) -> FasterRCNN:
-    """Build the Faster R-CNN that `cfg.model` describes.
+    """Build the detector that `cfg.model` describes: a `MaskRCNN` when
+    ``model.mask_head.enabled``, else a (box-only) `FasterRCNN`.
 
     ``num_classes`` (foreground classes, from the dataset) wins over ``model.num_classes``.
     ``model.backbone.weights`` is loaded when set and ``load_weights`` (tests build without the
@@ -61,13 +64,20 @@ def build_model(
             f"{cfg.source}: the number of classes is unknown: pass num_classes (from "
             f"the dataset) or set model.num_classes (got {num_classes})"
         )
-    resnet = _backbone(cfg, load_weights)
-    parts = _c4_parts(cfg, resnet) if m.arch == "c4" else _fpn_parts(cfg, resnet)
+    arch = ARCHITECTURES.get(m.arch)
+    if arch is None:
+        raise ValueError(
+            f"{cfg.source}: model.arch {m.arch!r} is not an architecture resdet builds "
+            f"({', '.join(ARCHITECTURES)})"
+        )
+    resnet = _backbone(cfg, arch, load_weights)
+    parts = arch.parts(cfg, resnet)
     i = m.input
-    return FasterRCNN(
+    detector = MaskRCNN if m.mask_head.enabled else FasterRCNN
+    return detector(
         backbone=parts.backbone,
         rpn=_rpn(cfg, parts),
-        roi_heads=_roi_heads(cfg, parts, num_classes),
+        roi_heads=_roi_heads(cfg, arch, parts, num_classes),
         preprocessor=ImagePreprocessor(
             min_size_train=i.min_size_train,
             max_size_train=i.max_size_train,
@@ -95,15 +105,15 @@ class _Parts:
         return [self.backbone.output_specs[f] for f in names]
 
 
-def _backbone(cfg: Config, load_weights: bool) -> ResNet:
-    """The ResNet, complete: pixel format, frozen-norm eps and folding set by its constructor, and
-    ``model.backbone.weights`` loaded (their recorded pixel format must be the config's)."""
+def _backbone(cfg: Config, arch: Architecture, load_weights: bool) -> ResNet:
+    """The ResNet, complete: the outputs ``arch`` reads, pixel format, frozen-norm eps and folding
+    set by its constructor, and ``model.backbone.weights`` loaded (their recorded pixel format
+    must be the config's)."""
     m, b = cfg.model, cfg.model.backbone
     fmt = pixel_format_of(m)
-    features = ("res4", "res5") if m.arch == "c4" else tuple(m.fpn.in_features)
     resnet = ResNet(
         b.depth,
-        out_features=features,
+        out_features=arch.resnet_outputs(cfg),
         norm=b.norm,
         freeze_at=b.freeze_at,
         stride_in_1x1=b.stride_in_1x1,
@@ -198,7 +208,7 @@ def _rpn(cfg: Config, parts: _Parts) -> RPN:
     )
 
 
-def _roi_heads(cfg: Config, parts: _Parts, num_classes: int) -> RoIHeads:
+def _roi_heads(cfg: Config, arch: Architecture, parts: _Parts, num_classes: int) -> RoIHeads:
     """Pooler over the RoI feature maps, the architecture's box head, the class/box predictor."""
     r = cfg.model.roi_heads
     pooler = RoIPooler(
@@ -209,7 +219,7 @@ def _roi_heads(cfg: Config, parts: _Parts, num_classes: int) -> RoIHeads:
         aligned=r.aligned,
     )
     head = parts.box_head
-    mask_head, mask_pooler = _mask_parts(cfg, parts, num_classes)
+    mask_head, mask_pooler = _mask_parts(cfg, arch, parts, num_classes)
     return RoIHeads(
         pooler=pooler,
         box_head=head,
@@ -230,16 +240,23 @@ def _roi_heads(cfg: Config, parts: _Parts, num_classes: int) -> RoIHeads:
 
 
 def _mask_parts(
-    cfg: Config, parts: _Parts, num_classes: int
+    cfg: Config, arch: Architecture, parts: _Parts, num_classes: int
 ) -> tuple[MaskHead | None, RoIPooler | None]:
-    """`model.mask_head`: FPN, its own RoIAlign on the RoI levels and `num_conv` convolutions; C4,
-    the box head's res5 output, straight into the deconvolution (no pooler of its own)."""
-    k = cfg.model.mask_head
-    if not k.enabled:
+    """`model.mask_head`, when enabled: the architecture's mask head and its pooler (or none)."""
+    if not cfg.model.mask_head.enabled:
         return None, None
-    if cfg.model.arch == "c4":
-        channels = parts.box_head.out_channels
-        return MaskHead(in_channels=channels, num_classes=num_classes, num_conv=0), None
+    return arch.mask_parts(cfg, parts, num_classes)
+
+
+def _c4_mask_parts(cfg: Config, parts: _Parts, num_classes: int) -> tuple[MaskHead, None]:
+    """C4: the box head's res5 output, straight into the deconvolution (no pooler of its own)."""
+    channels = parts.box_head.out_channels
+    return MaskHead(in_channels=channels, num_classes=num_classes, num_conv=0), None
+
+
+def _fpn_mask_parts(cfg: Config, parts: _Parts, num_classes: int) -> tuple[MaskHead, RoIPooler]:
+    """FPN: its own RoIAlign on the RoI levels and `num_conv` convolutions."""
+    k = cfg.model.mask_head
     specs = parts.specs(parts.roi_features)
     pooler = RoIPooler(
         strides=[s.stride for s in specs],
@@ -255,3 +272,28 @@ def _mask_parts(
         conv_dim=k.conv_dim,
     )
     return head, pooler
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What one ``model.arch`` decides, for `build_model`: the ResNet outputs it reads (from the
+    config), the parts built on that ResNet (feature extractor, RPN and RoI feature maps, box
+    head), and the mask head with its pooler (None: the mask head reads the box head's output)."""
+
+    resnet_outputs: Callable[[Config], tuple[str, ...]]
+    parts: Callable[[Config, ResNet], _Parts]
+    mask_parts: Callable[[Config, _Parts, int], tuple[MaskHead, RoIPooler | None]]
+
+
+#: ``model.arch`` -> its builders; a new architecture is one entry here (and its choice in
+#: `resdet.config.model.ModelConfig.arch`, which the loader checks)
+ARCHITECTURES: dict[str, Architecture] = {
+    "c4": Architecture(
+        resnet_outputs=lambda cfg: ("res4", "res5"), parts=_c4_parts, mask_parts=_c4_mask_parts
+    ),
+    "fpn": Architecture(
+        resnet_outputs=lambda cfg: tuple(cfg.model.fpn.in_features),
+        parts=_fpn_parts,
+        mask_parts=_fpn_mask_parts,
+    ),
+}

@@ -229,7 +229,14 @@ def scale_boxes(
     Sizes are ints or (2,) tensors of whole numbers; the ratios are float32 quotients either way,
     so a size read back from the preprocessor's float32 ``image_sizes`` needs no host copy.
     """
-    new = torch.as_tensor(new_size, dtype=torch.float32, device=boxes.device)
-    old = torch.as_tensor(old_size, dtype=torch.float32, device=boxes.device)
+    new, old = (_float32_size(s, boxes.device) for s in (new_size, old_size))
     ratio_h, ratio_w = (new / old).unbind()
     return boxes * torch.stack((ratio_w, ratio_h, ratio_w, ratio_h)).to(boxes.dtype)
+
+
+def _float32_size(size: Sequence[int] | Tensor, device: torch.device) -> Tensor:
+    """(h, w) as a float32 (2,) tensor; a tensor is converted, not copied into a new one, so a
+    traced size (ONNX export) stays an input of the graph instead of a constant."""
+    if isinstance(size, Tensor):
+        return size.to(dtype=torch.float32, device=device)
+    return torch.as_tensor(size, dtype=torch.float32, device=device)

@@ -1,5 +1,7 @@
-"""The Faster R-CNN detector: preprocessing -> backbone -> RPN -> RoI heads ->
-boxes per input image."""
+"""The R-CNN detectors: preprocessing -> backbone -> RPN -> RoI heads -> results per input image.
+
+`FasterRCNN` detects boxes; `MaskRCNN` is the same detector with a mask head in its RoI heads.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +24,13 @@ class FasterRCNN(nn.Module):
     float RGB tensors (3, H, W) in 0..1 and, in training, ``targets`` a list of
     ``{"boxes": (N, 4) xyxy float pixels, "labels": (N,) int64 in 0..num_classes-1}``.
     Training returns ``{"loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box"}``; evaluation a
-    list of ``{"boxes": (D, 4), "scores": (D,), "labels": (D,)}`` in each input image's pixels.
-    With a mask head (Mask R-CNN) targets also hold ``"masks": (N, H, W)`` uint8 in the image's
-    frame, training adds ``"loss_mask"``, and results hold ``"masks": (D, 1, H, W)`` probabilities
-    in the input image's frame (torchvision's layout; threshold at 0.5 for binary masks).
+    list of ``{"boxes": (D, 4) xyxy float, "scores": (D,), "labels": (D,) int64}`` per image,
+    boxes in that input image's pixels, sorted by decreasing score.
     Pixels are normalised with ``backbone.pixel_format`` (set when weights are loaded).
 
     ``rpn_features`` name the backbone outputs the RPN runs on (all FPN levels, or ``res4``),
-    ``roi_features`` those the RoI pooler reads (``p2..p5`` or ``res4``).
+    ``roi_features`` those the RoI pooler reads (``p2..p5`` or ``res4``). The base of `MaskRCNN`:
+    RoI heads with a mask head make it a Mask R-CNN (`has_masks`), ``MaskRCNN`` names it.
     """
 
     def __init__(
@@ -110,3 +111,37 @@ class FasterRCNN(nn.Module):
                 result["masks"] = paste_masks(masks[i], boxes, *img.shape[-2:])[:, None]
             results.append(result)
         return results
+
+
+class MaskRCNN(FasterRCNN):
+    """`FasterRCNN` whose RoI heads have a mask head; the same call, with masks added.
+
+    Training targets also hold ``"masks": (N, H, W)`` uint8 in the image's frame, and the losses
+    ``"loss_mask"``; each evaluation result also holds ``"masks": (D, 1, H, W)`` float
+    probabilities in the input image's frame (torchvision's layout; threshold at 0.5 for binary
+    masks). Raises ``ValueError`` for RoI heads without a mask head.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        rpn: RPN,
+        roi_heads: RoIHeads,
+        preprocessor: ImagePreprocessor,
+        rpn_features: Sequence[str],
+        roi_features: Sequence[str],
+    ) -> None:
+        if roi_heads.mask_head is None:
+            raise ValueError(
+                "MaskRCNN needs RoI heads with a mask head (RoIHeads(mask_head=...)); "
+                "use FasterRCNN for a box-only detector"
+            )
+        super().__init__(
+            backbone=backbone,
+            rpn=rpn,
+            roi_heads=roi_heads,
+            preprocessor=preprocessor,
+            rpn_features=rpn_features,
+            roi_features=roi_features,
+        )

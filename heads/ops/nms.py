@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
 from heads.ops.fg_bg_sampling import counts_per_image
+
+#: `nms_per_image`'s signature: (boxes, scores, groups, num_groups, image_index, num_images,
+#: iou_threshold, k) -> kept indices; what `RPN.propose` and `RoIHeads.detect` take as ``nms``
+NMS = Callable[[Tensor, Tensor, Tensor, int, Tensor, int, float, int], Tensor]
 
 
 def top_k_per_image(order: Tensor, image_index: Tensor, num_images: int, k: int) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -12,9 +13,17 @@ from heads.ops.box_ops import clip_boxes, min_side_at_least, pairwise_iou
 from heads.ops.fg_bg_sampling import sample_balanced
 from heads.ops.losses import binary_cross_entropy, box_regression_loss
 from heads.ops.matcher import Matcher
-from heads.ops.nms import nms_per_image
+from heads.ops.nms import NMS, nms_per_image
 from heads.ops.structures import GroundTruth, Proposals
 from heads.proposal.anchors import AnchorGenerator
+
+#: ``top_n(logits, n)``: how many of a level's (B, A) objectness logits `RPN.propose` keeps
+TopN = Callable[[Tensor, int], int | Tensor]
+
+
+def at_most(logits: Tensor, n: int) -> int:
+    """``min(n, A)`` for a level's (B, A) logits."""
+    return min(n, logits.shape[1])
 
 
 class RPNHead(nn.Module):
@@ -97,9 +106,8 @@ class RPN(nn.Module):
     ) -> tuple[Proposals, dict[str, Tensor]]:
         """Features per level (B, C, H_l, W_l); image_sizes (B, 2) float (h, w) of the unpadded
         network inputs; padded_size (H, W) of the batch tensor."""
-        logits, deltas = self.head(features)
-        anchors = self.anchor_generator([f.shape[-2:] for f in features], padded_size)
-        proposals = self._propose(logits, deltas, anchors, image_sizes)
+        logits, deltas, anchors = self.predict(features, padded_size)
+        proposals = self.propose(logits, deltas, anchors, image_sizes)
         losses: dict[str, Tensor] = {}
         if self.training:
             if targets is None:
@@ -109,17 +117,39 @@ class RPN(nn.Module):
             )
         return proposals, losses
 
+    def predict(
+        self, features: list[Tensor], padded_size: Sequence[int]
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Per level: objectness logits (B, A_l), deltas (B, A_l, 4) and anchors (A_l, 4) for
+        features (B, C, H_l, W_l) of a batch padded to ``padded_size`` (H, W)."""
+        logits, deltas = self.head(features)
+        anchors = self.anchor_generator([f.shape[-2:] for f in features], padded_size)
+        return logits, deltas, anchors
+
     @torch.no_grad()
-    def _propose(
-        self, logits: list[Tensor], deltas: list[Tensor], anchors: list[Tensor], image_sizes: Tensor
+    def propose(
+        self,
+        logits: list[Tensor],
+        deltas: list[Tensor],
+        anchors: list[Tensor],
+        image_sizes: Tensor,
+        *,
+        top_n: TopN = at_most,
+        nms: NMS = nms_per_image,
     ) -> Proposals:
+        """`predict`'s outputs and image_sizes (B, 2) float (h, w) -> proposals in network-input
+        pixels (the class docstring's steps).
+
+        ``top_n(logits, n)`` is how many of a level's (B, A_l) logits to keep at most ``n`` of, and
+        ``nms`` has `heads.ops.nms.nms_per_image`'s signature: the ONNX exporter passes traced-size
+        and branch-free versions; the defaults are the eager ones.
+        """
         num_images = logits[0].shape[0]
         pre_n = self.pre_nms_top_n[0 if self.training else 1]
         post_n = self.post_nms_top_n[0 if self.training else 1]
         top_scores, top_boxes, top_levels = [], [], []
         for level, (lg, dl, an) in enumerate(zip(logits, deltas, anchors)):
-            k = min(pre_n, lg.shape[1])
-            score, idx = lg.topk(k, dim=1)  # (B, k)
+            score, idx = lg.topk(top_n(lg, pre_n), dim=1)  # (B, k)
             # (B, k, 4) deltas of the chosen anchors -> (B, k, 4) boxes
             boxes = self.box_coder.decode(dl.gather(1, idx[..., None].expand(-1, -1, 4)), an[idx])[
                 ..., 0, :
@@ -137,7 +167,7 @@ class RPN(nn.Module):
             scores[image_index, slot],
             levels[image_index, slot],
         )
-        kept = nms_per_image(
+        kept = nms(
             boxes, scores, levels, len(logits), image_index, num_images, self.nms_thresh, post_n
         )
         return Proposals(boxes=boxes[kept], scores=scores[kept], image_index=image_index[kept])

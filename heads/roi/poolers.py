@@ -86,10 +86,13 @@ class RoIPooler(nn.Module):
         rois = torch.cat((image_index[:, None].to(boxes.dtype), boxes), dim=1)
         if len(features) == 1:
             return self._pool(features[0], rois, self.scales[0])
-        levels = assign_levels(
+        return self._pool_levels(features, rois, self.assign_levels(boxes))
+
+    def assign_levels(self, boxes: Tensor) -> Tensor:
+        """(R, 4) boxes -> (R,) int64 index of the level each is pooled from (`assign_levels`)."""
+        return assign_levels(
             boxes, self.min_level, self.max_level, self.canonical_size, self.canonical_level
         )
-        return self._pool_levels(features, rois, levels)
 
     @torch.compiler.disable
     def _pool_levels(self, features: list[Tensor], rois: Tensor, levels: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -12,12 +13,15 @@ from heads.ops.box_ops import clip_boxes, min_side_at_least, pairwise_iou
 from heads.ops.fg_bg_sampling import sample_balanced
 from heads.ops.losses import box_regression_loss, cross_entropy
 from heads.ops.matcher import Matcher
-from heads.ops.nms import nms_per_image
+from heads.ops.nms import NMS, nms_per_image
 from heads.ops.structures import Detections, GroundTruth, Proposals
 from heads.roi.box_heads import BoxPredictor
 from heads.roi.mask_head import MaskHead
 from heads.roi.masks import mask_loss, mask_targets
 from heads.roi.poolers import RoIPooler
+
+#: ``pool(features, boxes, image_index)`` -> (R, C, S, S), as `RoIPooler.forward`
+Pool = Callable[[list[Tensor], Tensor, Tensor], Tensor]
 
 
 class RoIHeads(nn.Module):
@@ -92,10 +96,7 @@ class RoIHeads(nn.Module):
             if targets is None:
                 raise ValueError("the RoI heads need targets in training mode")
             return None, self._losses(features, proposals, targets, image_sizes.shape[0])
-        logits, deltas = self.box_predictor(
-            self.box_head(self.pooler(features, proposals.boxes, proposals.image_index))
-        )
-        detections = self._detect(logits, deltas, proposals, image_sizes)
+        detections = self.detect(features, proposals, image_sizes)
         if self.mask_head is not None:
             logits = self.mask_head(
                 self._mask_features(features, detections.boxes, detections.image_index)
@@ -189,9 +190,24 @@ class RoIHeads(nn.Module):
         )
         return mask_loss(logits, classes, targets)
 
-    def _detect(
-        self, logits: Tensor, deltas: Tensor, proposals: Proposals, image_sizes: Tensor
+    def detect(
+        self,
+        features: list[Tensor],
+        proposals: Proposals,
+        image_sizes: Tensor,
+        *,
+        pool: Pool | None = None,
+        nms: NMS = nms_per_image,
     ) -> Detections:
+        """Inference's box stage (the class docstring's steps): pool the proposals, classify and
+        refine them, post-process -> detections in network-input pixels (no masks).
+
+        ``pool(features, boxes, image_index)`` replaces ``self.pooler`` and ``nms`` (signature of
+        `heads.ops.nms.nms_per_image`) the batched NMS: the ONNX exporter passes versions with
+        exportable ops; the defaults are the eager ones.
+        """
+        pooled = (pool or self.pooler)(features, proposals.boxes, proposals.image_index)
+        logits, deltas = self.box_predictor(self.box_head(pooled))
         num_classes = self.num_classes
         scores = torch.softmax(logits, dim=-1)[:, :num_classes]
         sizes = image_sizes[proposals.image_index]
@@ -206,7 +222,7 @@ class RoIHeads(nn.Module):
             scores[roi, label],
             proposals.image_index[roi],
         )
-        kept = nms_per_image(
+        kept = nms(
             boxes,
             scores,
             label,

@@ -1,48 +1,12 @@
 """A trained detector as one ONNX graph: one image in, final detections out.
 
-`ExportableDetector` wraps a `heads.meta_arch.rcnn.FasterRCNN` (FPN or C4) for a single image:
-``image`` (3, H, W) float RGB in 0..1 -> ``boxes`` (D, 4) float xyxy in the input image's pixels,
-``scores`` (D,) float, ``labels`` (D,) int64 in 0..num_classes-1, sorted by decreasing score.
-Everything the detector does at inference is inside: pixel normalisation, resizing to the test
-size, padding, backbone, RPN (top-k per level, box decoding, clipping, NMS), RoI pooling, box head,
-box decoding, score threshold, per-class NMS, the best ``detections_per_image`` and the rescale
-to input pixels. Computed eagerly it equals the detector's own output; `export_onnx` writes it
-as ONNX (opset >= 17) with dynamic height and width.
-
-Exporter: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) with torchvision's
-registered ONNX symbolics for ``roi_align``, ``roi_pool`` and ``nms``, the route torchvision's
-detection models take. The dynamo exporter (``dynamo=True``, torch 2.14) was tried first: it stops
-at ``torch._shape_as_tensor`` (the traced-shape idiom below). With the sizes rewritten as
-symbolic ints (``torch.sym_min``, ``math.floor``) and the NMS below it does export and run, but
-(a) the tiny test FPN takes 67 s to export on 2 CPU cores against 2 s here, (b) only at opset 18
-(the conversion to 17 fails: "No Adapter To Version 17 for Pad"), and (c) on a 100x61 image its
-detections differed from the eager ones (matching at 64x80, 96x70, 480x640; not investigated,
-possibly the resize rounding described below).
-
-What the eager detector uses that does not export, and what the wrapper does instead:
-
-- ``heads.roi.roi_align.roi_align`` (a custom autograd function with sparse matrix products for
-  NHWC features) -> ``torchvision.ops.roi_align`` on NCHW features, exported by torchvision's
-  symbolic as ONNX ``RoiAlign`` (opset 16+, ``half_pixel`` for ``aligned=True``). RoIPool
-  (``pooler: pool``) -> ``torchvision.ops.roi_pool`` (ONNX ``MaxRoiPool``; not covered by tests).
-- the FPN pooler's per-level ``nonzero`` + scatter -> every RoI pooled from every level, the
-  assigned level's result picked by ``torch.where`` (same values, no scatter).
-- ``heads.ops.nms.nms_per_image`` (``torch.bincount`` to regroup a batch) and
-  ``torchvision.ops.batched_nms`` (a Python branch on an empty input, which tracing would freeze)
-  -> one image: the same coordinate trick written branch-free, then ``torchvision.ops.nms``
-  (ONNX ``NonMaxSuppression``, sorted by score) and the first ``k`` indices.
-- Python ``min``/``int`` on image sizes (the resize scale, the padded size, the RPN's
-  ``min(pre_nms_top_n, anchors)``) -> tensor arithmetic on ``torch._shape_as_tensor``, so the
-  graph keeps height and width dynamic. The resize scale is computed in float64 with true
-  divisions of (2,) tensors, so ``floor(side * scale)`` is Python's at every size (a 0-dim
-  operand would be cast to float32 by the exporter: 100x61 then resized to 104x63, not 104x64).
-- NHWC batches (``model.input.channels_last``) -> NCHW (same values).
-
-Limits: masks of a Mask R-CNN are not exported (boxes, scores and labels only). An image with no
-detection gives empty outputs, but one where no RPN proposal survives (only possible with
-``min_box_size`` filtering every box) fails in onnxruntime at the box decoding's reshape.
-Tracer warnings (constants such as the pixel mean, torchvision's trace-time checks) are silenced
-by `export_onnx`; the tests compare the graph with the eager detector instead.
+`export_onnx` writes `ExportableDetector` (TorchScript exporter, opset >= 17, dynamic H and W):
+``image`` (3, H, W) float RGB 0..1 -> ``boxes`` (D, 4) float xyxy input pixels, ``scores`` (D,),
+``labels`` (D,) int64, pre- and post-processing inside. It runs the detector's own inference
+steps with exportable substitutes: torchvision's roi_align/roi_pool for our RoIAlign, a
+branch-free single-image NMS, tensor arithmetic on traced sizes. `check_onnx` compares the file
+in onnxruntime with the eager detector. Why this exporter, what is replaced and the limits
+(no masks): docs/export.md.
 """
 
 from __future__ import annotations
@@ -52,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -61,10 +26,9 @@ from torch import Tensor, nn
 from torchvision.ops import nms, roi_pool
 from torchvision.ops import roi_align as tv_roi_align
 
-from heads.meta_arch.preprocess import ImagePreprocessor
+from heads.meta_arch.preprocess import ImagePreprocessor, scale_boxes
 from heads.meta_arch.rcnn import FasterRCNN
-from heads.ops.box_ops import clip_boxes, min_side_at_least
-from heads.roi.poolers import RoIPooler, assign_levels
+from heads.roi.poolers import RoIPooler
 
 #: the lowest opset with ONNX RoiAlign's ``coordinate_transformation_mode`` is 16; we ask for 17
 MIN_OPSET = 17
@@ -73,7 +37,7 @@ T = TypeVar("T")
 
 
 class ExportableDetector(nn.Module):
-    """``detector``'s inference on one image, written with exportable ops only (module docstring).
+    """``detector``'s inference on one image, written with exportable ops only (docs/export.md).
 
     ``forward(image)``: (3, H, W) float RGB 0..1 -> boxes (D, 4) xyxy input pixels, scores (D,),
     labels (D,) int64. The detector must be in eval mode; its weights are shared, not copied.
@@ -89,20 +53,27 @@ class ExportableDetector(nn.Module):
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         det = self.detector
         batch, resized_hw = self._preprocess(image)
+        sizes = resized_hw[None]
         features = det.backbone(batch)
-        boxes = self._propose([features[f] for f in det.rpn_features], resized_hw, batch)
-        roi_features = [features[f] for f in det.roi_features]
-        pooled = _pool(det.roi_heads.pooler, roi_features, boxes)
-        logits, deltas = det.roi_heads.box_predictor(det.roi_heads.box_head(pooled))
-        boxes, scores, labels = self._detect(logits, deltas, boxes, resized_hw)
-        # network-input pixels -> input pixels, in float32 as
-        # `heads.meta_arch.preprocess.scale_boxes`
-        ratio = torch._shape_as_tensor(image)[1:].float() / resized_hw
-        return boxes * ratio[[1, 0, 1, 0]], scores, labels
+        # the detector's own inference steps, with exportable counts, NMS and pooling
+        rpn_out = det.rpn.predict([features[f] for f in det.rpn_features], batch.shape[-2:])
+        proposals = det.rpn.propose(*rpn_out, sizes, top_n=_traced_at_most, nms=_one_image_nms)
+        detections = det.roi_heads.detect(
+            [features[f] for f in det.roi_features],
+            proposals,
+            sizes,
+            pool=partial(_pool, det.roi_heads.pooler),
+            nms=_one_image_nms,
+        )
+        boxes = scale_boxes(detections.boxes, resized_hw, torch._shape_as_tensor(image)[1:])
+        return boxes, detections.scores, detections.labels
 
     def _preprocess(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """(3, H, W) -> normalised, resized, zero-padded (1, 3, H', W') batch and the resized
         (h, w) float32."""
+        # Kept restatement of `ImagePreprocessor.forward` at the test size: its Python min()/int
+        # on sizes would be frozen by tracing; this is tensor arithmetic on the traced shape, with
+        # ``size=`` giving the same resize as its ``recompute_scale_factor=True``.
         pre: ImagePreprocessor = self.detector.preprocessor
         hw = torch._shape_as_tensor(image)[1:].to(torch.float64)
         # in float64 as Python computes it; (2,) tensors, since the exporter would cast a
@@ -120,41 +91,26 @@ class ExportableDetector(nn.Module):
         pad = (d - size % d) % d
         return F.pad(x, (0, pad[1], 0, pad[0])), size.to(torch.float32)
 
-    def _propose(self, features: list[Tensor], resized_hw: Tensor, batch: Tensor) -> Tensor:
-        """`heads.proposal.rpn.RPN._propose` for one image -> proposals (R, 4) xyxy network-input
-        pixels, sorted by decreasing objectness."""
-        rpn = self.detector.rpn
-        logits, deltas = rpn.head(features)
-        anchors = rpn.anchor_generator([f.shape[-2:] for f in features], batch.shape[-2:])
-        scores, boxes, levels = [], [], []
-        for level, (lg, dl, an) in enumerate(zip(logits, deltas, anchors)):
-            # min(pre_nms_top_n, anchors of the level) on the traced count
-            k = torch.clamp(torch._shape_as_tensor(lg)[1], max=rpn.pre_nms_top_n[1])
-            score, idx = lg[0].topk(k)
-            boxes.append(rpn.box_coder.decode(dl[0, idx], an[idx])[:, 0])
-            scores.append(score)
-            levels.append(torch.full_like(idx, level))
-        score = torch.sigmoid(torch.cat(scores))
-        box = clip_boxes(torch.cat(boxes), resized_hw[0], resized_hw[1])
-        level = torch.cat(levels)
-        keep = min_side_at_least(box, rpn.min_box_size) & (score >= rpn.score_thresh)
-        box, score, level = box[keep], score[keep], level[keep]
-        kept = _batched_nms(box, score, level, rpn.nms_thresh)[: rpn.post_nms_top_n[1]]
-        return box[kept]
 
-    def _detect(
-        self, logits: Tensor, deltas: Tensor, proposals: Tensor, resized_hw: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """`heads.roi.roi_heads.RoIHeads._detect` for one image -> boxes (D, 4) network-input
-        pixels, scores (D,), labels (D,) int64."""
-        heads = self.detector.roi_heads
-        scores = torch.softmax(logits, dim=-1)[:, : heads.num_classes]
-        boxes = clip_boxes(heads.box_coder.decode(deltas, proposals), resized_hw[0], resized_hw[1])
-        keep = (scores > heads.score_thresh) & min_side_at_least(boxes, heads.min_box_size)
-        roi, label = keep.nonzero(as_tuple=True)
-        boxes, scores = boxes[roi, label], scores[roi, label]
-        kept = _batched_nms(boxes, scores, label, heads.nms_thresh)[: heads.detections_per_image]
-        return boxes[kept], scores[kept], label[kept]
+def _traced_at_most(logits: Tensor, n: int) -> Tensor:
+    """`heads.proposal.rpn.at_most` on the traced anchor count of (1, A) logits: ``min(n, A)``
+    as a tensor, so the graph does not freeze the traced image's count."""
+    return torch.clamp(torch._shape_as_tensor(logits)[1], max=n)
+
+
+def _one_image_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    groups: Tensor,
+    num_groups: int,
+    image_index: Tensor,
+    num_images: int,
+    iou_threshold: float,
+    k: int,
+) -> Tensor:
+    """`heads.ops.nms.nms_per_image` for one image (``image_index`` all zero, so the group alone
+    separates the boxes): `_batched_nms`, then the ``k`` best."""
+    return _batched_nms(boxes, scores, groups, iou_threshold)[:k]
 
 
 def _batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
@@ -166,10 +122,10 @@ def _batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: f
     return nms(boxes + (groups.to(boxes.dtype) * (top + 1))[:, None], scores, iou_threshold)
 
 
-def _pool(pooler: RoIPooler, features: list[Tensor], boxes: Tensor) -> Tensor:
-    """`heads.roi.poolers.RoIPooler.forward` for one image's boxes (R, 4) with torchvision's ops:
-    every box pooled from every level, the assigned level kept -> (R, C, S, S)."""
-    rois = torch.cat((torch.zeros_like(boxes[:, :1]), boxes), dim=1)
+def _pool(pooler: RoIPooler, features: list[Tensor], boxes: Tensor, image_index: Tensor) -> Tensor:
+    """`heads.roi.poolers.RoIPooler.forward` with torchvision's ops, every box pooled from every
+    level and the assigned level's result kept (no scatter) -> (R, C, S, S)."""
+    rois = torch.cat((image_index[:, None].to(boxes.dtype), boxes), dim=1)
     pooled = []
     for x, scale in zip(features, pooler.scales):
         x = x.contiguous()
@@ -183,9 +139,7 @@ def _pool(pooler: RoIPooler, features: list[Tensor], boxes: Tensor) -> Tensor:
             )
     if len(pooled) == 1:
         return pooled[0]
-    levels = assign_levels(
-        boxes, pooler.min_level, pooler.max_level, pooler.canonical_size, pooler.canonical_level
-    )
+    levels = pooler.assign_levels(boxes)
     out = pooled[0]
     for level, x in enumerate(pooled[1:], start=1):
         out = torch.where((levels == level)[:, None, None, None], x, out)

@@ -2,6 +2,7 @@
 checkpoints load with their pixels."""
 
 import pickle
+import typing
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from backbones.resnet import ResNet
 from backbones.spec import CAFFE_PIXELS, TORCHVISION_PIXELS
 from heads.meta_arch.rcnn import FasterRCNN
 from resdet import build_model, load_checkpoint, load_config
+from resdet.build import ARCHITECTURES
 from resdet.config import ConfigError
+from resdet.config.model import ModelConfig
 from tests.heads.tiny_detectors import tiny_config
 
 CONFIGS = Path(__file__).parents[2] / "configs"
@@ -99,6 +102,19 @@ def test_bad_yaml_refused_naming_file_and_key(tmp_path, text, needle):
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert str(path) in str(err.value) and needle in str(err.value)
+
+
+def test_unknown_arch_is_a_clear_error():
+    """The loader refuses an arch outside `ModelConfig.arch`'s choices, which are exactly the
+    architectures `build_model` knows; a config changed after loading is refused by the build."""
+    choices = typing.get_args(typing.get_type_hints(ModelConfig)["arch"])
+    assert set(choices) == set(ARCHITECTURES)
+    with pytest.raises(ConfigError, match=r"model\.arch"):
+        tiny_config("fpn", extra=["model.arch=retinanet"])
+    cfg = tiny_config("fpn")
+    cfg.model.arch = "retinanet"
+    with pytest.raises(ValueError, match=r"model\.arch 'retinanet' .*\(c4, fpn\)"):
+        build_model(cfg, num_classes=3)
 
 
 def test_num_classes_required():

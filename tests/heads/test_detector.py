@@ -4,6 +4,7 @@ import pytest
 import torch
 from tiny_detectors import synthetic_set, tiny_config
 
+from heads.meta_arch.rcnn import FasterRCNN, MaskRCNN
 from resdet import build_model
 from resdet.config import ConfigError
 
@@ -126,3 +127,23 @@ def test_layout_default_and_bad_value():
     assert tiny_config("fpn").model.input.channels_last == "inference"
     with pytest.raises(ConfigError, match=r"model\.input\.channels_last: 'nhwc' matches none of"):
         tiny_config("fpn", extra=["model.input.channels_last=nhwc"])
+
+
+@pytest.mark.parametrize("arch", ["fpn", "c4"])
+def test_mask_rcnn_is_built_for_a_mask_head_and_needs_one(arch):
+    """`build_model` names a detector with a mask head `MaskRCNN` (still a `FasterRCNN`); the
+    class refuses box-only RoI heads."""
+    masked = build_model(tiny_config(arch, extra=["model.mask_head.enabled=true"]), num_classes=3)
+    assert isinstance(masked, MaskRCNN) and isinstance(masked, FasterRCNN) and masked.has_masks
+    boxes = build_model(tiny_config(arch), num_classes=3)
+    assert type(boxes) is FasterRCNN and not boxes.has_masks
+    parts = {
+        "backbone": boxes.backbone,
+        "rpn": boxes.rpn,
+        "roi_heads": boxes.roi_heads,
+        "preprocessor": boxes.preprocessor,
+        "rpn_features": boxes.rpn_features,
+        "roi_features": boxes.roi_features,
+    }
+    with pytest.raises(ValueError, match="MaskRCNN needs RoI heads with a mask head"):
+        MaskRCNN(**parts)
