@@ -33,6 +33,9 @@ class FasterRCNN(nn.Module):
     RoI heads with a mask head make it a Mask R-CNN (`has_masks`), ``MaskRCNN`` names it.
     """
 
+    #: whether the RoI heads must have a mask head (`MaskRCNN`)
+    requires_masks = False
+
     def __init__(
         self,
         *,
@@ -44,6 +47,11 @@ class FasterRCNN(nn.Module):
         roi_features: Sequence[str],
     ) -> None:
         super().__init__()
+        if self.requires_masks and roi_heads.mask_head is None:
+            raise ValueError(
+                f"{type(self).__name__} needs RoI heads with a mask head "
+                "(RoIHeads(mask_head=...)); use FasterRCNN for a box-only detector"
+            )
         for name in list(rpn_features) + list(roi_features):
             if name not in backbone.output_specs:
                 raise ValueError(
@@ -122,26 +130,5 @@ class MaskRCNN(FasterRCNN):
     masks). Raises ``ValueError`` for RoI heads without a mask head.
     """
 
-    def __init__(
-        self,
-        *,
-        backbone: nn.Module,
-        rpn: RPN,
-        roi_heads: RoIHeads,
-        preprocessor: ImagePreprocessor,
-        rpn_features: Sequence[str],
-        roi_features: Sequence[str],
-    ) -> None:
-        if roi_heads.mask_head is None:
-            raise ValueError(
-                "MaskRCNN needs RoI heads with a mask head (RoIHeads(mask_head=...)); "
-                "use FasterRCNN for a box-only detector"
-            )
-        super().__init__(
-            backbone=backbone,
-            rpn=rpn,
-            roi_heads=roi_heads,
-            preprocessor=preprocessor,
-            rpn_features=rpn_features,
-            roi_features=roi_features,
-        )
+    #: the RoI heads must have a mask head
+    requires_masks = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from heads.ops.matcher import BACKGROUND, FOREGROUND
+from heads.ops.matcher import BACKGROUND, FOREGROUND, Matcher
 
 
 def counts_per_image(image_index: Tensor, num_images: int, mask: Tensor | None = None) -> Tensor:
@@ -64,3 +64,22 @@ def sample_balanced(
     take_fg = fg & (random_rank(fg, image_index, num_images) < fg_quota[image_index])
     take_bg = bg & (random_rank(bg, image_index, num_images) < bg_quota[image_index])
     return take_fg, take_bg
+
+
+def match_and_sample(
+    matcher: Matcher,
+    iou: Tensor,
+    image_index: Tensor,
+    num_images: int,
+    *,
+    per_image: int,
+    positive_fraction: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Match every prediction to a ground-truth box (``matcher`` over ``iou``: (R, G), -1 for a
+    padded slot), then `sample_balanced`: (R,) int64 matched slot, (R,) bool sampled foreground,
+    (R,) bool sampled background. The step the RPN (anchors) and the RoI heads (proposals) share."""
+    matched, labels = matcher(iou, image_index, num_images)
+    fg, bg = sample_balanced(
+        labels, image_index, num_images, per_image=per_image, positive_fraction=positive_fraction
+    )
+    return matched, fg, bg

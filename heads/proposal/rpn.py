@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from heads.ops.box_coder import BoxCoder
 from heads.ops.box_ops import clip_boxes, min_side_at_least, pairwise_iou
-from heads.ops.fg_bg_sampling import sample_balanced
+from heads.ops.fg_bg_sampling import match_and_sample
 from heads.ops.losses import binary_cross_entropy, box_regression_loss
 from heads.ops.matcher import Matcher
 from heads.ops.nms import NMS, nms_per_image
@@ -181,9 +181,9 @@ class RPN(nn.Module):
         iou = pairwise_iou(anchors[None], gt.boxes)
         iou = iou.masked_fill(~gt.valid[:, None, :], -1.0).reshape(num_images * num_anchors, -1)
         image_index = torch.arange(num_images, device=logits.device).repeat_interleave(num_anchors)
-        matched, labels = self.matcher(iou, image_index, num_images)
-        fg, bg = sample_balanced(
-            labels,
+        matched, fg, bg = match_and_sample(
+            self.matcher,
+            iou,
             image_index,
             num_images,
             per_image=self.batch_size_per_image,

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from heads.ops.box_coder import BoxCoder
 from heads.ops.box_ops import clip_boxes, min_side_at_least, pairwise_iou
-from heads.ops.fg_bg_sampling import sample_balanced
+from heads.ops.fg_bg_sampling import match_and_sample
 from heads.ops.losses import box_regression_loss, cross_entropy
 from heads.ops.matcher import Matcher
 from heads.ops.nms import NMS, nms_per_image
@@ -125,9 +125,9 @@ class RoIHeads(nn.Module):
         # (R, 1, 4) vs (R, G, 4) -> (R, G): every box against the ground truth of its own image
         iou = pairwise_iou(boxes[:, None, :], gt.boxes[image_index])[:, 0, :]
         iou = iou.masked_fill(~gt.valid[image_index], -1.0)
-        matched, labels = self.matcher(iou, image_index, num_images)
-        fg, bg = sample_balanced(
-            labels,
+        matched, fg, bg = match_and_sample(
+            self.matcher,
+            iou,
             image_index,
             num_images,
             per_image=self.batch_size_per_image,
