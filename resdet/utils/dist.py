@@ -153,6 +153,13 @@ def exit_on_failure(
         rank = f"[rank {os.environ['RANK']}] " if "RANK" in os.environ else ""
         message = f"{prog}: error: {rank}{e}\n"
     except BaseException as e:  # noqa: BLE001 - any failure, KeyboardInterrupt included, ends the run
+        if _env_int("WORLD_SIZE", 1) > 1 and _peer_gone(e):
+            # the rank that failed said why; this one only lost its peers in a collective
+            rank = os.environ.get("RANK", "0")
+            sys.stdout.flush()
+            sys.stderr.write(f"[rank {rank}] {prog}: stopped: another rank failed\n")
+            sys.stderr.flush()
+            os._exit(1)
         _report(e, prog)
         os._exit(1)
     # Bad input, reported outside the `except` block: the exception and the frames its traceback
@@ -165,6 +172,17 @@ def exit_on_failure(
     if _env_int("WORLD_SIZE", 1) > 1:
         os._exit(2)
     raise SystemExit(2)
+
+
+#: what a collective raises when a peer process is gone (gloo's socket errors included)
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "aborted")
+
+
+def _peer_gone(e: BaseException) -> bool:
+    """Whether `e` is a collective failing because another rank left."""
+    if isinstance(e, dist.DistError):
+        return True
+    return isinstance(e, RuntimeError) and any(s in str(e) for s in _PEER_GONE)
 
 
 def _report(e: BaseException, prog: str) -> None:
