@@ -1,0 +1,105 @@
+"""Nothing lost, one line for every failure: bad input to the tools is one `<tool>: error: ...` line
+naming the file, record, field or key, and exit code 2, never a traceback; nothing the user gave is
+overwritten. Each case drives the real command line (`python tools/<tool>.py`) on tiny inputs made
+here, except the CIFAR cache keying, which is a library test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "configs" / "demo_shapes.yaml"
+
+
+def run_tool(tool: str, *args: object, cwd: Path, env: dict[str, str] | None = None):
+    """`python tools/<tool>.py ARGS` in `cwd`; -> the finished process (text output)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / f"{tool}.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, tool: str, *names: object) -> str:
+    """Exit code 2, no traceback, and one `<tool>: error:` line that names each of `names`."""
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith(f"{tool}: error: ")]
+    assert len(lines) == 1, proc.stderr
+    for name in names:
+        assert str(name) in lines[0], (name, lines[0])
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- eval_det
+
+
+def _coco_gt(path: Path, *, annotations: list | None) -> Path:
+    """Two images, one category; `annotations=None` leaves the key out."""
+    data = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "height": 40, "width": 50},
+            {"id": 2, "file_name": "b.jpg", "height": 40, "width": 50},
+        ],
+        "categories": [{"id": 7, "name": "cell"}],
+    }
+    if annotations is not None:
+        data["annotations"] = annotations
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _eval_config(tmp_path: Path, gt: Path) -> Path:
+    config = tmp_path / f"eval_{gt.stem}.yaml"
+    config.write_text(
+        f"_base_: {DEMO}\n"
+        f"data:\n  root: {tmp_path}\n"
+        f"  test: [{{format: coco, ann_file: {gt.name}, image_dir: images}}]\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    return config
+
+
+GOOD = {"image_id": 1, "category_id": 7, "bbox": [5, 5, 10, 10], "score": 0.9}
+ONE_BOX = [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [5, 5, 10, 10], "area": 100}]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("image_id", [1]), ("category_id", {"id": 7}), ("score", True), ("bbox", [5, 5, -10, 10])],
+)
+def test_eval_det_refuses_a_results_record_with_a_bad_field(tmp_path, field, value):
+    config = _eval_config(tmp_path, _coco_gt(tmp_path / "gt.json", annotations=ONE_BOX))
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([GOOD, {**GOOD, field: value}]))
+    proc = run_tool("eval_det", config, "--detections", results, cwd=tmp_path)
+    assert_one_line_error(proc, "eval_det", results, "record 1", f"field '{field}'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_det_refuses_a_coco_test_set_without_annotations(tmp_path):
+    gt = _coco_gt(tmp_path / "gt.json", annotations=None)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([GOOD]))
+    proc = run_tool("eval_det", _eval_config(tmp_path, gt), "--detections", results, cwd=tmp_path)
+    assert_one_line_error(proc, "eval_det", gt, "'annotations'")
+    assert "-100" not in proc.stdout
+
+
+def test_eval_det_warns_once_when_annotations_are_empty(tmp_path):
+    gt = _coco_gt(tmp_path / "gt.json", annotations=[])
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([GOOD]))
+    proc = run_tool("eval_det", _eval_config(tmp_path, gt), "--detections", results, cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if "nothing to score" in line]
+    assert len(warned) == 1 and str(gt) in warned[0] and warned[0].startswith("warning: ")
