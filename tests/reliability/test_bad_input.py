@@ -11,10 +11,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
+
+from resdet.build import build_model
+from resdet.config import load_config
+from resdet.data.image_io import BadImageError, read_image
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "configs" / "demo_shapes.yaml"
+#: the demo detector shrunk to seconds: no pretrained backbone, narrow heads, 32-px inputs, every
+#: proposal kept (an untrained model still detects)
+TINY_DET = [
+    "model.backbone.weights=null",
+    "model.fpn.out_channels=16",
+    "model.roi_heads.fc_dim=32",
+    "model.roi_heads.score_thresh=0.0",
+    *(f"model.input.{k}={v}" for k, v in [("min_size_test", 32), ("max_size_test", 32)]),
+]
 
 
 def run_tool(tool: str, *args: object, cwd: Path, env: dict[str, str] | None = None):
@@ -103,3 +119,81 @@ def test_eval_det_warns_once_when_annotations_are_empty(tmp_path):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     warned = [line for line in proc.stderr.splitlines() if "nothing to score" in line]
     assert len(warned) == 1 and str(gt) in warned[0] and warned[0].startswith("warning: ")
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory) -> Path:
+    """An untrained demo detector saved as training saves it, with its class names."""
+    path = tmp_path_factory.mktemp("ckpt") / "model.pth"
+    cfg = load_config(DEMO, TINY_DET)
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=2, load_weights=False)
+    torch.save(
+        {
+            "format": "resdet",
+            "kind": "detector",
+            "model": model.state_dict(),
+            "iteration": 0,
+            "pixel_format": model.pixel_format.to_dict(),
+            "class_names": ["circle", "square"],
+        },
+        path,
+    )
+    return path
+
+
+def _photo(path: Path, seed: int = 0) -> Path:
+    pixels = np.random.default_rng(seed).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _png16(path: Path, pixels: np.ndarray) -> Path:
+    """A PNG storing 16 bits a channel (colour type 2: RGB, 4: LA, 6: RGBA), which Pillow cannot
+    write."""
+    import struct
+    import zlib
+
+    h, w, c = pixels.shape
+    color_type = {2: 4, 3: 2, 4: 6}[c]
+    rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.mark.parametrize("channels, mode", [(3, "RGB"), (4, "RGBA"), (2, "LA")])
+def test_sixteen_bit_colour_png_is_refused_naming_file_and_mode(tmp_path, channels, mode):
+    pixels = np.random.default_rng(0).integers(0, 65535, (4, 5, channels))
+    path = _png16(tmp_path / "deep.png", pixels)
+    with pytest.raises(BadImageError, match=f"deep.png: 16-bit {mode} "):
+        read_image(path)
+
+
+def test_predict_skips_and_counts_a_sixteen_bit_rgb_png(tmp_path, detector):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _photo(photos / "a.png")
+    _png16(photos / "deep.png", np.random.default_rng(0).integers(0, 65535, (24, 32, 3)))
+    out = tmp_path / "pred"
+    proc = run_tool(
+        "predict", DEMO, "--weights", detector, photos, "--output-dir", out, *TINY_DET,
+        "--device", "cpu", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"skipped {photos / 'deep.png'}: 16-bit RGB" in proc.stdout
+    assert "skipped 1 unreadable" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "predictions.json"]
