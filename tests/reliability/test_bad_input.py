@@ -197,3 +197,60 @@ def test_predict_skips_and_counts_a_sixteen_bit_rgb_png(tmp_path, detector):
     assert f"skipped {photos / 'deep.png'}: 16-bit RGB" in proc.stdout
     assert "skipped 1 unreadable" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "predictions.json"]
+
+
+# ----------------------------------------------------------------------------- CIFAR decode cache
+
+
+def _cifar_bmp(root: Path) -> Path:
+    """Class folders of 8x8 BMPs (a BMP's file size depends on its dimensions only)."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(2):
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.bmp")
+    return root
+
+
+def test_cifar_cache_sees_a_replaced_image_of_the_same_size_and_mtime(tmp_path):
+    from resdet.classification.cifar import load_cifar
+
+    root = _cifar_bmp(tmp_path / "cifar")
+    load_cifar(root, "test", cache_dir=tmp_path / "cache", progress=False)
+    replaced = root / "test" / "dog" / "1.bmp"
+    before = replaced.stat()
+    new = np.full((8, 8, 3), 7, np.uint8)
+    Image.fromarray(new).save(replaced)
+    os.utime(replaced, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = replaced.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    again = load_cifar(root, "test", cache_dir=tmp_path / "cache", progress=False)
+    assert torch.equal(again.images[3].permute(1, 2, 0), torch.from_numpy(new))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not_ours"])
+def test_cifar_cache_file_that_cannot_be_read_is_rebuilt_with_one_warning(tmp_path, damage):
+    import warnings
+
+    from resdet.classification.cifar import load_cifar
+    from resdet.data.errors import DatasetWarning
+
+    root = _cifar_bmp(tmp_path / "cifar")
+    first = load_cifar(root, "train", cache_dir=tmp_path / "cache", progress=False)
+    (cached,) = (tmp_path / "cache" / "cifar").glob("*.pt")
+    data = cached.read_bytes()
+    if damage == "not_ours":
+        torch.save({"images": torch.zeros(1)}, cached)
+    else:
+        cached.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = load_cifar(root, "train", cache_dir=tmp_path / "cache", progress=False)
+    warned = [str(w.message) for w in caught if w.category is DatasetWarning]
+    assert len(warned) == 1 and str(cached) in warned[0] and "\n" not in warned[0], warned
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt: read back without a warning
+        load_cifar(root, "train", cache_dir=tmp_path / "cache", progress=False)
