@@ -99,7 +99,7 @@ def test_eval_det_refuses_a_results_record_with_a_bad_field(tmp_path, field, val
     results.write_text(json.dumps([GOOD, {**GOOD, field: value}]))
     proc = run_tool("eval_det", config, "--detections", results, cwd=tmp_path)
     assert_one_line_error(proc, "eval_det", results, "record 1", f"field '{field}'")
-    assert not (tmp_path / "out").exists()
+    assert not list((tmp_path / "out").rglob("metrics.json"))
 
 
 def test_eval_det_refuses_a_coco_test_set_without_annotations(tmp_path):
@@ -254,3 +254,106 @@ def test_cifar_cache_file_that_cannot_be_read_is_rebuilt_with_one_warning(tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # rebuilt: read back without a warning
         load_cifar(root, "train", cache_dir=tmp_path / "cache", progress=False)
+
+
+# ----------------------------------------------------------------------------- weights files
+
+
+def _damaged(path: Path, damage: str) -> Path:
+    """A weights file that is truncated, empty, or not a checkpoint at all."""
+    torch.save({"conv1.weight": torch.zeros(8, 3, 3, 3)}, path)
+    data = path.read_bytes()
+    contents = {"truncated": data[: len(data) // 2], "empty": b"", "text": b"hello, not weights"}
+    path.write_bytes(contents[damage])
+    return path
+
+
+#: configs/cls_shapes.yaml shrunk to seconds (tests/tools/tiny_runs.py's TINY_CLS, in part)
+TINY_CLS = [
+    "data.shapes_train_per_class=4",
+    "data.shapes_val_per_class=2",
+    "data.shapes_image_size=16",
+    "data.short_side=[16,20]",
+    "data.crop_size=16",
+    "data.test_short_side=16",
+    "data.num_workers=0",
+]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
+def test_pretrain_cls_eval_only_refuses_a_damaged_checkpoint(tmp_path, damage):
+    weights = _damaged(tmp_path / "cls.pth", damage)
+    proc = run_tool(
+        "pretrain_cls", "--eval-only", "--weights", weights, "--output-dir", tmp_path / "run",
+        *TINY_CLS, cwd=tmp_path, env={"RESDET_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert_one_line_error(proc, "pretrain_cls", weights)
+
+
+def test_pretrain_cls_eval_only_without_a_checkpoint_is_one_line(tmp_path):
+    proc = run_tool(
+        "pretrain_cls", "--eval-only", "--output-dir", tmp_path / "run", *TINY_CLS,
+        cwd=tmp_path, env={"RESDET_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert_one_line_error(proc, "pretrain_cls", tmp_path / "run", "--weights")
+
+
+def test_train_det_refuses_a_truncated_backbone_weights_file(tmp_path):
+    weights = _damaged(tmp_path / "r18.pth", "truncated")
+    proc = run_tool(
+        "train_det", DEMO, f"model.backbone.weights={weights}", "--output-dir", tmp_path / "run",
+        "data.train=[{format: shapes, split: train, num_images: 2, image_size: 32, seed: 0}]",
+        "data.test=[{format: shapes, split: val, num_images: 1, image_size: 32, seed: 0}]",
+        "data.num_workers=0", "solver.max_iter=1", "--no-progress",
+        cwd=tmp_path, env={"RESDET_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert_one_line_error(proc, "train_det", weights, "truncated")
+    assert not (tmp_path / "run" / "model_final.pth").exists()
+
+
+# ----------------------------------------------------------------------------- output folders
+
+
+def test_ensure_writable_dir(tmp_path):
+    from resdet.utils.atomic import OutputDirError, ensure_writable_dir
+
+    assert ensure_writable_dir(tmp_path / "new" / "sub") == tmp_path / "new" / "sub"
+    assert list((tmp_path / "new" / "sub").iterdir()) == []  # the probe file is gone
+    (tmp_path / "f").write_text("keep")
+    for bad in (tmp_path / "f", tmp_path / "f" / "sub"):
+        with pytest.raises(OutputDirError, match=f"out {bad} "):
+            ensure_writable_dir(bad, "out")
+    assert (tmp_path / "f").read_text() == "keep"
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(OutputDirError, match="locked cannot be written to"):
+            ensure_writable_dir(locked)
+
+
+@pytest.mark.parametrize("tool", ["export", "pretrain_cls", "eval_det"])
+def test_an_output_dir_that_is_a_file_is_refused_up_front(tmp_path, detector, tool):
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep me")
+    if tool == "predict":
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        _photo(photos / "a.png")
+        args = [DEMO, "--weights", detector, photos, "--output-dir", blocker, *TINY_DET]
+        named = f"--output-dir {blocker} is a file"
+    elif tool == "export":
+        args = [DEMO, "--weights", detector, "--output", blocker / "model.onnx", *TINY_DET]
+        named = f"{blocker} is a file"
+    elif tool == "pretrain_cls":
+        args = ["--output-dir", blocker, *TINY_CLS]
+        named = f"--output-dir {blocker} is a file"
+    else:
+        config = _eval_config(tmp_path, _coco_gt(tmp_path / "gt.json", annotations=ONE_BOX))
+        results = tmp_path / "results.json"
+        results.write_text(json.dumps([GOOD]))
+        args = [config, "--detections", results, "--output-dir", blocker / "eval"]
+        named = f"--output-dir {blocker / 'eval'} cannot be written to"
+    proc = run_tool(tool, *args, cwd=tmp_path, env={"RESDET_CACHE": str(tmp_path / "cache")})
+    assert_one_line_error(proc, tool, named)
+    assert blocker.read_text() == "keep me"
+    assert "COCO box metrics" not in proc.stdout  # eval_det: refused before evaluating
