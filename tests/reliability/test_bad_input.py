@@ -256,6 +256,28 @@ def test_cifar_cache_file_that_cannot_be_read_is_rebuilt_with_one_warning(tmp_pa
         load_cifar(root, "train", cache_dir=tmp_path / "cache", progress=False)
 
 
+@pytest.mark.parametrize("how", ["the input folder", "a link to it", "an input file's folder"])
+def test_predict_refuses_an_output_dir_holding_its_inputs(tmp_path, detector, how):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _photo(photos / "a.png")
+    b = _photo(photos / "b.jpg", seed=1)
+    (photos / "b.png").write_bytes(b"the user's own b.png, not an input")
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    inputs, out = [photos], photos
+    if how == "a link to it":
+        out = tmp_path / "link"
+        out.symlink_to(photos, target_is_directory=True)
+    elif how == "an input file's folder":
+        inputs = [b]
+    proc = run_tool(
+        "predict", DEMO, "--weights", detector, *inputs, "--output-dir", out, *TINY_DET,
+        "--device", "cpu", cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_error(proc, "predict", f"--output-dir {out}", "holds input image")
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+
+
 # ----------------------------------------------------------------------------- weights files
 
 
@@ -331,7 +353,7 @@ def test_ensure_writable_dir(tmp_path):
             ensure_writable_dir(locked)
 
 
-@pytest.mark.parametrize("tool", ["export", "pretrain_cls", "eval_det"])
+@pytest.mark.parametrize("tool", ["predict", "export", "pretrain_cls", "eval_det"])
 def test_an_output_dir_that_is_a_file_is_refused_up_front(tmp_path, detector, tool):
     blocker = tmp_path / "taken"
     blocker.write_text("keep me")
