@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from resdet.config import load_config
 from resdet.data.errors import DatasetError
 from resdet.evaluation import evaluate_detections, read_results
 from resdet.io.run_dir import eval_dir, write_evaluation
 from resdet.runs.detection import evaluate_weights, load_datasets
+from resdet.utils.atomic import OutputDirError, ensure_writable_dir
 from resdet.utils.cli import run_tool
 from resdet.utils.dist import get_rank, shutdown_distributed
 
@@ -58,6 +60,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
     cfg = load_config(args.config, args.overrides)
+    # before the evaluation: an output that cannot be written is one line, not a lost run
+    output_dir = args.output_dir or eval_dir(cfg.output_dir)
+    ensure_writable_dir(output_dir, "--output-dir" if args.output_dir else "output_dir/eval")
+    if args.save_detections:
+        if Path(args.save_detections).is_dir():
+            raise OutputDirError(f"--save-detections {args.save_detections} is a folder")
+        ensure_writable_dir(Path(args.save_detections).parent, "the folder of --save-detections")
     if args.detections:
         metrics, evaluator = evaluate_detections(
             cfg, read_results(args.detections), source=args.detections
@@ -72,10 +81,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         )
     if get_rank() == 0 and metrics is not None:
         path = write_evaluation(
-            args.output_dir or eval_dir(cfg.output_dir),
-            metrics,
-            checkpoint=args.weights,
-            detections=args.detections,
+            output_dir, metrics, checkpoint=args.weights, detections=args.detections
         )
         print(f"wrote {path}" + (f" and {args.save_detections}" if args.save_detections else ""))
     shutdown_distributed()

@@ -10,8 +10,9 @@ checkpoint's class names): resizing, NMS, the score threshold and the top-k are 
 model.roi_heads.score_thresh=0.3 bakes another threshold into the graph). `--check` runs the file
 with onnxruntime on the CPU and prints its size, the median latency of 5 runs against the eager
 detector's on the same random image, and their largest differences. Writes `--output` (default
-`<output_dir>/model.onnx`). Exit code 0 on success, 2 for bad input (a config, a checkpoint),
-1 otherwise.
+`<output_dir>/model.onnx`; its folder is created and checked writable before the model is
+built). Exit code 0 on success, 2 for bad input (a config, a checkpoint, an output that cannot be
+written), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from resdet.config import load_config
 from resdet.deploy.export import MIN_OPSET, check_onnx, export_onnx
 from resdet.deploy.predict import load_predictor
+from resdet.utils.atomic import OutputDirError, ensure_writable_dir
 from resdet.utils.cli import run_tool
 
 
@@ -63,8 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    predictor = load_predictor(cfg, args.weights, "cpu")
     output = Path(args.output) if args.output else Path(cfg.output_dir) / "model.onnx"
+    if output.is_dir():
+        raise OutputDirError(f"--output {output} is a folder; give the file to write")
+    ensure_writable_dir(output.parent, "the folder of --output" if args.output else "output_dir")
+    predictor = load_predictor(cfg, args.weights, "cpu")
     path = export_onnx(predictor.model, output, opset=args.opset)
     print(f"wrote {path} (ONNX opset {args.opset}, {len(predictor.class_names)} classes)")
     if args.check:

@@ -7,9 +7,11 @@ INPUT: image files, folders (their image files, not recursive) and globs (quote 
 Arguments of the form key.sub=value are config overrides. Class names come from the checkpoint
 (resdet checkpoints carry them); no dataset is read. Writes `<stem>.png` per image and
 `predictions.json` (see `resdet.deploy.predict`) into `--output-dir` (default
-`<output_dir>/predict`). Images that cannot be decoded are listed and skipped. Exit code 0 on
-success (also with skipped images), 2 for bad input (a config, a checkpoint, an input that names no
-file), 1 otherwise.
+`<output_dir>/predict`), which must not be a folder holding any INPUT image (refused before the
+model runs: drawings there could replace your photos). Images that cannot be decoded are listed and
+skipped. Exit code 0 on success (also with skipped images), 2 for bad input (a config, a
+checkpoint, an input that names no file, an output folder that holds inputs or cannot be written),
+1 otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from pathlib import Path
 import torch
 
 from resdet.config import load_config
-from resdet.deploy.predict import PredictionReport, collect_images, load_predictor, predict_images
+from resdet.deploy.predict import (
+    PredictionReport,
+    check_output_dir,
+    collect_images,
+    load_predictor,
+    predict_images,
+)
 from resdet.utils.cli import run_tool
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
@@ -60,9 +68,10 @@ def main(argv: list[str] | None = None) -> PredictionReport:
     args = parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     paths = collect_images(args.inputs)
+    out_dir = Path(args.output_dir) if args.output_dir else Path(cfg.output_dir) / "predict"
+    check_output_dir(paths, out_dir, "--output-dir" if args.output_dir else "output_dir/predict")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     predictor = load_predictor(cfg, args.weights, device)
-    out_dir = Path(args.output_dir) if args.output_dir else Path(cfg.output_dir) / "predict"
     report = predict_images(
         predictor, paths, out_dir, score_thresh=args.score_thresh, batch_size=args.batch_size
     )

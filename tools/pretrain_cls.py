@@ -19,6 +19,7 @@ from resdet.config import CONFIG_DIR, ConfigError
 from resdet.config.classification import load_cls_config
 from resdet.data.errors import DatasetError
 from resdet.runs.pretraining import pretrain
+from resdet.utils.atomic import ensure_writable_dir
 from resdet.utils.cli import add_run_arguments, run_overrides, run_tool
 from resdet.utils.dist import get_rank
 
@@ -48,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = load_cls_config(args.config, args.overrides)
+    ensure_writable_dir(cfg.output_dir, "--output-dir" if args.output_dir else "output_dir")
     result = pretrain(
         cfg,
         resume=args.resume,

@@ -20,6 +20,7 @@ import importlib.util
 import io
 import os
 import pickle
+import struct
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -43,6 +44,17 @@ SOURCE_FORMATS = (
     "resdet-classifier",
     "resdet-detector",
 )
+#: what ``torch.load`` / an unpickler raise on a file that is truncated, corrupt or of another kind
+#: (a missing file stays ``FileNotFoundError``)
+_CORRUPT = (RuntimeError, EOFError, KeyError, ValueError, OSError, struct.error, IndexError)
+
+
+class WeightsFileError(ValueError):
+    """A weights or checkpoint file cannot be used: truncated, corrupt, not a checkpoint, needing
+    unsafe unpickling, or holding no state dict. The message names the file; command lines report
+    it in one line (``resdet.utils.cli.run_tool``)."""
+
+
 #: the two networks of a DINO checkpoint (``{"student": ..., "teacher": ..., "epoch": ...}``)
 _DINO_PARTS = ("student", "teacher")
 
@@ -50,8 +62,9 @@ _DINO_PARTS = ("student", "teacher")
 def read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
     """-> (flat state dict, naming-scheme tag (one of :data:`SOURCE_FORMATS`), pixel format).
 
-    Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for a file that needs unsafe
-    unpickling or holds no state dict.
+    Raises ``FileNotFoundError`` for a missing path and :class:`WeightsFileError` (a ``ValueError``)
+    naming the file for one that is truncated or corrupt, needs unsafe unpickling or holds no state
+    dict.
     """
     if source.startswith("torchvision:"):
         return (
@@ -69,18 +82,25 @@ def read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
     if path.suffix == ".pkl":
         return read_pkl(path)
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return _strip_module(load_file(str(path))), "state_dict", TORCHVISION_PIXELS
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, *_CORRUPT) as e:
+            raise WeightsFileError(
+                f"refusing to load {path}: not a readable safetensors file ({_one_line(e)})"
+            ) from None
+        return _strip_module(state), "state_dict", TORCHVISION_PIXELS
     obj = load_torch_file(path)
     if _is_cifar_reference(obj):
         return _strip_module(obj["state_dict"]), "pytorch_resnet_cifar10", TORCHVISION_PIXELS
     if isinstance(obj, Mapping) and obj.get("format") == "resdet":
         for key in ("kind", "model", "pixel_format"):
             if key not in obj:
-                raise ValueError(f"{path}: resdet checkpoint lacks the {key!r} entry")
+                raise WeightsFileError(f"{path}: resdet checkpoint lacks the {key!r} entry")
         if obj["kind"] not in ("backbone", "classifier", "detector"):
-            raise ValueError(
+            raise WeightsFileError(
                 f"{path}: unknown resdet checkpoint kind {obj['kind']!r}; allowed: "
                 f"backbone, classifier, detector"
             )
@@ -89,23 +109,45 @@ def read_source(source: str) -> tuple[dict[str, Any], str, PixelFormat]:
             f"resdet-{obj['kind']}",
             PixelFormat.from_dict(obj["pixel_format"]),
         )
-    return _strip_module(_unwrap(obj)), "state_dict", TORCHVISION_PIXELS
+    try:
+        return _strip_module(_unwrap(obj)), "state_dict", TORCHVISION_PIXELS
+    except ValueError as e:
+        raise WeightsFileError(f"{path}: {e}") from None
 
 
 def load_torch_file(path: str | os.PathLike) -> Any:
     """``torch.load`` onto the CPU (``map_location="cpu"``: tensors saved on a GPU load on a machine
     without one) with ``weights_only=True``: tensors and plain containers only, and
     ``argparse.Namespace`` (the ``args`` entry of DINO's and other training scripts' full
-    checkpoints: a bag of attributes, nothing executed); a file that needs unsafe unpickling raises
-    ``ValueError`` naming it."""
+    checkpoints: a bag of attributes, nothing executed); a file that needs unsafe unpickling, or is
+    truncated, corrupt or not a torch file, raises :class:`WeightsFileError` naming it."""
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(
+        raise WeightsFileError(
             f"refusing to load {path}: it needs unsafe unpickling (arbitrary Python "
             f"objects), only tensors and plain containers are accepted. {e}"
         ) from e
+    except FileNotFoundError:
+        raise
+    except _CORRUPT as e:
+        empty = isinstance(path, (str, os.PathLike)) and os.path.getsize(path) == 0
+        raise WeightsFileError(
+            f"refusing to load {path}: "
+            + (
+                "empty file (0 bytes)"
+                if empty
+                else "not a readable torch checkpoint (truncated, corrupt or another kind of "
+                f"file: {type(e).__name__}: {_one_line(e)})"
+            )
+        ) from None
+
+
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    """`e`'s message on one line, at most `limit` characters."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_cifar_reference(obj: Any) -> bool:
@@ -232,15 +274,21 @@ def read_pkl(path: Path) -> tuple[dict[str, Any], str, PixelFormat]:
 
     Returns ``(arrays by name, naming scheme, recorded pixel format)``.
     """
+    data = path.read_bytes()
     try:
-        obj = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+        obj = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as e:
-        raise ValueError(
+        raise WeightsFileError(
             f"refusing to load {path}: only numpy arrays in plain containers are "
             f"accepted in .pkl weights ({e})"
         ) from e
+    except _CORRUPT as e:  # a truncated or garbled pickle stream
+        raise WeightsFileError(
+            f"refusing to load {path}: not a readable .pkl file (truncated or corrupt: "
+            f"{type(e).__name__}: {_one_line(e)})"
+        ) from None
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a dict of arrays, got {type(obj).__name__}")
+        raise WeightsFileError(f"{path}: expected a dict of arrays, got {type(obj).__name__}")
     author = obj.get("__author__")
     for key in ("blobs", "model"):
         if isinstance(obj.get(key), Mapping):

@@ -5,7 +5,9 @@ Policy:
 - Grayscale (`L`, `1`), palette (`P`, `PA`), `LA`, `RGBA`, `CMYK`, `YCbCr` and `LAB` are converted
   to RGB; alpha is dropped, not composited.
 - 16- and 32-bit modes (`I;16*`, `I`, `F`) are refused: squashing them to 8 bits silently would
-  change what the network sees.
+  change what the network sees. So are files Pillow would open as 8-bit `RGB`/`RGBA` while the
+  file stores 16 bits a channel (48/64-bit PNG, `LA` 16-bit PNG, 16-bit PPM): Pillow keeps only
+  each sample's high byte.
 - EXIF orientation is applied (the pixels are turned the way a viewer shows them), as detectron2
   does; the dataset then checks the decoded size against the annotation's, so a file whose frame
   disagrees with its boxes is an error rather than wrong training data.
@@ -48,6 +50,23 @@ class BadImageError(ValueError):
         super().__init__(message)
 
 
+def _deep_storage(img: Image.Image) -> str | None:
+    """The file's own mode (e.g. "RGB", "LA") when it stores more than 8 bits a sample that Pillow
+    would decode into an 8-bit mode, else None. Read from the decoder's raw mode before decoding:
+    `RGB;16B` (PNG), `RGB;16L` (TIFF), or a PPM's maximum value above 255."""
+    for tile in img.tile:
+        args = tile[3]
+        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+        if not isinstance(raw, str):
+            continue
+        base, _, bits = raw.partition(";")
+        if bits in ("16B", "16L", "16N"):  # not BMP's "BGR;16": 5-6-5 bits in 16
+            return base
+        if tile[0] == "ppm" and len(args) > 1 and isinstance(args[1], int) and args[1] > 255:
+            return base
+    return None
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Decode `path` into an RGB array (H, W, 3) `uint8` with EXIF orientation applied."""
     path = Path(path)
@@ -59,6 +78,12 @@ def read_image(path: str | Path) -> np.ndarray:
                 raise BadImageError(
                     f"{path}: {img.mode} ({'16' if 'I;16' in img.mode else '32'}-bit) "
                     "images are not supported; convert them to 8-bit RGB explicitly"
+                )
+            deep = _deep_storage(img)
+            if deep is not None:
+                raise BadImageError(
+                    f"{path}: 16-bit {deep} images are not supported (Pillow would cut them to "
+                    "8 bits); convert them to 8-bit RGB explicitly"
                 )
             img.load()
             img = ImageOps.exif_transpose(img)

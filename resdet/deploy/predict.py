@@ -9,7 +9,10 @@ batches and writes `<output_dir>/<stem>.png` per image (detections drawn as
       "category_name": str, "bbox": [x, y, w, h] (pixels of the decoded file), "score": float,
       "segmentation": COCO RLE (Mask R-CNN only)}, ...]
 
-Images that cannot be decoded are skipped, listed and counted, not fatal.
+Images that cannot be decoded are skipped, listed and counted, not fatal. Prediction never writes
+over an input: an output folder that holds any input image (the folder an input lies in, also
+through a symbolic link) is refused before anything is run (`check_output_dir`), since a drawing
+`<stem>.png` there could replace the user's own `<stem>.png`.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from resdet.data.image_io import BadImageError, read_image
 from resdet.evaluation.rle import MASK_THRESHOLD, binary_to_rle
 from resdet.io.checkpoints import load_checkpoint, load_detector_state, read_checkpoint_file
 from resdet.reports.visualize import ImageDetections, draw_predictions
-from resdet.utils.atomic import atomic_write_text
+from resdet.utils.atomic import OutputDirError, atomic_write_text, ensure_writable_dir
 
 #: suffixes a folder's files are taken by (lower case); a file named directly may have any suffix
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -58,6 +61,24 @@ def collect_images(inputs: Sequence[str]) -> list[Path]:
             raise FileNotFoundError(f"{item}: {what} (images: {', '.join(IMAGE_SUFFIXES)})")
         found.update(dict.fromkeys(paths))
     return list(found)
+
+
+def check_output_dir(
+    paths: Sequence[Path], output_dir: str | Path, what: str = "--output-dir"
+) -> Path:
+    """`output_dir`, created and checked writable (`ensure_writable_dir`), after refusing it when
+    any input image lies in it (as given, or its link target): the drawings and predictions.json
+    must not be able to replace an input. An `OutputDirError` names the folder and the input."""
+    out = Path(output_dir)
+    resolved = out.resolve()
+    for path in paths:
+        if resolved in (path.absolute().parent.resolve(), path.resolve().parent):
+            raise OutputDirError(
+                f"{what} {out} holds input image {path}: drawings (<stem>.png) and "
+                f"{RESULTS_FILE} written there could replace your own files; give a folder "
+                "of its own"
+            )
+    return ensure_writable_dir(out, what)
 
 
 @dataclass
@@ -119,11 +140,11 @@ def predict_images(
     progress: bool = True,
 ) -> PredictionReport:
     """Run ``predictor`` on ``paths`` in batches of ``batch_size``; keep detections scoring at
-    least ``score_thresh``; write one PNG per image and `predictions.json` into ``output_dir``."""
+    least ``score_thresh``; write one PNG per image and `predictions.json` into ``output_dir``,
+    which must not hold any of ``paths`` (`check_output_dir`)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out_dir = Path(output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_dir(paths, output_dir, "output folder")
     report = PredictionReport()
     results: list[dict[str, Any]] = []
     stems: set[str] = set()

@@ -128,27 +128,36 @@ class DetectionEvaluator:
             for key in ("image_id", "category_id", "score") + (() if has_mask else ("bbox",)):
                 if key not in r:
                     raise DatasetError(f"{where}: missing field {key!r}")
-            if r["image_id"] not in self.image_ids:
+            image_id, category_id, score = r["image_id"], r["category_id"], r["score"]
+            if isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
                 raise DatasetError(
-                    f"{where}: field 'image_id' {r['image_id']!r} is not an image of {self.name}"
+                    f"{where}: field 'image_id' must be an integer or string, got {image_id!r:.80}"
                 )
-            if r["category_id"] not in self.label_of:
+            if image_id not in self.image_ids:
                 raise DatasetError(
-                    f"{where}: field 'category_id' {r['category_id']!r} is not a category of "
-                    f"{self.name}"
+                    f"{where}: field 'image_id' {image_id!r} is not an image of {self.name}"
+                )
+            if isinstance(category_id, bool) or not isinstance(category_id, int):
+                raise DatasetError(
+                    f"{where}: field 'category_id' must be an integer, got {category_id!r:.80}"
+                )
+            if category_id not in self.label_of:
+                raise DatasetError(
+                    f"{where}: field 'category_id' {category_id!r} is not a category of {self.name}"
                 )
             bbox = r["bbox"] if "bbox" in r else rle_to_bbox(r["segmentation"])
-            if (
-                not isinstance(bbox, list)
-                or len(bbox) != 4
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)
-            ):
+            if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_finite, bbox)):
                 raise DatasetError(
-                    f"{where}: field 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}"
+                    f"{where}: field 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r:.80}"
                 )
-            if not isinstance(r["score"], (int, float)) or not math.isfinite(r["score"]):
+            if bbox[2] < 0 or bbox[3] < 0:
                 raise DatasetError(
-                    f"{where}: field 'score' must be a finite number, got {r['score']!r}"
+                    f"{where}: field 'bbox' has a negative width or height (w {bbox[2]!r}, "
+                    f"h {bbox[3]!r}); boxes are [x, y, w, h], not corners"
+                )
+            if not _finite(score):
+                raise DatasetError(
+                    f"{where}: field 'score' must be a finite number, got {score!r:.80}"
                 )
             det = {
                 "image_id": r["image_id"],
@@ -176,6 +185,11 @@ class DetectionEvaluator:
     def format_table(self, metrics: dict[str, Any]) -> str:
         """A readable table of `metrics` (as returned by `evaluate`)."""
         raise NotImplementedError
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number (int or float, not a boolean) that is finite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def fmt(value: float | None) -> str:

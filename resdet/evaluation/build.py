@@ -4,13 +4,16 @@ config's test set."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 from resdet.config import Config
 from resdet.data.build import build_detection_dataset
+from resdet.data.coco import read_coco_json
 from resdet.data.dataset import DetectionDataset
-from resdet.data.errors import DatasetError
+from resdet.data.errors import DatasetError, DatasetWarning
+from resdet.data.records import DatasetSource
 from resdet.evaluation.base import DetectionEvaluator
 from resdet.evaluation.coco_evaluator import COCOEvaluator
 from resdet.evaluation.voc_evaluator import VOCEvaluator
@@ -28,6 +31,7 @@ def build_evaluator(dataset: DetectionDataset, *, masks: bool = False) -> Detect
     if protocols == {"coco"} and len(dataset.sources) == 1:
         src = dataset.sources[0]
         assert src.ann_file is not None
+        check_coco_ground_truth(src)
         return COCOEvaluator(
             src.ann_file,
             src.class_names,
@@ -40,6 +44,29 @@ def build_evaluator(dataset: DetectionDataset, *, masks: bool = False) -> Detect
         f"cannot evaluate {name} as one set: list one COCO test entry, or VOC entries only, "
         "per evaluation"
     )
+
+
+def check_coco_ground_truth(src: DatasetSource) -> None:
+    """A COCO test set whose images have no annotation at all: a file without the `annotations`
+    key is a `DatasetError` naming it (an image list alone cannot be scored), an empty
+    `annotations` list one warning that nothing will be scored (every COCO metric is -1). The file
+    is read again only in that case."""
+    if any(len(r.boxes) or len(r.crowd_boxes) for r in src.records):
+        return
+    assert src.ann_file is not None
+    data = read_coco_json(src.ann_file)
+    if "annotations" not in data:
+        raise DatasetError(
+            f"{src.ann_file}: no 'annotations' key: a COCO file used as a test set needs its "
+            "ground truth (images, categories and annotations); this one cannot be scored"
+        )
+    if not data["annotations"]:
+        warnings.warn(
+            f"{src.ann_file}: 'annotations' is empty: nothing to score, every COCO metric will be "
+            "undefined (-1, shown as - or -100)",
+            DatasetWarning,
+            stacklevel=3,
+        )
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backbones.weights import load_pretrained
+from backbones.weights.files import WeightsFileError
 from resdet.classification.data import build_datasets
 from resdet.classification.evaluate import evaluate_classifier
 from resdet.classification.loader import build_test_loader, build_train_loader
@@ -58,8 +59,11 @@ def pretrain(
     )
 
     if eval_only:
-        checkpoint = Path(weights) if weights is not None else trained_checkpoint(out)
-        load_pretrained(net, checkpoint, allow_missing_classifier=False)
+        try:
+            checkpoint = Path(weights) if weights is not None else trained_checkpoint(out)
+            load_pretrained(net, checkpoint, allow_missing_classifier=False)
+        except FileNotFoundError as e:  # bad input to report in one line, as a corrupt file is
+            raise WeightsFileError(str(e)) from None
         net.to(dist.device)
         normalize = PixelNormalize(net.pixel_format).to(dist.device)
         metrics = evaluate_classifier(net, test_loader, normalize, dist.device, cfg.solver.amp)

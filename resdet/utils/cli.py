@@ -14,17 +14,20 @@ def run_tool(
     main: Callable[[], object], prog: str, expected: tuple[type[BaseException], ...] | None = None
 ) -> NoReturn:
     """The entry point of every tool: dataset warnings in one line, then `main()` under
-    `resdet.utils.dist.exit_on_failure`: bad input (`expected`, default a config, a dataset or an
-    image file) is one `<prog>: error: ...` line and exit code 2, any other failure code 1; an int
-    `main()` returns is the exit code, anything else 0."""
+    `resdet.utils.dist.exit_on_failure`: bad input (`expected`, default a config, a dataset, an
+    image file, a weights file that cannot be read, an output folder that cannot be written) is
+    one `<prog>: error: ...` line and exit code 2, any other failure code 1; an int `main()`
+    returns is the exit code, anything else 0."""
+    from backbones.weights.files import WeightsFileError
     from resdet.config import ConfigError
     from resdet.data.errors import DatasetError
     from resdet.data.image_io import BadImageError
+    from resdet.utils.atomic import OutputDirError
     from resdet.utils.dist import exit_on_failure
 
     one_line_warnings()
     if expected is None:
-        expected = (ConfigError, DatasetError, BadImageError)
+        expected = (ConfigError, DatasetError, BadImageError, WeightsFileError, OutputDirError)
     code = exit_on_failure(main, expected=expected, prog=prog)
     sys.exit(code if isinstance(code, int) else 0)
 
