@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import warnings
@@ -324,22 +323,6 @@ def read_trained_run(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 # ----------------------------------------------------------------------------- the whole directory
-def check_writable(run_dir: str | Path) -> Path:
-    """Create `run_dir` if needed and make sure files can be written there; a `ValueError` naming
-    it otherwise (it is a file, or not writable)."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"output_dir {run_dir} is a file, not a directory")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write_probe.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"output_dir {run_dir} is not writable ({e.strerror})") from None
-    return run_dir
-
-
 def run_files(run_dir: str | Path) -> list[str]:
     """The names of the run files already in `run_dir` (empty: nothing of a run is there)."""
     run_dir = Path(run_dir)

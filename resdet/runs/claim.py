@@ -23,14 +23,9 @@ from typing import Any
 from resdet.config import ConfigError
 from resdet.config.loader import to_dict
 from resdet.io.checkpoints import load_checkpoint_file
-from resdet.io.run_dir import (
-    check_writable,
-    clear_run,
-    read_last_checkpoint,
-    remove_stale_temporaries,
-    run_files,
-)
+from resdet.io.run_dir import clear_run, read_last_checkpoint, remove_stale_temporaries, run_files
 from resdet.io.run_lock import RunLock
+from resdet.utils.atomic import ensure_writable_dir
 
 #: config keys a resumed run may change (patterns over dotted keys)
 RESUMABLE_CHANGES = (
@@ -56,17 +51,14 @@ def claim_output_dir(
     run_dir: str | Path, *, resume: bool, overwrite: bool, is_main: bool
 ) -> Iterator[None]:
     """Hold ``run_dir`` for the body of the ``with`` (the main process only; the others run
-    under its claim). One-line `ConfigError`s: not writable, another run holds it, it holds a run
-    and neither ``resume`` nor ``overwrite`` is set."""
+    under its claim). One-line errors: not writable (`OutputDirError`), another run holds it, it
+    holds a run and neither ``resume`` nor ``overwrite`` is set (`ConfigError`)."""
     if not is_main:
         yield
         return
     if resume and overwrite:
         raise ConfigError("--resume continues a run and --overwrite starts over: choose one")
-    try:
-        run_dir = check_writable(run_dir)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    run_dir = ensure_writable_dir(run_dir, "output_dir")
     with RunLock(run_dir):
         found = run_files(run_dir)
         if found and not resume and not overwrite:
