@@ -19,6 +19,9 @@ from resdet.classification.transforms import pad_crop_flip
 from resdet.data.samplers import (
     GroupedBatchSampler,
     InferenceSampler,
+    SeededBatchSampler,
+    SeededItems,
+    ignore_stop_signals,
     loader_generator,
     position_seed,
 )
@@ -57,7 +60,9 @@ def build_train_loader(
 
     `micro_batch` is the global batch of one forward pass (`ims_per_batch / grad_accum`). A decoded
     `CifarSplit` gets `InMemoryTrainBatches` (augmented on `device`, `pad` pixels); a `Dataset` a
-    DataLoader with `num_workers` processes (its items are augmented by the dataset's transform).
+    DataLoader with `num_workers` processes (its items are augmented by the dataset's transform,
+    with the random state of (`seed`, the sample's position): `resdet.data.samplers.SeededItems`,
+    so a resume is exact for any `num_workers`).
     """
     if isinstance(dataset, CifarSplit):
         return InMemoryTrainBatches(
@@ -72,12 +77,13 @@ def build_train_loader(
         )
     sampler = _one_group_sampler(len(dataset), micro_batch, seed, rank, world_size, start_batch)
     return DataLoader(
-        dataset,
-        batch_sampler=sampler,
+        SeededItems(dataset),
+        batch_sampler=SeededBatchSampler(sampler),
         num_workers=num_workers,
         collate_fn=_collate_train,
         generator=loader_generator(seed, rank, start_batch),
         persistent_workers=num_workers > 0,
+        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
     )
 
 

@@ -64,6 +64,11 @@ class SolverConfig:
     grad_accum: int = 1
     #: clip the global gradient L2 norm to this value; null = no clipping
     clip_grad_norm: float | None = None
+    #: a step whose gradients (unscaled, with fp16) hold a NaN or an infinity is skipped (no
+    #: optimizer update; the iteration, schedule and data still advance, as in AMP's GradScaler)
+    #: and counted (`skipped_steps` in metrics.jsonl); this many skipped in a row stop the run
+    #: (resdet.engine.trainer)
+    max_nonfinite_steps: int = 5
     # parallelism
     sync_bn: bool = False
     find_unused_parameters: bool = False
@@ -76,7 +81,14 @@ class SolverConfig:
     log_period: int = 20
 
     def __post_init__(self) -> None:
-        for name in ("max_iter", "ims_per_batch", "grad_accum", "checkpoint_period", "log_period"):
+        for name in (
+            "max_iter",
+            "ims_per_batch",
+            "grad_accum",
+            "checkpoint_period",
+            "log_period",
+            "max_nonfinite_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"solver.{name} must be >= 1, got {getattr(self, name)}")
         if self.reference_batch is not None and self.reference_batch < 1:

@@ -22,7 +22,10 @@ from resdet.data.errors import DatasetError
 from resdet.data.samplers import (
     GroupedBatchSampler,
     InferenceSampler,
+    SeededBatchSampler,
+    SeededItems,
     aspect_groups,
+    ignore_stop_signals,
     loader_generator,
 )
 from resdet.data.transforms import Compose, RandomHorizontalFlip
@@ -85,7 +88,10 @@ def build_train_loader(
     start_iter: int = 0,
 ) -> DataLoader:
     """Infinite loader of this rank's `ims_per_batch // world_size` images per step,
-    resuming at `start_iter`."""
+    resuming at `start_iter`. Each image's random flip is drawn from (`seed`, its global sample
+    position) (`resdet.data.samplers.SeededItems`), so a resumed run sees the same flips as an
+    uninterrupted one whatever `data.num_workers` is. Workers ignore SIGINT/SIGTERM (the trainer
+    handles them)."""
     groups = (
         aspect_groups([r.height for r in dataset.records], [r.width for r in dataset.records])
         if data.aspect_grouping
@@ -95,12 +101,13 @@ def build_train_loader(
         groups, ims_per_batch, seed=seed, rank=rank, world_size=world_size, start_iter=start_iter
     )
     return DataLoader(
-        dataset,
-        batch_sampler=sampler,
+        SeededItems(dataset),
+        batch_sampler=SeededBatchSampler(sampler),
         num_workers=data.num_workers,
         collate_fn=collate_detection,
         generator=loader_generator(seed, rank, start_iter),
         persistent_workers=data.num_workers > 0,
+        worker_init_fn=ignore_stop_signals if data.num_workers > 0 else None,
     )
 
 

@@ -15,15 +15,26 @@ whose `batch_size` is the micro-step's global batch `ims_per_batch // grad_accum
 `resdet.runs.detection` builds). The sampler's own position (`state_dict()["position"]`, batches
 handed out so far) runs ahead of that by what a DataLoader prefetched, so the engine does not read
 it. `load_state_dict({"position": k, ...})` is the same as `start_iter=k`.
+
+Augmentation: `SeededBatchSampler` tags every index with `sample_seed(seed, n)`, `n` its global
+sample position (`global batch * batch_size + slot`), and `SeededItems` loads each item with
+python's, numpy's and torch's (CPU) global generators seeded by it, then puts the caller's states
+back. A sample's random flips, crops, ... are then a function of the run seed and its position
+alone: the same in the main process or any worker, after a resume, and for any number of
+processes. (Worker processes keep no random state that matters, so nothing of theirs is
+checkpointed.)
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+import contextlib
+import random
+import signal
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 
 def aspect_groups(heights: Sequence[int], widths: Sequence[int]) -> list[int]:
@@ -38,9 +49,97 @@ def position_seed(seed: int, rank: int, position: int) -> int:
 
 
 def loader_generator(seed: int, rank: int, start: int) -> torch.Generator:
-    """The DataLoader generator (it seeds the workers' augmentation RNG) for a run resumed at batch
-    `start` (`position_seed`)."""
+    """The DataLoader generator for a run resumed at batch `start` (`position_seed`). It draws the
+    workers' base seeds (and keeps the DataLoader off torch's global generator); augmentation does
+    not depend on it when the items are `SeededItems`."""
     return torch.Generator().manual_seed(position_seed(seed, rank, start))
+
+
+def sample_seed(seed: int, sample: int) -> int:
+    """A 64-bit seed for the augmentation of global sample `sample` (0, 1, ... in the order
+    `GroupedBatchSampler.global_batches` hands them out) of the run seeded `seed`."""
+    hi, lo = np.random.SeedSequence([seed % 2**64, sample]).generate_state(2, dtype=np.uint32)
+    return int(hi) << 32 | int(lo)
+
+
+@contextlib.contextmanager
+def seeded_random_state(seed: int) -> Iterator[None]:
+    """Python's, numpy's and torch's CPU global generators seeded from `seed` inside the block,
+    and put back as they were after it (CUDA generators are not touched)."""
+    py, npy, th = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_rng_state(th)
+
+
+class SampleKey(NamedTuple):
+    """What `SeededBatchSampler` yields per sample: the dataset index and its augmentation seed."""
+
+    index: int
+    seed: int
+
+
+class SeededBatchSampler(Sampler[list[SampleKey]]):
+    """`GroupedBatchSampler`'s batches with each index as `SampleKey(index, sample_seed(seed,
+    global sample position))`; for a DataLoader over `SeededItems`. Position and state are the
+    wrapped sampler's."""
+
+    def __init__(self, batches: GroupedBatchSampler) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        b = self.batches
+        lo = b.rank * (b.batch_size // b.world_size)
+        for indices in b:
+            first = (b.position - 1) * b.batch_size + lo  # `position` counts this batch already
+            yield [SampleKey(i, sample_seed(b.seed, first + j)) for j, i in enumerate(indices)]
+
+    @property
+    def position(self) -> int:
+        return self.batches.position
+
+    def state_dict(self) -> dict[str, int]:
+        return self.batches.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batches.load_state_dict(state)
+
+
+class SeededItems(Dataset):
+    """`dataset` whose items are loaded under `seeded_random_state(key.seed)` for a `SampleKey`
+    (a plain index loads as it is). Other attributes are the wrapped dataset's."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: SampleKey | int) -> Any:
+        if not isinstance(key, SampleKey):
+            return self.dataset[key]
+        with seeded_random_state(key.seed):
+            return self.dataset[key.index]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader `worker_init_fn` for training: workers ignore SIGINT and SIGTERM, which the
+    trainer handles in the main process (a checkpoint, then a clean exit) while it still needs
+    the batch in flight; a terminal's Ctrl-C or a scheduler's SIGTERM to the whole process group
+    would otherwise kill them first. They still end with the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class GroupedBatchSampler(Sampler[list[int]]):

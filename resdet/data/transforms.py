@@ -5,7 +5,9 @@ shape (3, H, W) (any strides: the decoder's (H, W, 3) array viewed channels-last
 `target["boxes"]` an (N, 4) float32 xyxy array in that image's pixels (and, for mask models,
 `target["masks"]` an (N, H, W) uint8 array). There is no resize: the
 detector resizes its input (`model.input`), so doing it here too would resample twice. Random
-choices draw from torch's global generator, which the DataLoader seeds per worker.
+choices draw from torch's global generator, which the training loader seeds per sample from the run
+seed and the sample's position (`resdet.data.samplers.SeededItems`): the same draws in any worker
+and after a resume.
 """
 
 from __future__ import annotations

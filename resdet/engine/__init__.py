@@ -6,9 +6,16 @@ it are in `resdet.runs`; the checkpoints it writes are `resdet.io.checkpoints`'.
 """
 
 from resdet.engine.build import build_trainer, images_per_rank, prepare_model
+from resdet.engine.errors import (
+    NonFiniteLossError,
+    NonFiniteStateError,
+    NonFiniteStepsError,
+    TrainingInterrupted,
+    TrainingStopped,
+)
 from resdet.engine.lr_schedule import WarmupSchedule, lr_factor
 from resdet.engine.optim import build_optimizer, param_groups
-from resdet.engine.trainer import NonFiniteLossError, Trainer, unwrap
+from resdet.engine.trainer import Trainer, unwrap
 
 __all__ = [
     "WarmupSchedule",
@@ -19,6 +26,10 @@ __all__ = [
     "images_per_rank",
     "prepare_model",
     "NonFiniteLossError",
+    "NonFiniteStepsError",
+    "NonFiniteStateError",
+    "TrainingInterrupted",
+    "TrainingStopped",
     "Trainer",
     "unwrap",
 ]

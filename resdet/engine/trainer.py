@@ -14,8 +14,29 @@ batch `ims_per_batch // grad_accum`). The count is the trainer's, not a sampler'
 with workers pulls batches ahead of use. It is saved in the checkpoint as `sampler["position"]`.
 A plain iterable is used as it is (its order does not resume).
 Random augmentation resumes exactly when it runs in the main process (`num_workers=0`: the python,
-numpy and torch RNG states are restored) or when the dataset derives it from the sample (e.g. a
-generator seeded by seed, epoch and index); state kept inside worker processes is not checkpointed.
+numpy and torch RNG states are restored) or when it is derived from the sample, as
+`resdet.data.build_train_loader` does for any `num_workers` (`resdet.data.samplers.SeededItems`:
+the global generators seeded by the run seed and the sample's position); state kept inside worker
+processes is not checkpointed.
+
+Non-finite steps. After the backward pass (and unscaling, with fp16) a step whose gradients hold a
+NaN or an infinity is skipped: no optimizer update (parameters and optimizer state stay; the batch
+norm statistics of its forward pass are kept), but the iteration, the learning-rate schedule and the
+data position advance, as when AMP's GradScaler skips a step.
+Skips are counted (`skipped_steps` in metrics.jsonl, kept in checkpoints) and warned about on
+stderr; `solver.max_nonfinite_steps` in a row stop the run (`NonFiniteStepsError`, naming the
+iteration and the last checkpoint). With fp16, skips while the loss scale is above 1 are the
+scaler finding its scale: counted, but not towards that limit. A non-finite *loss* stops the run
+at once (`NonFiniteLossError`). No checkpoint holds a non-finite tensor (`Checkpointer.save`
+refuses; `NonFiniteStateError`), so `last_checkpoint` always names a usable state.
+
+Signals. While the loop runs, SIGINT and SIGTERM set a flag (handlers installed for the loop only,
+the previous ones restored after); once the iteration in progress is done (with its evaluation or
+checkpoint, if one is due), a checkpoint of it is written as any other (atomically, pointer moved)
+and `TrainingInterrupted` is raised (exit code 128 + signal number from the tools). Under DDP the
+ranks agree on the flag each iteration (one all-reduce), so all stop after the same iteration. A
+second SIGINT stops at once (KeyboardInterrupt). During the final precise BN, checkpoint and
+evaluation the previous handlers apply.
 
 Model contract: `model(images, targets)` in train mode returns a dict of scalar loss tensors (the
 torchvision detector API); the sum is minimised. The model is already on its device and, for DDP,
@@ -27,21 +48,31 @@ from __future__ import annotations
 import contextlib
 import math
 import resource
+import signal
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from resdet.config.solver import SolverConfig, TestConfig
+from resdet.engine.errors import (
+    NonFiniteLossError,
+    NonFiniteStateError,
+    NonFiniteStepsError,
+    TrainingInterrupted,
+)
 from resdet.engine.metrics_log import MetricsLog
 from resdet.engine.precise_bn import recompute_bn_stats
 from resdet.engine.precision import autocast, check_amp, grad_scaler
-from resdet.io.checkpoints import Checkpointer
+from resdet.io.checkpoints import Checkpointer, NonFiniteCheckpointError
 from resdet.io.run_dir import (
     BEST,
     FINAL,
@@ -60,9 +91,16 @@ from resdet.utils.dist import (
 )
 from resdet.utils.seed import get_rng_state, set_rng_state
 
+__all__ = [
+    "Trainer",
+    "unwrap",
+    "NonFiniteLossError",
+    "NonFiniteStepsError",
+    "NonFiniteStateError",
+    "TrainingInterrupted",
+]
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite; the message gives the iteration and every loss value."""
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -124,6 +162,9 @@ class Trainer:
         self._consumed = 0  # batches this rank has taken from the data loader since training began
         self._pending_rng: dict[str, Any] | None = None
         self._log: MetricsLog | None = None
+        self.skipped_steps = 0  # steps skipped for non-finite gradients since training began
+        self._nonfinite_run = 0  # of them, in a row up to now (what max_nonfinite_steps limits)
+        self._stop_signal = 0  # SIGINT/SIGTERM received during the loop (0: none)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -138,6 +179,7 @@ class Trainer:
             "rng": rng_ranks[0],
             "rng_ranks": rng_ranks,
             "sampler": {"position": self._consumed},
+            "nonfinite": {"skipped_steps": self.skipped_steps, "in_a_row": self._nonfinite_run},
         }
 
     def _weights_state(self) -> dict[str, Any]:
@@ -162,6 +204,9 @@ class Trainer:
         self.iteration = int(ckpt["iteration"])
         self.best = ckpt.get("best")
         self._consumed = int(ckpt["sampler"]["position"])
+        nonfinite = ckpt.get("nonfinite") or {}
+        self.skipped_steps = int(nonfinite.get("skipped_steps", 0))
+        self._nonfinite_run = int(nonfinite.get("in_a_row", 0))
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
         # With another world size the per-rank streams cannot be matched: the start seeds stay.
         self._pending_rng = ranks[self.rank] if len(ranks) == self.world_size else None
@@ -187,8 +232,23 @@ class Trainer:
         return self._consumed
 
     def save_checkpoint(self, name: str) -> Path:
-        """Write the state to `output_dir/name`, point `last_checkpoint` at it (all ranks call)."""
-        return self.checkpointer.save(name, self.state_dict())
+        """Write the state to `output_dir/name`, point `last_checkpoint` at it (all ranks call).
+        A state with a non-finite tensor is not written: `NonFiniteStateError`, on every rank."""
+        try:
+            return self.checkpointer.save(name, self.state_dict())
+        except NonFiniteCheckpointError as e:
+            raise NonFiniteStateError(
+                f"the training state after iteration {self.iteration} holds non-finite values "
+                f"({e.listed}): {e.path} not written; training stopped at iteration "
+                f"{self.iteration}; last good checkpoint: {e.kept or 'none written yet'}"
+            ) from None
+
+    def _last_checkpoint_text(self) -> str:
+        try:
+            last = self.checkpointer.last()
+        except FileNotFoundError as e:
+            return f"none usable ({e})"
+        return str(last) if last is not None else "none written yet"
 
     # ------------------------------------------------------------------ loop
     def train(self) -> dict[str, float]:
@@ -210,28 +270,12 @@ class Trainer:
                 progress=self.progress,
                 tensorboard=self.tensorboard,
             )
-        window: list[dict[str, float]] = []
         try:
-            while self.iteration < self.solver.max_iter:
-                record = self._run_step(data)
-                self.iteration += 1
-                window.append(record)
-                if self._log is not None:
-                    self._log.advance(total_loss=record["total_loss"], lr=record["lr"])
-                    if (
-                        self.iteration % self.solver.log_period == 0
-                        or self.iteration == self.solver.max_iter
-                    ):
-                        self._log.write(self.iteration, _window_summary(window, self.device))
-                if self.iteration % self.solver.log_period == 0:
-                    window = []
-                if self.iteration == self.solver.max_iter:
-                    break
-                if self.test.eval_period and self.iteration % self.test.eval_period == 0:
-                    self._precise_bn(data)
-                    self.evaluate()
-                if self.iteration % self.solver.checkpoint_period == 0:
-                    self.save_checkpoint(periodic_name(self.iteration))
+            previous = self._install_signal_handlers()
+            try:
+                self._loop(data)
+            finally:
+                self._restore_signal_handlers(previous)
             self._precise_bn(data)
             self.save_checkpoint(FINAL)
             return self.evaluate() if self.evaluate_fn is not None else {}
@@ -239,6 +283,106 @@ class Trainer:
             if self._log is not None:
                 self._log.close()
                 self._log = None
+
+    def _loop(self, data: Iterator) -> None:
+        """The iterations up to `max_iter`, with their logs, evaluations and checkpoints; stops
+        early (raising) after a stop signal or too many non-finite steps in a row."""
+        window: list[dict[str, float]] = []
+        while self.iteration < self.solver.max_iter:
+            record = self._run_step(data)
+            self.iteration += 1
+            window.append(record)
+            if self._log is not None:
+                self._log.advance(total_loss=record["total_loss"], lr=record["lr"])
+                if (
+                    self.iteration % self.solver.log_period == 0
+                    or self.iteration == self.solver.max_iter
+                    or self._nonfinite_run >= self.solver.max_nonfinite_steps
+                ):
+                    summary = _window_summary(window, self.device)
+                    summary["skipped_steps"] = self.skipped_steps
+                    self._log.write(self.iteration, summary)
+            if self.iteration % self.solver.log_period == 0:
+                window.clear()
+            self._check_nonfinite_run()
+            saved = None
+            if self.iteration < self.solver.max_iter:
+                if self.test.eval_period and self.iteration % self.test.eval_period == 0:
+                    self._precise_bn(data)
+                    self.evaluate()
+                if self.iteration % self.solver.checkpoint_period == 0:
+                    saved = self.save_checkpoint(periodic_name(self.iteration))
+            signum = self._agreed_stop_signal()
+            if signum:
+                # at max_iter too: a resumed run then does the final steps exactly as this one would
+                if saved is None:
+                    saved = self.save_checkpoint(periodic_name(self.iteration))
+                raise TrainingInterrupted(signum, self.iteration, saved)
+
+    # ------------------------------------------------------------------ signals
+    def _install_signal_handlers(self) -> dict[int, Any] | None:
+        """SIGINT/SIGTERM -> `_on_signal` (main thread only: elsewhere Python cannot install them);
+        returns the previous handlers."""
+        self._stop_signal = 0
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any] | None) -> None:
+        for sig, handler in (previous or {}).items():
+            # None: a handler installed outside Python, which cannot be put back; use the default
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stop_signal and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without a checkpoint
+        self._stop_signal = self._stop_signal or signum
+
+    def _agreed_stop_signal(self) -> int:
+        """The stop signal any rank received (the largest number; 0 for none), the same on all."""
+        if self.world_size == 1:
+            return self._stop_signal
+        flag = torch.tensor([self._stop_signal], dtype=torch.int32, device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item())
+
+    # ------------------------------------------------------------------ non-finite steps
+    def _check_nonfinite_run(self) -> None:
+        n = self._nonfinite_run
+        if n < self.solver.max_nonfinite_steps:
+            return
+        raise NonFiniteStepsError(
+            f"non-finite gradients in {n} steps in a row (iterations {self.iteration - n + 1}-"
+            f"{self.iteration}, all skipped; solver.max_nonfinite_steps="
+            f"{self.solver.max_nonfinite_steps}): training stopped "
+            f"at iteration {self.iteration}; last good checkpoint: {self._last_checkpoint_text()}"
+            " (lower solver.base_lr, or set solver.clip_grad_norm)"
+        )
+
+    def _skip_nonfinite_step(self, params: list[nn.Parameter]) -> None:
+        """Count a step with non-finite gradients (which the caller skips) and say so on rank 0."""
+        self.skipped_steps += 1
+        # fp16: a scale above 1 overflowing is the scaler calibrating itself, not divergence
+        if not self.scaler.is_enabled() or self.scaler.get_scale() <= 1.0:
+            self._nonfinite_run += 1
+        if self.is_main:
+            names = {id(p): n for n, p in unwrap(self.model).named_parameters()}
+            first = next(
+                (names.get(id(p), "?") for p in params if p.grad is not None and not _finite(p)),
+                "?",
+            )
+            sys.stdout.flush()
+            print(
+                f"warning: iteration {self.iteration + 1}: non-finite gradients (first in "
+                f"{first}); step skipped ({self._nonfinite_run} in a row, "
+                f"{self.skipped_steps} in all)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _run_step(self, data: Iterator) -> dict[str, float]:
         start = time.perf_counter()
@@ -264,17 +408,24 @@ class Trainer:
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v / self.solver.grad_accum
         record = dict(sums)
+        self.scaler.unscale_(self.optimizer)  # a no-op without fp16
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        finite = _all_finite_grads(params)
+        if not finite:
+            self._skip_nonfinite_step(params)  # before clipping spreads the NaN to every gradient
         if self.solver.clip_grad_norm is not None:
-            self.scaler.unscale_(self.optimizer)
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
             record["grad_norm"] = float(
                 torch.nn.utils.clip_grad_norm_(params, self.solver.clip_grad_norm)
             )
         record["lr"] = self.optimizer.param_groups[0]["lr"]
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if finite:
+            self._nonfinite_run = 0
+            self.scaler.step(self.optimizer)
+        self.scaler.update()  # fp16: a skipped step lowers the scale (unscale_ saw the inf)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped first step is not a misordered schedule
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()` before")
+            self.scheduler.step()
         record["time"] = time.perf_counter() - start
         record["data_time"] = data_time
         return record
@@ -331,8 +482,8 @@ class Trainer:
             listed = ", ".join(f"{k}={v:.6g}" for k, v in values.items())
             raise NonFiniteLossError(
                 f"non-finite loss at iteration {self.iteration + 1}{where}: "
-                f"{listed}; training stopped, the last checkpoint is left "
-                "as it was"
+                f"{listed}; training stopped; last good checkpoint: "
+                f"{self._last_checkpoint_text()}"
             )
         return values
 
@@ -376,6 +527,19 @@ class Trainer:
         self.best = {"metric": name, "value": value, "iteration": self.iteration}
         atomic_torch_save(self._weights_state(), self.output_dir / BEST)
         write_best_metric(self.output_dir, self.best)
+
+
+def _finite(p: torch.Tensor) -> bool:
+    return bool(torch.isfinite(p.grad).all())
+
+
+def _all_finite_grads(params: list[nn.Parameter]) -> bool:
+    """True when every gradient is free of NaN and infinity (one host sync per device)."""
+    flags: dict[torch.device, list[torch.Tensor]] = {}
+    for p in params:
+        if p.grad is not None:
+            flags.setdefault(p.grad.device, []).append(torch.isfinite(p.grad).all())
+    return all(bool(torch.stack(f).all()) for f in flags.values())
 
 
 def _split_batch(batch: Any) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:

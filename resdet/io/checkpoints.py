@@ -50,6 +50,8 @@ from resdet.utils.atomic import atomic_torch_save
 
 __all__ = [
     "Checkpointer",
+    "NonFiniteCheckpointError",
+    "nonfinite_tensors",
     "load_checkpoint_file",
     "read_checkpoint_file",
     "checkpoint_class_names",
@@ -333,8 +335,54 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+class NonFiniteCheckpointError(ValueError):
+    """The state to save holds a NaN or an infinity: nothing was written and the pointer was left
+    as it was; the message names the file refused (`path`), the tensors (`names`) and the
+    checkpoint kept (`kept`, None when there is none)."""
+
+    def __init__(self, path: Path, names: list[str], kept: Path | None) -> None:
+        self.path, self.names, self.kept = path, names, kept
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        self.listed = f"{', '.join(names[:3])}{more}"
+        super().__init__(
+            f"refusing to write {path}: non-finite values in {self.listed}; last_checkpoint "
+            f"still names {kept if kept is not None else 'no checkpoint'}"
+        )
+
+
+def nonfinite_tensors(state: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the floating-point tensors in `state` (nested dicts, lists, tuples) that hold
+    a NaN or an infinity; one host sync per device."""
+    found: list[tuple[str, torch.Tensor]] = []
+
+    def walk(obj: Any, name: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            if (obj.is_floating_point() or obj.is_complex()) and obj.numel():
+                found.append((name, obj))
+        elif isinstance(obj, Mapping):
+            for k, v in obj.items():
+                walk(v, f"{name}.{k}" if name else str(k))
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, f"{name}.{i}" if name else str(i))
+
+    walk(state, prefix)
+    by_device: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
+    for name, t in found:
+        by_device.setdefault(t.device, []).append((name, t))
+    bad = []
+    for items in by_device.values():
+        flags = torch.stack([torch.isfinite(t.detach()).all() for _, t in items]).cpu().tolist()
+        bad += [name for (name, _), ok in zip(items, flags) if not ok]
+    return bad
+
+
 class Checkpointer:
-    """Writes and finds checkpoints in `directory`; only the main process writes (`is_main`)."""
+    """Writes and finds checkpoints in `directory`; only the main process writes (`is_main`).
+
+    A state holding a NaN or an infinity is never written (`NonFiniteCheckpointError`, raised on
+    every process, which all check their own state): the previous checkpoint stays the resume point.
+    """
 
     def __init__(self, directory: str | Path, keep_last: int = 3, is_main: bool = True) -> None:
         if keep_last < 0:
@@ -344,8 +392,16 @@ class Checkpointer:
         self.is_main = is_main
 
     def save(self, name: str, state: dict[str, Any]) -> Path:
-        """Atomically write `state` to `directory/name`, then move the pointer to it, then prune."""
+        """Check that every tensor of `state` is finite, atomically write it to `directory/name`,
+        then move the pointer to it, then prune."""
         path = self.directory / name
+        bad = nonfinite_tensors(state)
+        if bad:
+            try:
+                kept = self.last()
+            except FileNotFoundError:
+                kept = None
+            raise NonFiniteCheckpointError(path, bad, kept)
         if not self.is_main:
             return path
         atomic_torch_save(state, path)

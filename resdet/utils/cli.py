@@ -15,20 +15,39 @@ def run_tool(
 ) -> NoReturn:
     """The entry point of every tool: dataset warnings in one line, then `main()` under
     `resdet.utils.dist.exit_on_failure`: bad input (`expected`, default a config, a dataset, an
-    image file, a weights file that cannot be read, an output folder that cannot be written) is
-    one `<prog>: error: ...` line and exit code 2, any other failure code 1; an int `main()`
-    returns is the exit code, anything else 0."""
+    image file, a weights file that cannot be read, an output folder that cannot be written, or
+    training stopped early: `resdet.engine.errors.TrainingStopped`) is one `<prog>: error: ...`
+    line and exit code 2, any other failure code 1; training interrupted by SIGINT/SIGTERM is one
+    `<prog>: interrupted at ...` line and exit code 130/143; an int `main()` returns is the exit
+    code, anything else 0."""
     from backbones.weights.files import WeightsFileError
     from resdet.config import ConfigError
     from resdet.data.errors import DatasetError
     from resdet.data.image_io import BadImageError
+    from resdet.engine.errors import TrainingInterrupted, TrainingStopped
     from resdet.utils.atomic import OutputDirError
     from resdet.utils.dist import exit_on_failure
 
     one_line_warnings()
     if expected is None:
-        expected = (ConfigError, DatasetError, BadImageError, WeightsFileError, OutputDirError)
-    code = exit_on_failure(main, expected=expected, prog=prog)
+        expected = (
+            ConfigError,
+            DatasetError,
+            BadImageError,
+            WeightsFileError,
+            OutputDirError,
+            TrainingStopped,
+        )
+
+    def interruptible() -> object:
+        try:
+            return main()
+        except TrainingInterrupted as e:  # its checkpoint is written: a message, not a failure
+            sys.stdout.flush()
+            print(f"{prog}: {e}", file=sys.stderr, flush=True)
+            return e.exit_code
+
+    code = exit_on_failure(interruptible, expected=expected, prog=prog)
     sys.exit(code if isinstance(code, int) else 0)
 
 

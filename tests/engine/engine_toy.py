@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -30,11 +31,18 @@ SIZE = 8
 class ToyDetector(nn.Module):
     """conv -> norm -> pool -> dropout -> (class logits, box); a torchvision-like loss dict.
 
-    `fail_at` = (forward call number, "nan" | "raise") injects a NaN loss or an exception.
+    `fail_at` = (forward call number, fault) injects one fault, `faults` = {call: fault} several:
+    "nan" a NaN loss, "raise" an exception, "inf_grad" infinite gradients behind a finite loss,
+    "nan_stat" a NaN in the norm's running mean (the loss stays finite), "sigint" / "sigterm" that
+    signal to this process.
     """
 
     def __init__(
-        self, norm: str = "bn", dropout: float = 0.2, fail_at: tuple[int, str] | None = None
+        self,
+        norm: str = "bn",
+        dropout: float = 0.2,
+        fail_at: tuple[int, str] | None = None,
+        faults: dict[int, str] | None = None,
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 6, 3, padding=1)
@@ -42,14 +50,27 @@ class ToyDetector(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.cls = nn.Linear(6, 3)
         self.box = nn.Linear(6, 4)
-        self.fail_at = fail_at
+        self.faults = dict(faults or {})
+        if fail_at is not None:
+            self.faults[fail_at[0]] = fail_at[1]
         self.calls = 0
 
     def forward(
         self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
     ):
+        fault = None
+        if self.training:
+            self.calls += 1
+            fault = self.faults.get(self.calls)
+        if fault == "nan_stat":
+            with torch.no_grad():
+                self.norm.running_mean[0] = float("nan")
+        elif fault in ("sigint", "sigterm"):
+            os.kill(os.getpid(), signal.SIGINT if fault == "sigint" else signal.SIGTERM)
         x = torch.stack(images)  # (N, 3, H, W)
         x = F.relu(self.norm(self.conv(x))).mean(dim=(2, 3))  # (N, 6)
+        if fault == "inf_grad":
+            x.register_hook(lambda g: g * float("inf"))  # into the conv's and norm's gradients
         x = self.drop(x)
         logits, boxes = self.cls(x), self.box(x) * SIZE
         if not self.training:
@@ -57,16 +78,15 @@ class ToyDetector(nn.Module):
                 {"boxes": b[None], "scores": lg.softmax(0).max()[None], "labels": lg.argmax()[None]}
                 for b, lg in zip(boxes, logits)
             ]
-        self.calls += 1
         labels = torch.cat([t["labels"] for t in targets])
         gt = torch.cat([t["boxes"] for t in targets])
         losses = {
             "loss_cls": F.cross_entropy(logits, labels),
             "loss_box": F.smooth_l1_loss(boxes / SIZE, gt / SIZE),
         }
-        if self.fail_at is not None and self.calls == self.fail_at[0]:
-            if self.fail_at[1] == "raise":
-                raise RuntimeError(f"injected failure at forward call {self.calls}")
+        if fault == "raise":
+            raise RuntimeError(f"injected failure at forward call {self.calls}")
+        if fault == "nan":
             losses["loss_box"] = losses["loss_box"] * float("nan")
         return losses
 
