@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     result = pretrain(
         cfg,
         resume=args.resume,
+        overwrite=args.overwrite,
         eval_only=args.eval_only,
         weights=args.weights,
         progress=not args.no_progress,

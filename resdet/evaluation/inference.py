@@ -122,13 +122,14 @@ class InferenceRunner:
 
 
 def headline(metrics: dict[str, Any]) -> str:
-    """`mAP@0.5` and `mAP@[.5:.95]` of either evaluator's metrics, in percent."""
+    """`mAP@0.5` and `mAP@[.5:.95]` of either evaluator's metrics, in percent; a metric with nothing
+    to score (COCO's -1, NaN) is left out, so the line may be empty."""
     ap50 = metrics.get(headline_metric(metrics))
     ap = metrics.get(headline_metric(metrics, "AP"))
     show = [
         f"{name} {100 * v:.1f}"
         for name, v in (("mAP@0.5", ap50), ("mAP@[.5:.95]", ap))
-        if isinstance(v, float) and math.isfinite(v)
+        if isinstance(v, float) and math.isfinite(v) and v >= 0
     ]
     return ", ".join(show)
 

@@ -8,7 +8,9 @@
 - A resumed run is the run its checkpoint recorded: a change of architecture, classes, data or
   optimisation since then is refused, naming the keys; settings that do not change what the
   network sees or how it steps (evaluation, logging, checkpoint cadence, loader workers, paths)
-  may change and are recorded in ``config.yaml``.
+  may change and are recorded in ``config.yaml``; so may ``solver.max_iter``, to train a finished
+  run longer (the iterations already taken keep their learning rates; a schedule that depends on
+  the length, cosine, follows the new one from here on).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ RESUMABLE_CHANGES = (
     "data.cache_dir",
     "data.skip_bad_images",
     "data.max_bad_images",
+    "solver.max_iter",
     "solver.checkpoint_period",
     "solver.keep_last",
     "solver.log_period",

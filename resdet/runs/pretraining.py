@@ -18,6 +18,7 @@ from resdet.classification.transforms import PixelNormalize
 from resdet.config.classification import ClsConfig
 from resdet.engine.build import images_per_rank, prepare_model
 from resdet.io.run_dir import FINAL, eval_dir, trained_checkpoint, write_config, write_evaluation
+from resdet.runs.claim import check_resume, claim_output_dir, main_process
 from resdet.utils.dist import init_distributed
 from resdet.utils.seed import seed_all
 
@@ -36,13 +37,26 @@ def pretrain(
     cfg: ClsConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     eval_only: bool = False,
     weights: str | None = None,
     progress: bool = True,
 ) -> PretrainResult:
-    """Train `cfg` (resuming from `output_dir` with `resume`) and evaluate the final model, or with
-    `eval_only` evaluate `weights` (default: the run's `model_final.pth`, else its last
-    checkpoint)."""
+    """Train `cfg` and evaluate the final model, or with `eval_only` evaluate `weights` (default:
+    the run's `model_final.pth`, else its last checkpoint). Training claims `output_dir` first
+    (`resdet.runs.claim`: `resume` continues the run there, `overwrite` starts it over)."""
+    if eval_only:
+        return _run(cfg, resume=False, eval_only=True, weights=weights, progress=progress)
+    is_main = main_process()
+    with claim_output_dir(cfg.output_dir, resume=resume, overwrite=overwrite, is_main=is_main):
+        if resume and is_main:
+            check_resume(cfg, None)
+        return _run(cfg, resume=resume, eval_only=False, weights=None, progress=progress)
+
+
+def _run(
+    cfg: ClsConfig, *, resume: bool, eval_only: bool, weights: str | None, progress: bool
+) -> PretrainResult:
     start = time.perf_counter()
     dist = init_distributed(timeout_s=cfg.solver.dist_timeout_s)
     seed_all(cfg.seed, dist.rank)

@@ -119,6 +119,7 @@ def test_eval_det_warns_once_when_annotations_are_empty(tmp_path):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     warned = [line for line in proc.stderr.splitlines() if "nothing to score" in line]
     assert len(warned) == 1 and str(gt) in warned[0] and warned[0].startswith("warning: ")
+    assert "mAP@0.5 -100" not in proc.stdout
 
 
 # ----------------------------------------------------------------------------- predict
@@ -379,3 +380,22 @@ def test_an_output_dir_that_is_a_file_is_refused_up_front(tmp_path, detector, to
     assert_one_line_error(proc, tool, named)
     assert blocker.read_text() == "keep me"
     assert "COCO box metrics" not in proc.stdout  # eval_det: refused before evaluating
+
+
+# ----------------------------------------------------------------------------- transfer_bench
+
+
+def test_transfer_bench_makes_a_broken_weights_file_its_row(tmp_path):
+    """A truncated checkpoint among the sources is that source's error row; the benchmark writes
+    its table and exits 1 (a source failed), without a traceback."""
+    broken = tmp_path / "broken.pth"
+    torch.save({"x": torch.zeros(1000)}, broken)
+    broken.write_bytes(broken.read_bytes()[:200])
+    out = tmp_path / "bench"
+    proc = run_tool(
+        "transfer_bench", "--protocol", "shapes_r18_fpn", "--output-dir", out, "--no-progress",
+        "--weights", broken, cwd=ROOT, env={**os.environ, "RESDET_CACHE": str(tmp_path / "c")},
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    rows = json.loads((out / "transfer.json").read_text())["rows"]
+    assert len(rows) == 1 and str(broken) in rows[0]["error"]

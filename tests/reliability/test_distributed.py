@@ -1,4 +1,4 @@
-"""Under torchrun, bad input met by one rank: that rank prints the one line and exits 2; the others
+"""Under torchrun, bad input met by a rank: that rank prints the one line and exits 2; the others
 leave without a traceback of ours (torchrun's own launcher summary is torchrun's)."""
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def test_bad_image_on_one_rank(tmp_path, monkeypatch):
     )  # fmt: skip
     assert run.returncode != 0
     errors = [ln for ln in run.stderr.splitlines() if ln.startswith("train_det: error:")]
-    assert len(errors) == 1 and str(bad) in errors[0], run.stderr
+    # the rank that met the file (both, when each draws it before the other stops)
+    assert 1 <= len(errors) <= 2 and all(str(bad) in e for e in errors), run.stderr
     assert "exitcode  : 2" in run.stderr  # the failing rank's code, as torchrun reports it
     assert "train_det failed" not in run.stderr  # no rank printed a traceback of ours
     assert "Connection closed by peer" not in run.stderr

@@ -153,15 +153,14 @@ def test_resume_refuses_changed_settings(cache, finished, tmp_path, change, key)
     one_line_error(run, "train_det", "--resume", key, "other settings")
 
 
-def test_resume_refuses_other_classes(cache, finished):
-    other = (
-        "data.train=[{format: voc_folder, root: "
-        + str(ROOT.parent / "shared" / "data" / "BCCD")
-        + "}]"
-    )
-    if not (ROOT.parent / "shared" / "data" / "BCCD").is_dir():
-        pytest.skip("../shared/data/BCCD is absent")
-    run = train(cache, finished, "--resume", "solver.max_iter=6", other)
+def test_resume_refuses_other_classes(cache, finished, shared_data):
+    bccd = shared_data("BCCD")
+    names = "class_names: [RBC, WBC, Platelets]"
+    other = [
+        f"data.{key}=[{{format: voc, root: {bccd}, split: {split}, {names}}}]"
+        for key, split in (("train", "val"), ("test", "test"))
+    ]
+    run = train(cache, finished, "--resume", "solver.max_iter=6", *other)
     one_line_error(run, "train_det", "--resume", "trained on classes", "RBC")
 
 
