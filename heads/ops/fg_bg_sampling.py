@@ -71,7 +71,6 @@ def match_and_sample(
     iou: Tensor,
     image_index: Tensor,
     num_images: int,
-    *,
     per_image: int,
     positive_fraction: float,
 ) -> tuple[Tensor, Tensor, Tensor]:

@@ -182,13 +182,9 @@ class RPN(nn.Module):
         iou = iou.masked_fill(~gt.valid[:, None, :], -1.0).reshape(num_images * num_anchors, -1)
         image_index = torch.arange(num_images, device=logits.device).repeat_interleave(num_anchors)
         matched, fg, bg = match_and_sample(
-            self.matcher,
-            iou,
-            image_index,
-            num_images,
-            per_image=self.batch_size_per_image,
-            positive_fraction=self.positive_fraction,
-        )
+            self.matcher, iou, image_index, num_images,
+            self.batch_size_per_image, self.positive_fraction,
+        )  # fmt: skip
         sampled = fg | bg
         normaliser = sampled.sum().clamp(min=1)
         logits = logits.reshape(-1)

@@ -126,13 +126,9 @@ class RoIHeads(nn.Module):
         iou = pairwise_iou(boxes[:, None, :], gt.boxes[image_index])[:, 0, :]
         iou = iou.masked_fill(~gt.valid[image_index], -1.0)
         matched, fg, bg = match_and_sample(
-            self.matcher,
-            iou,
-            image_index,
-            num_images,
-            per_image=self.batch_size_per_image,
-            positive_fraction=self.positive_fraction,
-        )
+            self.matcher, iou, image_index, num_images,
+            self.batch_size_per_image, self.positive_fraction,
+        )  # fmt: skip
         sampled = (fg | bg).nonzero(as_tuple=True)[0]
         boxes, image_index = boxes[sampled], image_index[sampled]
         matched, fg = matched[sampled], fg[sampled]

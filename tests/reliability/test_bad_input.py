@@ -19,12 +19,13 @@ from PIL import Image
 from resdet.build import build_model
 from resdet.config import load_config
 from resdet.data.image_io import BadImageError, read_image
+from tests.tools.tiny_runs import TINY_CLS, save_detector
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "configs" / "demo_shapes.yaml"
 #: the demo detector shrunk to seconds: no pretrained backbone, narrow heads, 32-px inputs, every
 #: proposal kept (an untrained model still detects)
-TINY_DET = [
+TINY_PREDICTOR = [
     "model.backbone.weights=null",
     "model.fpn.out_channels=16",
     "model.roi_heads.fc_dim=32",
@@ -129,20 +130,10 @@ def test_eval_det_warns_once_when_annotations_are_empty(tmp_path):
 def detector(tmp_path_factory) -> Path:
     """An untrained demo detector saved as training saves it, with its class names."""
     path = tmp_path_factory.mktemp("ckpt") / "model.pth"
-    cfg = load_config(DEMO, TINY_DET)
+    cfg = load_config(DEMO, TINY_PREDICTOR)
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=2, load_weights=False)
-    torch.save(
-        {
-            "format": "resdet",
-            "kind": "detector",
-            "model": model.state_dict(),
-            "iteration": 0,
-            "pixel_format": model.pixel_format.to_dict(),
-            "class_names": ["circle", "square"],
-        },
-        path,
-    )
+    save_detector(model, path, ["circle", "square"])
     return path
 
 
@@ -191,7 +182,7 @@ def test_predict_skips_and_counts_a_sixteen_bit_rgb_png(tmp_path, detector):
     _png16(photos / "deep.png", np.random.default_rng(0).integers(0, 65535, (24, 32, 3)))
     out = tmp_path / "pred"
     proc = run_tool(
-        "predict", DEMO, "--weights", detector, photos, "--output-dir", out, *TINY_DET,
+        "predict", DEMO, "--weights", detector, photos, "--output-dir", out, *TINY_PREDICTOR,
         "--device", "cpu", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
@@ -272,7 +263,7 @@ def test_predict_refuses_an_output_dir_holding_its_inputs(tmp_path, detector, ho
     elif how == "an input file's folder":
         inputs = [b]
     proc = run_tool(
-        "predict", DEMO, "--weights", detector, *inputs, "--output-dir", out, *TINY_DET,
+        "predict", DEMO, "--weights", detector, *inputs, "--output-dir", out, *TINY_PREDICTOR,
         "--device", "cpu", cwd=tmp_path,
     )  # fmt: skip
     assert_one_line_error(proc, "predict", f"--output-dir {out}", "holds input image")
@@ -289,18 +280,6 @@ def _damaged(path: Path, damage: str) -> Path:
     contents = {"truncated": data[: len(data) // 2], "empty": b"", "text": b"hello, not weights"}
     path.write_bytes(contents[damage])
     return path
-
-
-#: configs/cls_shapes.yaml shrunk to seconds (tests/tools/tiny_runs.py's TINY_CLS, in part)
-TINY_CLS = [
-    "data.shapes_train_per_class=4",
-    "data.shapes_val_per_class=2",
-    "data.shapes_image_size=16",
-    "data.short_side=[16,20]",
-    "data.crop_size=16",
-    "data.test_short_side=16",
-    "data.num_workers=0",
-]
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
@@ -362,10 +341,10 @@ def test_an_output_dir_that_is_a_file_is_refused_up_front(tmp_path, detector, to
         photos = tmp_path / "photos"
         photos.mkdir()
         _photo(photos / "a.png")
-        args = [DEMO, "--weights", detector, photos, "--output-dir", blocker, *TINY_DET]
+        args = [DEMO, "--weights", detector, photos, "--output-dir", blocker, *TINY_PREDICTOR]
         named = f"--output-dir {blocker} is a file"
     elif tool == "export":
-        args = [DEMO, "--weights", detector, "--output", blocker / "model.onnx", *TINY_DET]
+        args = [DEMO, "--weights", detector, "--output", blocker / "model.onnx", *TINY_PREDICTOR]
         named = f"{blocker} is a file"
     elif tool == "pretrain_cls":
         args = ["--output-dir", blocker, *TINY_CLS]

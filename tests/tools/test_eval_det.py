@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_runs import NARROW_HEADS, input_size, shapes
+from tiny_runs import NARROW_HEADS, input_size, save_detector, shapes
 
 from resdet.build import build_model
 from resdet.config import load_config
@@ -40,17 +40,7 @@ def checkpoint(tmp_path, private_cache):
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=5)
     path = tmp_path / "model.pth"
-    torch.save(
-        {
-            "format": "resdet",
-            "kind": "detector",
-            "model": model.state_dict(),
-            "iteration": 0,
-            "pixel_format": model.pixel_format.to_dict(),
-        },
-        path,
-    )
-    return path
+    return save_detector(model, path)
 
 
 def test_weights_writes_metrics_and_detections_that_rescore_identically(checkpoint, tmp_path):

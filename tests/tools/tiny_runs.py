@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
+from torch import nn
+
 #: narrow FPN and box head: a few thousand parameters above the backbone
 NARROW_HEADS = ["model.fpn.out_channels=16", "model.roi_heads.fc_dim=32"]
 #: two images a step, constant learning rate, no data-loader processes
@@ -69,3 +74,19 @@ TINY_DET = [
     "model.backbone.norm=BN",
     "model.backbone.freeze_at=1",
 ]
+
+
+def save_detector(model: nn.Module, path: Path, class_names: list[str] | None = None) -> Path:
+    """`model` saved as the trainer saves a detector at iteration 0 (with `class_names` when
+    given)."""
+    ckpt = {
+        "format": "resdet",
+        "kind": "detector",
+        "model": model.state_dict(),
+        "iteration": 0,
+        "pixel_format": model.pixel_format.to_dict(),
+    }
+    if class_names is not None:
+        ckpt["class_names"] = class_names
+    torch.save(ckpt, path)
+    return path
