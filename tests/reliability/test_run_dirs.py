@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import torch
@@ -164,7 +164,7 @@ def test_resume_refuses_other_classes(cache, finished, shared_data):
     one_line_error(run, "train_det", "--resume", "trained on classes", "RBC")
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty", "dangling", "empty pointer"])
+@pytest.mark.parametrize("damage", ["truncated", "empty", "unsafe", "dangling", "empty pointer"])
 def test_resume_from_a_damaged_checkpoint_is_one_line(cache, finished, tmp_path, damage):
     copy = tmp_path / "damaged"
     copy.mkdir()
@@ -175,6 +175,8 @@ def test_resume_from_a_damaged_checkpoint_is_one_line(cache, finished, tmp_path,
         pointed.write_bytes(pointed.read_bytes()[:1000])
     elif damage == "empty":
         pointed.write_bytes(b"")
+    elif damage == "unsafe":  # a pickle that would import and build an arbitrary object
+        torch.save({"format": "resdet", "model": PurePosixPath("x")}, pointed)
     elif damage == "dangling":
         pointed.unlink()
     else:
