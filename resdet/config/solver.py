@@ -160,6 +160,10 @@ class TestConfig:
     #: the training batch norms' statistics become their average over this many training
     #: batches; 0 = off. detectron2's TEST.PRECISE_BN uses 200
     precise_bn_iters: int = 0
+    #: what scores COCO boxes and masks (resdet.evaluation.coco_backends): `faster`
+    #: (faster-coco-eval, its numbers made pycocotools' exactly; an error when not installed),
+    #: `pycocotools` (the reference), `auto` = faster when installed and exact, else pycocotools
+    coco_backend: Literal["auto", "faster", "pycocotools"] = "auto"
 
     def __post_init__(self) -> None:
         if self.eval_period < 0 or self.precise_bn_iters < 0:

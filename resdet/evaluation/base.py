@@ -6,9 +6,11 @@ Detections are kept in DESIGN.md's results format, one dict per box: `image_id` 
 `[x, y, w, h]` in the image's loaded frame (absolute pixels) and `score`, plus, from a mask model,
 `segmentation`: the instance's mask as COCO RLE `{"size": [H, W], "counts": str}`
 (`resdet.evaluation.rle`); either every detection has one or none does. That list is what
-`write_detections` saves, what `--detections` files hold, and what ranks exchange under DDP:
+`write_detections` saves and what `--detections` files hold. Inside, an evaluator keeps the same
+columns as compact arrays (`resdet.evaluation.detections.Detections`: ids, float32 boxes and
+scores, RLE strings), and those are what ranks exchange under DDP and what `evaluate` scores:
 
-    partial = evaluator.detections                     # on every rank
+    partial = evaluator.results                        # on every rank
     evaluator.merge(all_gather_object(partial))        # on the rank that evaluates
 """
 
@@ -19,9 +21,11 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from resdet.data.errors import DatasetError
+from resdet.evaluation.detections import Detections
 from resdet.evaluation.rle import is_rle, masks_to_rle, rle_to_bbox
 
 
@@ -53,10 +57,25 @@ class DetectionEvaluator:
         self.class_names, self.category_ids, self.name = list(class_names), list(category_ids), name
         self.image_ids = set(image_ids)
         self.label_of = {cid: k for k, cid in enumerate(self.category_ids)}
-        self.detections: list[dict[str, Any]] = []
+        self._category_array = np.asarray(self.category_ids, dtype=np.int64)
+        self._parts: list[Detections] = []
 
     def reset(self) -> None:
-        self.detections = []
+        self._parts = []
+
+    @property
+    def results(self) -> Detections:
+        """Every detection added so far, as compact arrays (what ranks exchange, what `evaluate`
+        scores)."""
+        if len(self._parts) != 1:
+            self._parts = [Detections.concat(self._parts)]
+        return self._parts[0]
+
+    @property
+    def detections(self) -> list[dict[str, Any]]:
+        """The detections in the results format, one dict each (built on each call, from
+        `results`)."""
+        return self.results.records()
 
     def metric_names(self) -> list[str]:
         """Every flat metric name an evaluation can report (`resdet.io.run_dir.flat_metrics`): the
@@ -79,23 +98,30 @@ class DetectionEvaluator:
         """
         for target, out in zip(targets, outputs, strict=True):
             image_id = target["image_id"] if isinstance(target, dict) else target
-            boxes = out["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
-            xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
-            scores = out["scores"].detach().cpu().tolist()
-            labels = out["labels"].detach().cpu().tolist()
+            corners = _array(out["boxes"]).reshape(-1, 4)
+            # a model's float32 (or wider) boxes; w, h rounded once, from the exact difference
+            wide = corners.astype(np.float64)
+            xywh = np.concatenate([wide[:, :2], wide[:, 2:] - wide[:, :2]], axis=1)
+            dtype = np.result_type(corners.dtype, np.float32)
+            labels = _array(out["labels"]).reshape(-1).astype(np.int64)
+            scores = _array(out["scores"]).reshape(-1)
             rles = masks_to_rle(out["masks"]) if "masks" in out else None
             if rles is not None and len(rles) != len(xywh):
                 raise ValueError(f"image {image_id!r}: {len(rles)} masks for {len(xywh)} boxes")
-            for j, (b, s, k) in enumerate(zip(xywh, scores, labels, strict=True)):
-                det = {
-                    "image_id": image_id,
-                    "category_id": self.category_ids[int(k)],
-                    "bbox": b,
-                    "score": float(s),
-                }
-                if rles is not None:
-                    det["segmentation"] = rles[j]
-                self.detections.append(det)
+            if not len(labels) == len(scores) == len(xywh):
+                raise ValueError(
+                    f"image {image_id!r}: {len(xywh)} boxes, {len(scores)} scores, "
+                    f"{len(labels)} labels"
+                )
+            self._parts.append(
+                Detections.of_image(
+                    image_id,
+                    self._category_array[labels],
+                    xywh.astype(dtype),
+                    scores.astype(np.result_type(scores.dtype, np.float32)),
+                    rles,
+                )
+            )
 
     def load_results(self, results: list[dict[str, Any]], source: str = "<results>") -> None:
         """Add detections given in the results format, checking every record.
@@ -107,6 +133,11 @@ class DetectionEvaluator:
         if not isinstance(results, list):
             raise DatasetError(f"{source}: detections must be a JSON list of records")
         with_masks = None
+        image_ids: list[int | str] = []
+        category_ids: list[int] = []
+        boxes: list[list[float]] = []
+        scores: list[float] = []
+        rles: list[dict[str, Any]] = []
         for i, r in enumerate(results):
             where = f"{source}: record {i}"
             if not isinstance(r, dict):
@@ -159,19 +190,38 @@ class DetectionEvaluator:
                 raise DatasetError(
                     f"{where}: field 'score' must be a finite number, got {score!r:.80}"
                 )
-            det = {
-                "image_id": r["image_id"],
-                "category_id": r["category_id"],
-                "bbox": [float(v) for v in bbox],
-                "score": float(r["score"]),
-            }
+            image_ids.append(image_id)
+            category_ids.append(category_id)
+            boxes.append(bbox)
+            scores.append(score)
             if has_mask:
-                det["segmentation"] = r["segmentation"]
-            self.detections.append(det)
+                rles.append(r["segmentation"])
+        if not results:
+            return
+        ids = np.empty(len(image_ids), dtype=object)
+        ids[:] = image_ids
+        if not any(isinstance(i, str) for i in image_ids):
+            ids = ids.astype(np.int64)
+        counts = sizes = None
+        if with_masks:
+            counts = np.empty(len(rles), dtype=object)
+            counts[:] = [m["counts"] for m in rles]
+            sizes = np.array([m["size"] for m in rles], dtype=np.int32)
+        # the file's numbers as written (float64), not rounded to a model's float32
+        self._parts.append(
+            Detections(
+                ids,
+                np.asarray(category_ids, dtype=np.int64),
+                np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                np.asarray(scores, dtype=np.float64),
+                counts,
+                sizes,
+            )
+        )
 
-    def merge(self, partials: Sequence[list[dict[str, Any]]]) -> None:
-        """Replace the detections with the concatenation of per-rank `detections` lists."""
-        self.detections = [d for part in partials for d in part]
+    def merge(self, partials: Sequence[Detections]) -> None:
+        """Replace the detections with the concatenation of per-rank `results`."""
+        self._parts = [Detections.concat(list(partials))]
 
     def write_detections(self, path: str | Path) -> None:
         """Save the detections as a results-format JSON list."""
@@ -185,6 +235,16 @@ class DetectionEvaluator:
     def format_table(self, metrics: dict[str, Any]) -> str:
         """A readable table of `metrics` (as returned by `evaluate`)."""
         raise NotImplementedError
+
+
+def _array(t: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A tensor's values as a numpy array on the CPU (half precision as float32)."""
+    if not isinstance(t, torch.Tensor):
+        return np.asarray(t)
+    t = t.detach().cpu()
+    if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    return t.numpy()
 
 
 def _finite(value: Any) -> bool:

@@ -19,11 +19,14 @@ from resdet.evaluation.coco_evaluator import COCOEvaluator
 from resdet.evaluation.voc_evaluator import VOCEvaluator
 
 
-def build_evaluator(dataset: DetectionDataset, *, masks: bool = False) -> DetectionEvaluator:
+def build_evaluator(
+    dataset: DetectionDataset, *, masks: bool = False, coco_backend: str = "auto"
+) -> DetectionEvaluator:
     """COCO evaluator for a (single) source of protocol "coco", VOC evaluator for one or more
     sources of protocol "voc" (`DatasetSource.protocol`). `masks`: a mask model is evaluated, so
     the COCO evaluator always reports the `segm/` metrics (VOC has no mask ground truth: its
-    evaluator scores the boxes only)."""
+    evaluator scores the boxes only). `coco_backend`: `test.coco_backend`, what scores COCO
+    (`resdet.evaluation.coco_backends`; a `ConfigError` for `faster` without its package)."""
     protocols = {s.protocol for s in dataset.sources}
     name = " + ".join(s.name for s in dataset.sources)
     if protocols == {"voc"}:
@@ -39,6 +42,7 @@ def build_evaluator(dataset: DetectionDataset, *, masks: bool = False) -> Detect
             [r.image_id for r in dataset.records],
             name,
             masks=masks,
+            backend=coco_backend,
         )
     raise DatasetError(
         f"cannot evaluate {name} as one set: list one COCO test entry, or VOC entries only, "
@@ -85,9 +89,10 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 def evaluate_detections(
     cfg: Config, results: list[dict[str, Any]], source: str = "<results>"
 ) -> tuple[dict[str, Any], DetectionEvaluator]:
-    """Score `results` (results format) against `cfg.data.test`; opens annotations only, no
-    image. Records with `segmentation` (RLE) are scored as masks too (COCO)."""
+    """Score `results` (results format) against `cfg.data.test` with `cfg.test.coco_backend`;
+    opens annotations only, no image. Records with `segmentation` (RLE) are scored as masks too
+    (COCO)."""
     dataset = build_detection_dataset(cfg.data, "test", check_files=False)
-    evaluator = build_evaluator(dataset)
+    evaluator = build_evaluator(dataset, coco_backend=cfg.test.coco_backend)
     evaluator.load_results(results, source)
     return evaluator.evaluate(), evaluator

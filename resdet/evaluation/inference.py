@@ -63,6 +63,10 @@ class InferenceRunner:
     `masks`: the model predicts masks (Mask R-CNN), scored as `segm` beside `bbox` on COCO data.
     `class_names`: the model's classes (label order), when known: the test set's in another
     order are matched by name (said in one line), other names are a `ValueError` at once.
+    `coco_backend`: `test.coco_backend` (`resdet.evaluation.coco_backends`).
+
+    The ranks exchange their detections as compact arrays (`resdet.evaluation.detections`: ids,
+    float32 boxes and scores, RLE strings), not as one dict per detection.
     """
 
     def __init__(
@@ -74,10 +78,11 @@ class InferenceRunner:
         amp: str = "none",
         masks: bool = False,
         class_names: list[str] | None = None,
+        coco_backend: str = "auto",
     ) -> None:
         self.dataset, self.dist, self.amp = dataset, dist, amp
         self.loader = build_test_loader(dataset, data, rank=dist.rank, world_size=dist.world_size)
-        self.evaluator = build_evaluator(dataset, masks=masks)
+        self.evaluator = build_evaluator(dataset, masks=masks, coco_backend=coco_backend)
         self.class_names = class_names
         if class_names is not None and list(class_names) != list(self.evaluator.class_names):
             label_mapping(len(class_names), self.evaluator, class_names)  # other names: an error
@@ -110,7 +115,7 @@ class InferenceRunner:
             if mapping is not None:
                 outputs = [_relabel(out, mapping) for out in outputs]
             self.evaluator.process(targets, outputs)
-        shards = all_gather_object(self.evaluator.detections)
+        shards = all_gather_object(self.evaluator.results)
         if not self.dist.is_main:
             return None
         self.evaluator.merge(shards)

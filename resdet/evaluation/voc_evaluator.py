@@ -144,12 +144,14 @@ class VOCEvaluator(DetectionEvaluator):
                 )
 
     def evaluate(self) -> dict[str, Any]:
+        dets = self.results
         per_class_dets: list[list[tuple[Any, float, np.ndarray]]] = [[] for _ in self.class_names]
-        for d in self.detections:
-            x, y, w, h = d["bbox"]
-            per_class_dets[self.label_of[d["category_id"]]].append(
-                (d["image_id"], d["score"], np.array([x + 1, y + 1, x + w, y + h]))
-            )
+        x, y, w, h = dets.boxes.astype(np.float64).T
+        devkit = np.stack([x + 1, y + 1, x + w, y + h], axis=1)
+        for image_id, cid, score, box in zip(
+            dets.image_id_list(), dets.category_ids.tolist(), dets.scores.tolist(), devkit
+        ):
+            per_class_dets[self.label_of[cid]].append((image_id, score, box))
         thresholds = np.concatenate([[0.5], COCO_IOUS])
         per_class: dict[str, dict[str, float | None]] = {}
         ap75: dict[str, float | None] = {}
@@ -185,7 +187,7 @@ class VOCEvaluator(DetectionEvaluator):
     def format_table(self, metrics: dict[str, Any]) -> str:
         lines = [
             f"VOC box metrics on {self.name} "
-            f"({len(self.image_ids)} images, {len(self.detections)} detections)",
+            f"({len(self.image_ids)} images, {len(self.results)} detections)",
             f"{'class':<14} {'AP50(07)':>8} {'AP50':>6} {'AP':>6}",
         ]
         for name, v in metrics["per_class"].items():

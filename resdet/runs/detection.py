@@ -225,6 +225,7 @@ def _train(
             dist,
             amp=cfg.solver.amp,
             masks=cfg.model.mask_head.enabled,
+            coco_backend=cfg.test.coco_backend,
             class_names=datasets.train.class_names,
         )
         _check_best_metric(cfg, evaluation.evaluator.metric_names())
@@ -292,6 +293,7 @@ def evaluate_weights(
             dist,
             amp=cfg.solver.amp,
             masks=cfg.model.mask_head.enabled,
+            coco_backend=cfg.test.coco_backend,
             class_names=checkpoint_class_names(weights),
         )
     except ValueError as e:  # the checkpoint's classes are not the test set's

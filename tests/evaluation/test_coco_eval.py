@@ -171,7 +171,7 @@ def test_process_merge_and_written_detections_round_trip(shared_data, tmp_path):
                     }
                 ],
             )
-        partials.append(ev.detections)
+        partials.append(ev.results)  # what a rank sends
     ev = build_evaluator(dataset)
     ev.merge(partials)
     assert len(ev.detections) == len(results)
