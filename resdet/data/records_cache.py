@@ -11,7 +11,10 @@ Concurrent callers (the ranks of a DDP job, several jobs on one node) take an ex
 file, so a node parses once, whichever rank gets there first, and every rank maps the same pages.
 A damaged file (truncated, a wrong header, a checksum or offsets that do not match) is rebuilt
 with one `DatasetWarning` line; a cache folder that cannot be written is one warning and the
-records are parsed in memory, as without a cache.
+records are parsed in memory, as without a cache. Files are only ever replaced (written under a
+temporary name, then renamed), never rewritten in place: a process mapping the old file keeps
+its pages (truncating a mapped file in place would kill its readers with SIGBUS). A cache folder
+shared by several nodes works where its file system honours `flock` (local disks, NFSv4).
 
 File layout: `MAGIC`, the header length (uint64 little-endian), a JSON header (`version`, `size`
 of the whole file, `crc32` of the array data, `arrays`: name -> dtype, shape, offset; `id_kind`,
