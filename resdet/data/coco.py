@@ -32,7 +32,7 @@ from resdet.data.compact import CompactRecords, RecordsBuilder
 from resdet.data.errors import DatasetError, DatasetWarning
 from resdet.data.masks import check_segmentation
 from resdet.data.records import DatasetSource
-from resdet.data.records_cache import cached_records, file_identity
+from resdet.data.records_cache import cached_records, file_identity, trim_heap
 
 #: Bump when what `load_coco` makes of the same file changes: cached records of older versions
 #: are then not used.
@@ -107,6 +107,7 @@ def load_coco(
         )
     else:
         records, meta = _parse(ann_file, image_dir, masks)
+    trim_heap()  # the parsed JSON's objects are freed: give their memory back
     for text in meta["warnings"]:
         warnings.warn(text, DatasetWarning, stacklevel=2)
     return DatasetSource(
