@@ -1,10 +1,12 @@
 """Input-pipeline throughput (images/s): detection decode + flip, or CIFAR in-memory batches beside
-what ResNet-20 training consumes.
+what ResNet-20 training consumes; or the memory COCO-sized records take (--coco-scale).
 
     # detection: shapes JPEGs, DataLoader
     python tools/bench_data.py
     # CIFAR pipeline vs ResNet-20 steps
     python tools/bench_data.py --cifar ../shared/data/cifar10_jpeg
+    # records of a COCO-2017-train-sized file: read time, memory held, DataLoader workers' growth
+    python tools/bench_data.py --coco-scale [--images 118287] [--before]
 
 Detection: generates (once, cached) shapes JPEGs of about `--image-size` pixels, then times the
 training pipeline: safe decode, random flip, float conversion, through a DataLoader with `--workers`
@@ -13,27 +15,47 @@ resizes (`model.input`).
 
 CIFAR: the split is decoded once (cached), then the tool times the in-memory batches (indexing,
 pad-crop-flip, on `--device`) alone, then full ResNet-20 training steps (forward, backward, SGD) on
-those batches, in one process, and prints the ratio pipeline / consumption. The measuring is
-resdet.benchmarks.data_speed's; this tool parses the options and prints.
+those batches, in one process, and prints the ratio pipeline / consumption.
+
+COCO scale: generates (once, under `--work-dir`) a COCO-2017-train-like instances file of
+`--images` images (seeded: ~7.3 annotations per image, ~24-point polygons, 1% crowd RLE; the images
+are symlinks to a few real JPEGs of `--jpegs`), then, each in a fresh process, reads it with and
+without masks through the records cache, cold (parse + write the cache) and warm (map), builds the
+training dataset and lets `--workers` forked DataLoader workers read every record; prints one table:
+times, memory held by the main process, the workers' private growth
+(/proc/<pid>/smaps_rollup) and the node projection for `--ranks` ranks. `--before` adds the row of
+the same records held as Python lists (the layout before `resdet.data.compact`).
+
+The measuring is resdet.benchmarks.data_speed's; this tool parses the options and prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from resdet.benchmarks.data_speed import (
+    COCO_TRAIN_IMAGES,
     cifar_batches,
+    coco_scale_rows,
     detection_loader_rate,
+    format_scale_table,
     pipeline_rate,
     shapes_training_set,
     training_rate,
+    write_coco_like,
 )
 from resdet.classification.cifar import load_cifar
 from resdet.utils.cli import run_tool
+from resdet.utils.paths import cache_root
+
+#: real JPEGs the generated COCO-like images link to, when this checkout has ../shared
+TINY_COCO_JPEGS = Path(__file__).resolve().parents[1] / ".." / "shared/data/tiny_coco/train2017"
 
 
 def detection_rate(args: argparse.Namespace) -> float:
@@ -83,7 +105,32 @@ def cifar_rates(args: argparse.Namespace) -> tuple[float, float]:
     return pipeline, training
 
 
-def main(argv: list[str] | None = None) -> float:
+def coco_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The --coco-scale table (see the module docstring); returns its rows."""
+    work = Path(args.work_dir or cache_root(args.cache_dir) / "bench_coco_scale")
+    work = work / f"{args.images}-seed{args.seed}"
+    load = "load average %.2f %.2f %.2f" % os.getloadavg()
+    print(f"{load} at the start ({os.cpu_count()} CPUs)")
+    t0 = time.perf_counter()
+    ann_file = write_coco_like(work, images=args.images, seed=args.seed, jpeg_dir=args.jpegs)
+    print(
+        f"{ann_file} ({ann_file.stat().st_size / 1e6:.0f} MB) ready in "
+        f"{time.perf_counter() - t0:.0f} s (generated once, then reused)"
+    )
+    rows = coco_scale_rows(
+        ann_file,
+        ann_file.parent / "images",
+        work,
+        workers=args.workers,
+        ranks=args.ranks,
+        before=args.before,
+    )
+    print(format_scale_table(rows, workers=args.workers, ranks=args.ranks))
+    print("load average %.2f %.2f %.2f at the end" % os.getloadavg())
+    return rows
+
+
+def main(argv: list[str] | None = None) -> Any:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--cifar", metavar="DIR", help="time the CIFAR pipeline on this folder (either layout)"
@@ -100,7 +147,29 @@ def main(argv: list[str] | None = None) -> float:
         help="size of the generated JPEGs (each side drawn in [0.75, 1] x this)",
     )
     p.add_argument("--num-images", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--workers", type=int, default=None, help="default 2 (detection), 4 (COCO scale)"
+    )
+    p.add_argument(
+        "--coco-scale", action="store_true", help="the memory of COCO-sized records (docstring)"
+    )
+    p.add_argument("--images", type=int, default=COCO_TRAIN_IMAGES, help="COCO scale: images")
+    p.add_argument("--seed", type=int, default=0, help="COCO scale: the generator's seed")
+    p.add_argument("--ranks", type=int, default=8, help="COCO scale: ranks per node, projected")
+    p.add_argument(
+        "--jpegs",
+        default=str(TINY_COCO_JPEGS) if TINY_COCO_JPEGS.is_dir() else None,
+        help="COCO scale: real JPEGs to link to (default ../shared/data/tiny_coco/train2017 when "
+        "present, else generated ones)",
+    )
+    p.add_argument(
+        "--work-dir",
+        default=None,
+        help="COCO scale: where generated files and caches go (<cache>/bench_coco_scale)",
+    )
+    p.add_argument(
+        "--before", action="store_true", help="COCO scale: add the row of records as Python lists"
+    )
     p.add_argument(
         "--batch-size", type=int, default=None, help="default 2 (detection), 128 (CIFAR)"
     )
@@ -109,6 +178,10 @@ def main(argv: list[str] | None = None) -> float:
     )
     p.add_argument("--cache-dir", default=None)
     args = p.parse_args(argv)
+    if args.coco_scale:
+        args.workers = 4 if args.workers is None else args.workers
+        return coco_scale(args)
+    args.workers = 2 if args.workers is None else args.workers
     if args.cifar:
         args.batch_size = args.batch_size or 128
         return cifar_rates(args)[0]

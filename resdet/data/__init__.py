@@ -4,7 +4,9 @@
   files, evaluation protocol) and the registered names; `catalog.py`: `load_source`, an entry
   read through that table.
 - readers: `coco.py`, `voc.py`, `voc_folder.py` (with `checks.py`, `masks.py`), producing the
-  `records.py` types; `shapes.py` generates the synthetic shapes set.
+  `records.py` types, the records packed in flat arrays (`compact.py`) that DataLoader workers
+  share; COCO files are parsed once per node and mapped afterwards (`records_cache.py`);
+  `shapes.py` generates the synthetic shapes set.
 - `build.py` / `dataset.py`: the `data:` config to a `DetectionDataset` and its DataLoaders, with
   `image_io.py` (safe decoding), `transforms.py`, `samplers.py` and `collate.py`.
 

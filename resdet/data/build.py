@@ -93,7 +93,7 @@ def build_train_loader(
     uninterrupted one whatever `data.num_workers` is. Workers ignore SIGINT/SIGTERM (the trainer
     handles them)."""
     groups = (
-        aspect_groups([r.height for r in dataset.records], [r.width for r in dataset.records])
+        aspect_groups(dataset.records.heights.tolist(), dataset.records.widths.tolist())
         if data.aspect_grouping
         else [0] * len(dataset)
     )

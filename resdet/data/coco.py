@@ -12,20 +12,33 @@
 
 The json is parsed directly rather than through `pycocotools.COCO`, which checks none of the above;
 pycocotools scores the predictions (`resdet.evaluation.coco_evaluator`).
+
+The records come back as one `CompactRecords` (flat arrays; `resdet.data.compact`). With `cache`
+(by default for files of `MIN_CACHED_BYTES` or more) a file is parsed once: its records go to
+`$RESDET_CACHE/records/` keyed by the file's path, size and mtime, `READER_VERSION` and the
+options, and later reads (every DDP rank, every later run) map them (`resdet.data.records_cache`);
+the drop warning is stored with them and repeated on every read.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from resdet.data.checks import DropCounter, DropKind, boxes_array, check_relative, clip_box, finite
-from resdet.data.errors import DatasetError
+from resdet.data.checks import DropCounter, DropKind, check_relative, clip_box, finite
+from resdet.data.compact import CompactRecords, RecordsBuilder
+from resdet.data.errors import DatasetError, DatasetWarning
 from resdet.data.masks import check_segmentation
-from resdet.data.records import DatasetSource, ImageRecord
+from resdet.data.records import DatasetSource
+from resdet.data.records_cache import cached_records, file_identity, trim_heap
+
+#: Bump when what `load_coco` makes of the same file changes: cached records of older versions
+#: are then not used.
+READER_VERSION = 1
+#: `load_coco(cache=None)` caches files of at least this size (smaller ones parse in milliseconds)
+MIN_CACHED_BYTES = 1 << 20
 
 
 def read_coco_json(path: str | Path) -> dict[str, Any]:
@@ -66,11 +79,50 @@ def _int(record: dict[str, Any], name: str, where: str) -> int:
 
 
 def load_coco(
-    ann_file: str | Path, image_dir: str | Path, name: str | None = None, *, masks: bool = False
+    ann_file: str | Path,
+    image_dir: str | Path,
+    name: str | None = None,
+    *,
+    masks: bool = False,
+    cache: bool | None = None,
+    cache_dir: str | Path | None = None,
 ) -> DatasetSource:
     """Read a COCO instances file; image paths are `image_dir / file_name`. Opens no image.
-    `masks`: also read and check the instance masks (see the module docstring)."""
+    `masks`: also read and check the instance masks (see the module docstring). `cache`: parse
+    once and map the records afterwards (None: for files of `MIN_CACHED_BYTES` or more), under
+    `cache_dir` (default `$RESDET_CACHE`)."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
+    src = str(ann_file)
+    identity = file_identity(ann_file) if cache is not False else None
+    if identity is not None and (cache or identity["size"] >= MIN_CACHED_BYTES):
+        inputs = {
+            "reader": "coco",
+            "version": READER_VERSION,
+            **identity,
+            "image_dir": str(image_dir),
+            "masks": masks,
+        }
+        records, meta = cached_records(
+            inputs, lambda: _parse(ann_file, image_dir, masks), cache_dir=cache_dir, describe=src
+        )
+    else:
+        records, meta = _parse(ann_file, image_dir, masks)
+    trim_heap()  # the parsed JSON's objects are freed: give their memory back
+    for text in meta["warnings"]:
+        warnings.warn(text, DatasetWarning, stacklevel=2)
+    return DatasetSource(
+        name=name or src,
+        protocol="coco",
+        class_names=meta["class_names"],
+        category_ids=meta["category_ids"],
+        records=records,
+        ann_file=str(ann_file),
+    )
+
+
+def _parse(ann_file: Path, image_dir: Path, masks: bool) -> tuple[CompactRecords, dict[str, Any]]:
+    """The file's records and meta (`class_names`, `category_ids`, `warnings`: the drop summary
+    lines, not yet emitted)."""
     data = read_coco_json(ann_file)
     src = str(ann_file)
 
@@ -150,36 +202,35 @@ def load_coco(
                 img["segmentations"].append(seg)
             img["boxes"].append(box)
             img["labels"].append(label_of[cid])
-    dropped.warn(src)
+    message = dropped.message(src)
     if unmasked:
+        if message is not None:
+            warnings.warn(message, DatasetWarning, stacklevel=3)
         total = len(unmasked) + sum(len(img["boxes"]) for img in images.values())
         raise DatasetError(
             f"{src}: {len(unmasked)} of {total} annotations have no 'segmentation' (e.g. "
             f"annotation id {unmasked[0]}); a mask model (model.mask_head.enabled) trains on "
             "instance masks" + (": this file has boxes only" if len(unmasked) == total else "")
         )
+    del data
 
-    records = []
-    for iid, img in images.items():
-        n = len(img["boxes"])
-        records.append(
-            ImageRecord(
-                file_name=str(image_dir / img["file_name"]),
-                image_id=iid,
-                height=img["height"],
-                width=img["width"],
-                boxes=boxes_array(img["boxes"]),
-                labels=np.asarray(img["labels"], dtype=np.int64),
-                difficult=np.zeros(n, dtype=bool),
-                crowd_boxes=boxes_array(img["crowd"]),
-                segmentations=img["segmentations"] if masks else None,
-            )
+    builder = RecordsBuilder(masks=masks)
+    for iid in list(images):
+        img = images.pop(iid)  # free each image's lists as it is packed
+        builder.add(
+            str(image_dir / img["file_name"]),
+            iid,
+            img["height"],
+            img["width"],
+            img["boxes"],
+            img["labels"],
+            None,
+            img["crowd"],
+            img["segmentations"] if masks else None,
         )
-    return DatasetSource(
-        name=name or src,
-        protocol="coco",
-        class_names=[cats[c] for c in category_ids],
-        category_ids=category_ids,
-        records=records,
-        ann_file=str(ann_file),
-    )
+    meta = {
+        "class_names": [cats[c] for c in category_ids],
+        "category_ids": category_ids,
+        "warnings": [] if message is None else [message],
+    }
+    return builder.build(), meta

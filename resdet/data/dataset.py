@@ -13,18 +13,24 @@ the dataset is not empty after filtering. Undecodable images fail with a `BadIma
 file and `data.skip_bad_images` (one line, also when raised in a DataLoader worker), or, with
 `skip_bad_images`, are replaced by the next index and counted (per process) up to
 `max_bad_images`.
+
+The records stay in the sources' flat stores (`resdet.data.compact`): `dataset.records` is a
+`RecordsView` over them in item order, so DataLoader workers forked from the process that holds the
+dataset share those pages instead of copying them as they read Python objects.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from resdet.data.compact import CompactRecords, RecordsView, as_compact
 from resdet.data.errors import DatasetError, DatasetWarning
 from resdet.data.image_io import BadImageError, read_image
 from resdet.data.masks import rasterize
@@ -58,7 +64,15 @@ class DetectionDataset(Dataset):
                     f"cannot concatenate {s.name} with {sources[0].name}: their class lists differ "
                     f"({len(s.class_names)} vs {len(sources[0].class_names)} classes)"
                 )
-        if masks and any(r.segmentations is None for s in sources for r in s.records):
+        # one flat store per source (readers give one; a list of ImageRecords is packed)
+        sources = [
+            s
+            if isinstance(s.records, CompactRecords)
+            else replace(s, records=as_compact(s.records))
+            for s in sources
+        ]
+        stores: list[CompactRecords] = [s.records for s in sources]  # type: ignore[misc]
+        if masks and any(len(st) and not st.masks for st in stores):
             raise DatasetError("masks=True needs sources read with masks (load_source(masks=True))")
         self.sources = sources
         self.masks = masks
@@ -67,41 +81,53 @@ class DetectionDataset(Dataset):
         self.train, self.use_difficult = train, use_difficult
         self.skip_bad_images, self.max_bad_images = skip_bad_images, max_bad_images
         self.bad_images = 0
-        records = [r for s in sources for r in s.records]
         names = ", ".join(s.name for s in sources)
+        total = sum(len(st) for st in stores)
+        order = np.arange(total, dtype=np.int64)
         if train and filter_empty:
-            kept = [r for r in records if len(self._train_boxes(r)[0])]
-            if len(kept) < len(records):
-                crowd_only = sum(
-                    1 for r in records if not len(self._train_boxes(r)[0]) and len(r.crowd_boxes)
-                )
+            train_counts = np.concatenate(
+                [np.zeros(0, np.int64)]
+                + [st.kept_counts(self._train_keep_all(st.difficult)) for st in stores]
+            )
+            crowd_counts = np.concatenate(
+                [np.zeros(0, np.int64)] + [st.crowd_counts for st in stores]
+            )
+            kept = train_counts > 0
+            if not kept.all():
+                crowd_only = int((~kept & (crowd_counts > 0)).sum())
                 warnings.warn(
-                    f"{names}: {len(records) - len(kept)} of {len(records)} images "
+                    f"{names}: {total - int(kept.sum())} of {total} images "
                     "have no box to train on "
                     f"and are left out ({crowd_only} with only crowd boxes)",
                     DatasetWarning,
                     stacklevel=2,
                 )
-            records = kept
-        if not records:
+            order = order[kept]
+        if not len(order):
             after = " after filtering" if train and filter_empty else ""
             raise DatasetError(f"{names}: the dataset is empty{after}")
+        #: the records of the dataset's images, in item order: a sequence over the sources'
+        #: stores (`records[i]` builds an `ImageRecord`; `.heights` / `.widths` are columns)
+        self.records = RecordsView(stores, order)
         if check_files:
-            missing = [r.file_name for r in records if not os.path.isfile(r.file_name)]
+            missing = [f for f in self.records.file_names() if not os.path.isfile(f)]
             if missing:
                 raise DatasetError(
                     f"{names}: {len(missing)} image file(s) missing:\n  " + "\n  ".join(missing)
                 )
-        self.records: list[ImageRecord] = records
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
     def _train_keep(self, r: ImageRecord) -> np.ndarray:
+        return self._train_keep_all(r.difficult)
+
+    def _train_keep_all(self, difficult: np.ndarray) -> np.ndarray:
+        """Which of the boxes with these `difficult` flags are trained on."""
         if not self.train or self.use_difficult:
-            return np.ones(len(r.boxes), dtype=bool)
-        return ~r.difficult
+            return np.ones(len(difficult), dtype=bool)
+        return ~difficult
 
     def _train_boxes(self, r: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
         keep = self._train_keep(r)

@@ -71,7 +71,7 @@ class ReadArgs:
     duplicate_iou: float | None
     #: a voc_folder entry's classes when it gives none (the training set's collected names)
     folder_class_names: list[str] | None
-    #: `data.cache_dir`, where generated data goes
+    #: `data.cache_dir`, where generated data and the records cache go
     cache_dir: str | None
 
 
@@ -104,6 +104,7 @@ def _read_coco(entry: Entry, args: ReadArgs) -> DatasetSource:
         args.root / entry["image_dir"],
         name=args.name or str(entry["ann_file"]),
         masks=args.masks,
+        cache_dir=args.cache_dir,
     )
 
 
@@ -164,6 +165,7 @@ def _read_shapes(entry: Entry, args: ReadArgs) -> DatasetSource:
         folder / "JPEGImages",
         name=args.name or f"shapes_{entry['split']}",
         masks=args.masks,
+        cache_dir=args.cache_dir,
     )
 
 

@@ -2,10 +2,14 @@
 
 Records hold annotations only (no pixels). Boxes are `xyxy` float32 in absolute pixels of the
 image's loaded frame, already clipped to the image; degenerate boxes were dropped by the reader.
+A reader returns them as one `resdet.data.compact.CompactRecords` (flat arrays that forked
+DataLoader workers share; `records[i]` builds the `ImageRecord`); a plain list of `ImageRecord`s
+is accepted wherever records are, and `DetectionDataset` packs it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,7 +23,9 @@ class ImageRecord:
     `boxes` (N, 4) float32 xyxy, `labels` (N,) int64 contiguous `0..C-1`, `difficult` (N,)
     bool (VOC's flag; all False for COCO), `crowd_boxes` (M, 4) float32 xyxy (COCO
     `iscrowd=1`, never trained on). `segmentations`: one COCO segmentation (polygons or RLE,
-    `resdet.data.masks`) per box when the reader was asked for masks, else None.
+    `resdet.data.masks`) per box when the reader was asked for masks, else None. Records built
+    from a `CompactRecords` hold their own array copies and polygons as float64 arrays (one per
+    part, the values the JSON held); changing a record does not change the store.
     """
 
     file_name: str
@@ -42,6 +48,7 @@ class DatasetSource:
     is not the entry's file layout (`format:` in a config's dataset entry): `voc_folder`
     entries are scored as "voc", `shapes` entries as "coco".
     `category_ids[k]` is the dataset's own id of contiguous label `k` (COCO ids; 1..C for VOC).
+    `records`: the readers give a `CompactRecords`; any sequence of `ImageRecord`s works.
     `ann_file` is the COCO json the COCO evaluator scores against (None for VOC, whose
     evaluator uses the records). `class_names_from_data`: the reader collected `class_names` from
     the annotations (a `voc_folder` entry without `class_names`) rather than being given them.
@@ -51,6 +58,6 @@ class DatasetSource:
     protocol: Literal["coco", "voc"]
     class_names: list[str]
     category_ids: list[int]
-    records: list[ImageRecord]
+    records: Sequence[ImageRecord]
     ann_file: str | None = None
     class_names_from_data: bool = False

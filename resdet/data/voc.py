@@ -36,6 +36,7 @@ from resdet.data.checks import (
     clip_box,
     near_duplicate,
 )
+from resdet.data.compact import CompactRecords
 from resdet.data.errors import DatasetError
 from resdet.data.records import DatasetSource, ImageRecord
 
@@ -272,5 +273,5 @@ def load_voc(
         protocol="voc",
         class_names=class_names,
         category_ids=list(range(1, len(class_names) + 1)),
-        records=records,
+        records=CompactRecords.from_records(records, masks=False),
     )

@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 
 from resdet.data.checks import DropCounter
+from resdet.data.compact import CompactRecords
 from resdet.data.errors import DatasetError, DatasetWarning
 from resdet.data.records import DatasetSource
 from resdet.data.voc import VocAnnotation, parse_voc_xml, voc_record
@@ -231,6 +232,6 @@ def load_voc_folder(
         protocol="voc",
         class_names=list(class_names),
         category_ids=list(range(1, len(class_names) + 1)),
-        records=records,
+        records=CompactRecords.from_records(records, masks=False),
         class_names_from_data=from_data,
     )

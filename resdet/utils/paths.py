@@ -4,7 +4,8 @@
   config's `data.root`) if given, else `$RESDET_DATASETS`, else `datasets/` (relative to the working
   directory).
 - `cache_root(cache_dir)`: where generated and derived files go (the shapes sets, decoded CIFAR
-  splits, `resdet:<name>` weights): `cache_dir` if given, else `$RESDET_CACHE`, else
+  splits, `resdet:<name>` weights, COCO records parsed once, `records/`, see
+  `resdet.data.records_cache`): `cache_dir` if given, else `$RESDET_CACHE`, else
   `~/.cache/resdet`.
 """
 

@@ -133,8 +133,9 @@ def test_bad_image_error_or_skip_with_limit(tmp_path, content):
 
 
 def test_decoded_size_must_match_the_annotation(tmp_path):
-    src = source(tmp_path, [("a.jpg", 20, 30)], [ann(1, 1)])
-    src.records[0].height = 30
+    # the file says 30x30 for a 20x30 image (records are read-only views: no editing them)
+    src = source(tmp_path, [("a.jpg", 30, 30)], [ann(1, 1)], make_files=False)
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "img/a.jpg")
     with pytest.raises(BadImageError, match="a.jpg.*20x30.*30x30"):
         DetectionDataset([src], train=True)[0]
 
