@@ -24,7 +24,10 @@ without masks through the records cache, cold (parse + write the cache) and warm
 training dataset and lets `--workers` forked DataLoader workers read every record; prints one table:
 times, memory held by the main process, the workers' private growth
 (/proc/<pid>/smaps_rollup) and the node projection for `--ranks` ranks. `--before` adds the row of
-the same records held as Python lists (the layout before `resdet.data.compact`).
+the same records held as Python lists (the layout before `resdet.data.compact`). Then, on the same
+file, the time from launching tools/train_det.py to the end of its first step, cold (the records
+parsed) and warm (mapped), for the boxes and the masks demo configs, and COCO box scoring of
+`--eval-images` images x 100 detections (ours with each backend, faster-coco-eval's own).
 
 The measuring is resdet.benchmarks.data_speed's; this tool parses the options and prints.
 """
@@ -33,17 +36,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from resdet.benchmarks.coco_eval_speed import compare_coco_eval
 from resdet.benchmarks.data_speed import (
     COCO_TRAIN_IMAGES,
     cifar_batches,
     coco_scale_rows,
     detection_loader_rate,
+    first_step_seconds,
     format_scale_table,
     pipeline_rate,
     shapes_training_set,
@@ -51,6 +57,7 @@ from resdet.benchmarks.data_speed import (
     write_coco_like,
 )
 from resdet.classification.cifar import load_cifar
+from resdet.config import CONFIG_DIR
 from resdet.utils.cli import run_tool
 from resdet.utils.paths import cache_root
 
@@ -126,6 +133,28 @@ def coco_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
         before=args.before,
     )
     print(format_scale_table(rows, workers=args.workers, ranks=args.ranks))
+    if args.first_step:
+        print("\ntools/train_det.py, launch to the end of the first step (2 images, no test set):")
+        for kind, config in (("boxes", "demo_shapes.yaml"), ("masks", "demo_shapes_mask.yaml")):
+            cache = work / f"first_step_{kind}"
+            shutil.rmtree(cache, ignore_errors=True)
+            times = [
+                first_step_seconds(
+                    Path(__file__).with_name("train_det.py"),
+                    CONFIG_DIR / config,
+                    ann_file,
+                    ann_file.parent / "images",
+                    cache,
+                    work / "first_step_run",
+                )
+                for _ in ("cold", "warm")
+            ]
+            print(f"  {kind} (configs/{config}): cold {times[0]:.1f} s, warm {times[1]:.1f} s")
+    if args.eval_images:
+        print(f"\nCOCO box scoring, {args.eval_images} images x 100 detections:")
+        runs = compare_coco_eval(args.eval_images, 100, args.seed)
+        for name, run in runs.items():
+            print(f"  {name}: {run.wall_s:.1f} s")
     print("load average %.2f %.2f %.2f at the end" % os.getloadavg())
     return rows
 
@@ -169,6 +198,18 @@ def main(argv: list[str] | None = None) -> Any:
     )
     p.add_argument(
         "--before", action="store_true", help="COCO scale: add the row of records as Python lists"
+    )
+    p.add_argument(
+        "--no-first-step",
+        dest="first_step",
+        action="store_false",
+        help="COCO scale: skip timing tools/train_det.py to its first step (cold and warm)",
+    )
+    p.add_argument(
+        "--eval-images",
+        type=int,
+        default=5000,
+        help="COCO scale: images of the scoring comparison (100 detections each; 0 skips it)",
     )
     p.add_argument(
         "--batch-size", type=int, default=None, help="default 2 (detection), 128 (CIFAR)"

@@ -448,3 +448,38 @@ def format_scale_table(rows: list[dict[str, Any]], *, workers: int, ranks: int) 
             f"| {size(r['worker_growth'])} | {size(r['node'])} |"
         )
     return "\n".join(lines)
+
+
+def first_step_seconds(
+    train_det: Path, config: Path, ann_file: Path, image_dir: Path, cache_dir: Path, out: Path
+) -> float:
+    """Wall seconds from launching `tools/train_det.py` (`train_det`) on `config`, trained on the
+    COCO file (`data.train`, no test set, one iteration of 2 images, a random-init backbone), to
+    the end of its first step: the time of the process until `metrics.jsonl` holds its first line
+    (the process is then stopped). Records come from, or go to, `cache_dir`."""
+    shutil.rmtree(out, ignore_errors=True)
+    entry = f"data.train=[{{format: coco, ann_file: {ann_file}, image_dir: {image_dir}}}]"
+    command = [
+        sys.executable, str(train_det), str(config), "--no-progress", "--output-dir", str(out),
+        entry, "data.test=[]", "data.num_workers=0", "solver.ims_per_batch=2", "solver.max_iter=50",
+        "solver.log_period=1", "solver.checkpoint_period=1000", "test.eval_period=0",
+        "model.backbone.weights=null",
+    ]  # fmt: skip
+    log = out / "metrics.jsonl"
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        command,
+        env={**os.environ, "RESDET_CACHE": str(cache_dir)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not (log.is_file() and log.read_text().strip()):
+            if proc.poll() is not None:
+                raise RuntimeError(f"{train_det} ended before its first step: {proc.stderr.read()}")
+            time.sleep(0.05)
+        return time.perf_counter() - start
+    finally:
+        proc.kill()
+        proc.wait()

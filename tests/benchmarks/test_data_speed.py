@@ -5,6 +5,7 @@ measurement at small size."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ import torch
 from resdet.benchmarks.data_speed import (
     cifar_batches,
     detection_loader_rate,
+    first_step_seconds,
     measure_in_subprocess,
     pipeline_rate,
     shapes_training_set,
@@ -84,3 +86,19 @@ def test_records_in_workers_grow_by_far_less_than_python_lists(tmp_path):
     assert max(warm["worker_growth"]) < 4e6 and warm["held_anon"] < 5e6
     assert min(lists["worker_growth"]) > 10e6
     assert warm["worker_touched"] == lists["worker_touched"]
+
+
+def test_first_step_of_train_det_cold_then_warm(tmp_path):
+    """tools/train_det.py on a generated COCO-like file reaches its first step, and the time to it
+    is measured."""
+    ann = write_coco_like(tmp_path / "coco", images=60, seed=0, jpeg_dir=None)
+    root = Path(__file__).resolve().parents[2]
+    args = (
+        root / "tools" / "train_det.py",
+        root / "configs" / "demo_shapes.yaml",
+        ann,
+        ann.parent / "images",
+        tmp_path / "cache",
+    )
+    cold = first_step_seconds(*args, tmp_path / "run")
+    assert cold > 0 and (tmp_path / "run" / "metrics.jsonl").read_text().strip()

@@ -31,11 +31,23 @@ def test_cifar_mode_times_pipeline_and_training(tmp_path, capsys):
 
 def test_coco_scale_table_at_2000_images(tmp_path, capsys):
     rows = bench_data.main(
-        ["--coco-scale", "--images", "2000", "--work-dir", str(tmp_path), "--workers", "2"]
+        [
+            "--coco-scale",
+            "--images",
+            "2000",
+            "--work-dir",
+            str(tmp_path),
+            "--workers",
+            "2",
+            "--no-first-step",
+            "--eval-images",
+            "30",
+        ]  # fmt: skip
     )
     printed = capsys.readouterr().out
     assert [r["records"] for r in rows] == ["boxes", "masks"]
     assert "| masks | 1,998 |" in printed and "load average" in printed
+    assert "ours/faster" in printed and "faster-coco-eval" in printed
     for r in rows:
         assert r["images"] == 1998 and 0 < r["warm_s"] < r["cold_s"]
         assert r["worker_growth"] < 50e6 and r["node"] < 1e9
