@@ -95,9 +95,14 @@ def as_detectron2_backbone(body: nn.Module) -> ResdetBackbone:
 
 def register_detectron2() -> dict[str, Any]:
     """Register ``build_resdet_backbone`` and ``build_resdet_fpn_backbone`` in detectron2's
-    ``BACKBONE_REGISTRY`` (again is a no-op); returns them by name."""
+    ``BACKBONE_REGISTRY``; returns them by name. Calling it again is a no-op, except after this
+    module was imported anew (``importlib.reload``, a notebook re-run): the registry then gets this
+    import's builders, whose wrapper class is the one ``pickle`` finds under this module's name."""
     builders = {f.__name__: f for f in (build_resdet_backbone, build_resdet_fpn_backbone)}
     for name, fn in builders.items():
         if name not in BACKBONE_REGISTRY:
             BACKBONE_REGISTRY.register(fn)
+        elif BACKBONE_REGISTRY.get(name) is not fn:
+            # detectron2's Registry refuses a second registration of a name
+            BACKBONE_REGISTRY._obj_map[name] = fn
     return builders
