@@ -8,6 +8,8 @@ Importing this module imports detectron2 (nothing else in ``backbones`` does). A
   ``MODEL.FPN.*``;
 - ``MODEL.BACKBONE.NAME: "build_resdet_backbone"``: the ResNet alone (C4: ``OUT_FEATURES:
   ["res4"]``; detectron2's ``Res5ROIHeads`` builds res5 itself).
+- ``MODEL.BACKBONE.NAME: "build_resdet_retinanet_backbone"``: ResNet + FPN over res3..res5 with
+  P6/P7 from res5 (p3..p7), as detectron2's ``build_retinanet_resnet_fpn_backbone``.
 
 ``MODEL.RESDET.WEIGHTS`` (added by :func:`add_resdet_config`; any source
 ``backbones.weights.load_pretrained`` reads, e.g. ``torchvision:resnet50`` or ``R-50.pkl``) loads
@@ -88,17 +90,29 @@ def build_resdet_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> ResdetBac
     return ResdetBackbone(FPN(_resnet(cfg, input_shape), **fpn_kwargs(cfg)))
 
 
+def build_resdet_retinanet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> ResdetBackbone:
+    """ResNet + FPN with P6/P7 made from res5, as detectron2's
+    ``build_retinanet_resnet_fpn_backbone`` configures them (``MODEL.FPN.IN_FEATURES`` res3..res5
+    -> p3..p7)."""
+    kwargs = {**fpn_kwargs(cfg), "top_block": "p6p7", "top_block_input": "c5"}
+    return ResdetBackbone(FPN(_resnet(cfg, input_shape), **kwargs))
+
+
 def as_detectron2_backbone(body: nn.Module) -> ResdetBackbone:
     """Wrap ``body`` (any backbone with ``output_specs``) as a detectron2 ``Backbone``."""
     return ResdetBackbone(body)
 
 
 def register_detectron2() -> dict[str, Any]:
-    """Register ``build_resdet_backbone`` and ``build_resdet_fpn_backbone`` in detectron2's
-    ``BACKBONE_REGISTRY``; returns them by name. Calling it again is a no-op, except after this
-    module was imported anew (``importlib.reload``, a notebook re-run): the registry then gets this
-    import's builders, whose wrapper class is the one ``pickle`` finds under this module's name."""
-    builders = {f.__name__: f for f in (build_resdet_backbone, build_resdet_fpn_backbone)}
+    """Register ``build_resdet_backbone``, ``build_resdet_fpn_backbone`` and
+    ``build_resdet_retinanet_backbone`` in detectron2's ``BACKBONE_REGISTRY``; returns them by
+    name. Calling it again is a no-op, except after this module was imported anew
+    (``importlib.reload``, a notebook re-run): the registry then gets this import's builders, whose
+    wrapper class is the one ``pickle`` finds under this module's name."""
+    builders = {
+        f.__name__: f
+        for f in (build_resdet_backbone, build_resdet_fpn_backbone, build_resdet_retinanet_backbone)
+    }
     for name, fn in builders.items():
         if name not in BACKBONE_REGISTRY:
             BACKBONE_REGISTRY.register(fn)

@@ -196,3 +196,63 @@ def test_unsupported_fpn_fuse_type_is_named():
     cfg.MODEL.FPN.FUSE_TYPE = "avg"
     with pytest.raises(ValueError, match="MODEL.FPN.FUSE_TYPE='avg'"):
         fpn_kwargs(cfg)
+
+
+def test_retinanet_with_our_backbone_is_detectron2s_retinanet():
+    """detectron2's own RetinaNet config with `build_resdet_retinanet_backbone`: the backbone has
+    detectron2's output shapes and parameter count (its `build_retinanet_resnet_fpn_backbone`
+    built from the same config), and the whole RetinaNet trains two steps and infers."""
+    if importlib.util.find_spec("detectron2") is None:
+        pytest.skip("detectron2 is not installed (not on PyPI: build it from source)")
+    import os
+
+    import detectron2
+    from detectron2.config import get_cfg
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling import build_model
+    from detectron2.modeling.backbone.fpn import build_retinanet_resnet_fpn_backbone
+    from detectron2.structures import Boxes, Instances
+    from detectron2.utils.events import EventStorage
+
+    sys.modules.pop("backbones.interop.detectron2", None)  # not the stand-in's import of it
+    adapter = importlib.import_module("backbones.interop.detectron2")
+    adapter.register_detectron2()
+    zoo = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs")
+    cfg = get_cfg()
+    adapter.add_resdet_config(cfg)
+    cfg.merge_from_file(os.path.join(zoo, "COCO-Detection", "retinanet_R_50_FPN_1x.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    shape = ShapeSpec(channels=len(cfg.MODEL.PIXEL_MEAN))
+    theirs = build_retinanet_resnet_fpn_backbone(cfg, shape)
+    ours = adapter.build_resdet_retinanet_backbone(cfg, shape)
+    assert {k: (s.channels, s.stride) for k, s in ours.output_shape().items()} == {
+        k: (s.channels, s.stride) for k, s in theirs.output_shape().items()
+    }
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(ours) == count(theirs)
+    x = torch.rand(1, 3, 96, 128)
+    assert {k: v.shape for k, v in ours(x).items()} == {k: v.shape for k, v in theirs(x).items()}
+
+    cfg.MODEL.BACKBONE.NAME = "build_resdet_retinanet_backbone"
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    assert isinstance(model.backbone, adapter.ResdetBackbone)
+    instances = Instances((96, 128))
+    instances.gt_boxes = Boxes(torch.tensor([[10.0, 12.0, 60.0, 70.0]]))
+    instances.gt_classes = torch.tensor([3])
+    batch = [{"image": torch.rand(3, 96, 128) * 255, "instances": instances}]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    model.train()
+    for step in range(2):
+        with EventStorage(step):  # where detectron2's models log during training
+            losses = model(batch)
+        total = sum(losses.values())
+        assert torch.isfinite(total)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        (out,) = model([{"image": torch.rand(3, 96, 128) * 255}])
+    assert out["instances"].image_size == (96, 128)
