@@ -276,7 +276,35 @@ def _offsets(counts: array) -> np.ndarray:
     return out
 
 
-class CompactRecords(Sequence[ImageRecord]):
+class _RecordSequence(Sequence[ImageRecord]):
+    """The sequence both record containers are: `len`, `[i]` (negative too) and slices build
+    `ImageRecord`s through `_record(i)`, iteration in order."""
+
+    def _record(self, i: int) -> ImageRecord:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> ImageRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ImageRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> ImageRecord | list[ImageRecord]:
+        n = len(self)
+        if isinstance(index, slice):
+            return [self._record(i) for i in range(*index.indices(n))]
+        i = int(index)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"record index {index} out of range for {n} records")
+        return self._record(i)
+
+    def __iter__(self) -> Iterator[ImageRecord]:
+        return (self._record(i) for i in range(len(self)))
+
+
+class CompactRecords(_RecordSequence):
     """A dataset's records in flat arrays (module docstring): `len`, `records[i]` (an
     `ImageRecord` built on access, with its own copies of the arrays), slices (a list), iteration.
     Column arrays (`heights`, `widths`, `box_counts`, ...) serve whole-dataset questions without
@@ -313,24 +341,8 @@ class CompactRecords(Sequence[ImageRecord]):
     def __len__(self) -> int:
         return self._n
 
-    @overload
-    def __getitem__(self, index: int) -> ImageRecord: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[ImageRecord]: ...
-
-    def __getitem__(self, index: int | slice) -> ImageRecord | list[ImageRecord]:
-        if isinstance(index, slice):
-            return [self.record(i) for i in range(*index.indices(self._n))]
-        i = int(index)
-        if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:
-            raise IndexError(f"record index {index} out of range for {self._n} records")
+    def _record(self, i: int) -> ImageRecord:
         return self.record(i)
-
-    def __iter__(self) -> Iterator[ImageRecord]:
-        return (self.record(i) for i in range(self._n))
 
     def __repr__(self) -> str:
         where = f", mapped from {self.origin}" if self.origin else ""
@@ -537,7 +549,7 @@ def as_compact(records: Sequence[ImageRecord]) -> CompactRecords:
     return CompactRecords.from_records(records)
 
 
-class RecordsView(Sequence[ImageRecord]):
+class RecordsView(_RecordSequence):
     """Records `order[i]` of the concatenation of `stores` (a dataset's sources, filtered),
     without copying the stores: two int arrays, whatever the number of images."""
 
@@ -562,25 +574,9 @@ class RecordsView(Sequence[ImageRecord]):
     def __len__(self) -> int:
         return len(self.order)
 
-    @overload
-    def __getitem__(self, index: int) -> ImageRecord: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[ImageRecord]: ...
-
-    def __getitem__(self, index: int | slice) -> ImageRecord | list[ImageRecord]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        i = int(index)
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"record index {index} out of range for {len(self)} records")
+    def _record(self, i: int) -> ImageRecord:
         store, k = self.locate(i)
         return store.record(k)
-
-    def __iter__(self) -> Iterator[ImageRecord]:
-        return (self[i] for i in range(len(self)))
 
     def __repr__(self) -> str:
         return f"RecordsView({len(self)} images of {len(self.stores)} store(s))"
