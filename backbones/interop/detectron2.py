@@ -98,6 +98,47 @@ def build_resdet_retinanet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Res
     return ResdetBackbone(FPN(_resnet(cfg, input_shape), **kwargs))
 
 
+#: our (torchvision's) names inside a bottleneck block -> detectron2's, for res5
+_RES5_NAMES = {
+    "conv1.": "conv1.",
+    "bn1.": "conv1.norm.",
+    "conv2.": "conv2.",
+    "bn2.": "conv2.norm.",
+    "conv3.": "conv3.",
+    "bn3.": "conv3.norm.",
+    "downsample.0.": "shortcut.",
+    "downsample.1.": "shortcut.norm.",
+}
+
+
+def load_res5_weights(model: nn.Module, source: str) -> int:
+    """Load res5 of ``source`` (any weights ``load_pretrained`` reads: torchvision, timm, MSRA
+    ``.pkl``, ours) into the ``res5`` that detectron2's ``Res5ROIHeads`` builds for C4 models
+    (``model.roi_heads.res5``): ``build_resdet_backbone`` builds the ResNet up to res4 only, so
+    ``MODEL.RESDET.WEIGHTS`` cannot reach it. Call it after ``build_model(cfg)`` with the same
+    source. Returns the number of tensors copied; every res5 tensor is set, or ``ValueError``."""
+    from backbones.weights import load_pretrained
+
+    res5 = model.roi_heads.res5
+    depth = {6: 50, 23: 101, 36: 152}.get(len(model.backbone.body.layer3))  # res4 blocks
+    if depth is None:
+        raise ValueError("load_res5_weights: the backbone is not a ResNet-50/101/152 up to res4")
+    donor = ResNet(depth, norm="BN", out_features=("res5",))
+    load_pretrained(donor, source)
+    state = {}
+    for key, value in donor.layer4.state_dict().items():
+        block, rest = key.split(".", 1)
+        for ours, theirs in _RES5_NAMES.items():
+            if rest.startswith(ours):
+                state[f"{block}.{theirs}{rest[len(ours) :]}"] = value
+    target = res5.state_dict()
+    missing = sorted(set(target) - set(state))
+    if missing:
+        raise ValueError(f"load_res5_weights: {source} has no tensor for res5.{missing[0]}")
+    res5.load_state_dict({k: state[k] for k in target})
+    return len(target)
+
+
 def as_detectron2_backbone(body: nn.Module) -> ResdetBackbone:
     """Wrap ``body`` (any backbone with ``output_specs``) as a detectron2 ``Backbone``."""
     return ResdetBackbone(body)

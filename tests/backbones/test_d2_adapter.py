@@ -256,3 +256,52 @@ def test_retinanet_with_our_backbone_is_detectron2s_retinanet():
     with torch.no_grad():
         (out,) = model([{"image": torch.rand(3, 96, 128) * 255}])
     assert out["instances"].image_size == (96, 128)
+
+
+def test_c4_res5_gets_the_sources_res5(tmp_path):
+    """C4 with `build_resdet_backbone`: detectron2's `Res5ROIHeads` builds res5 itself, randomly
+    initialised; `load_res5_weights` puts the source's res5 (torchvision's layer4) there, tensor by
+    tensor, and the backbone has the source's res2..res4."""
+    if importlib.util.find_spec("detectron2") is None:
+        pytest.skip("detectron2 is not installed (not on PyPI: build it from source)")
+    import os
+
+    import detectron2
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    sys.modules.pop("backbones.interop.detectron2", None)  # not the stand-in's import of it
+    adapter = importlib.import_module("backbones.interop.detectron2")
+    adapter.register_detectron2()
+    torch.manual_seed(0)
+    source = torchvision.models.resnet50()
+    weights = tmp_path / "r50.pth"
+    torch.save(source.state_dict(), weights)
+    zoo = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs")
+    cfg = get_cfg()
+    adapter.add_resdet_config(cfg)
+    cfg.merge_from_file(os.path.join(zoo, "COCO-Detection", "faster_rcnn_R_50_C4_1x.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.BACKBONE.NAME = "build_resdet_backbone"
+    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False  # torchvision's convention
+    cfg.MODEL.RESDET.WEIGHTS = str(weights)
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+    cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+    model = build_model(cfg)
+    res5 = model.roi_heads.res5
+    theirs = source.layer4
+    assert not torch.equal(res5[0].conv1.weight, theirs[0].conv1.weight)  # random before
+    assert adapter.load_res5_weights(model, str(weights)) == len(res5.state_dict())
+    for i, block in enumerate(theirs):
+        ours = res5[i]
+        torch.testing.assert_close(ours.conv1.weight, block.conv1.weight, rtol=0, atol=0)
+        torch.testing.assert_close(
+            ours.conv3.norm.running_var, block.bn3.running_var, rtol=0, atol=0
+        )
+    torch.testing.assert_close(
+        res5[0].shortcut.weight, theirs[0].downsample[0].weight, rtol=0, atol=0
+    )
+    body = model.backbone.body
+    torch.testing.assert_close(body.layer3[0].conv2.weight, source.layer3[0].conv2.weight)
