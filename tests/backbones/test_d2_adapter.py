@@ -198,31 +198,40 @@ def test_unsupported_fpn_fuse_type_is_named():
         fpn_kwargs(cfg)
 
 
-def test_retinanet_with_our_backbone_is_detectron2s_retinanet():
-    """detectron2's own RetinaNet config with `build_resdet_retinanet_backbone`: the backbone has
-    detectron2's output shapes and parameter count (its `build_retinanet_resnet_fpn_backbone`
-    built from the same config), and the whole RetinaNet trains two steps and infers."""
+def _zoo_config(name: str):
+    """detectron2's own model-zoo config `COCO-Detection/<name>` on CPU without its weights, and our
+    adapter imported against real detectron2 (not the stand-in's import of it), registered;
+    skips without detectron2."""
     if importlib.util.find_spec("detectron2") is None:
         pytest.skip("detectron2 is not installed (not on PyPI: build it from source)")
     import os
 
     import detectron2
     from detectron2.config import get_cfg
+
+    sys.modules.pop("backbones.interop.detectron2", None)
+    adapter = importlib.import_module("backbones.interop.detectron2")
+    adapter.register_detectron2()
+    zoo = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs")
+    cfg = get_cfg()
+    adapter.add_resdet_config(cfg)
+    cfg.merge_from_file(os.path.join(zoo, "COCO-Detection", name))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    return adapter, cfg
+
+
+def test_retinanet_with_our_backbone_is_detectron2s_retinanet():
+    """detectron2's own RetinaNet config with `build_resdet_retinanet_backbone`: the backbone has
+    detectron2's output shapes and parameter count (its `build_retinanet_resnet_fpn_backbone`
+    built from the same config), and the whole RetinaNet trains two steps and infers."""
+    adapter, cfg = _zoo_config("retinanet_R_50_FPN_1x.yaml")
     from detectron2.layers import ShapeSpec
     from detectron2.modeling import build_model
     from detectron2.modeling.backbone.fpn import build_retinanet_resnet_fpn_backbone
     from detectron2.structures import Boxes, Instances
     from detectron2.utils.events import EventStorage
 
-    sys.modules.pop("backbones.interop.detectron2", None)  # not the stand-in's import of it
-    adapter = importlib.import_module("backbones.interop.detectron2")
-    adapter.register_detectron2()
-    zoo = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs")
-    cfg = get_cfg()
-    adapter.add_resdet_config(cfg)
-    cfg.merge_from_file(os.path.join(zoo, "COCO-Detection", "retinanet_R_50_FPN_1x.yaml"))
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.WEIGHTS = ""
     shape = ShapeSpec(channels=len(cfg.MODEL.PIXEL_MEAN))
     theirs = build_retinanet_resnet_fpn_backbone(cfg, shape)
     ours = adapter.build_resdet_retinanet_backbone(cfg, shape)
@@ -262,27 +271,13 @@ def test_c4_res5_gets_the_sources_res5(tmp_path):
     """C4 with `build_resdet_backbone`: detectron2's `Res5ROIHeads` builds res5 itself, randomly
     initialised; `load_res5_weights` puts the source's res5 (torchvision's layer4) there, tensor by
     tensor, and the backbone has the source's res2..res4."""
-    if importlib.util.find_spec("detectron2") is None:
-        pytest.skip("detectron2 is not installed (not on PyPI: build it from source)")
-    import os
-
-    import detectron2
-    from detectron2.config import get_cfg
+    adapter, cfg = _zoo_config("faster_rcnn_R_50_C4_1x.yaml")
     from detectron2.modeling import build_model
 
-    sys.modules.pop("backbones.interop.detectron2", None)  # not the stand-in's import of it
-    adapter = importlib.import_module("backbones.interop.detectron2")
-    adapter.register_detectron2()
     torch.manual_seed(0)
     source = torchvision.models.resnet50()
     weights = tmp_path / "r50.pth"
     torch.save(source.state_dict(), weights)
-    zoo = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs")
-    cfg = get_cfg()
-    adapter.add_resdet_config(cfg)
-    cfg.merge_from_file(os.path.join(zoo, "COCO-Detection", "faster_rcnn_R_50_C4_1x.yaml"))
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.WEIGHTS = ""
     cfg.MODEL.BACKBONE.NAME = "build_resdet_backbone"
     cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False  # torchvision's convention
     cfg.MODEL.RESDET.WEIGHTS = str(weights)
